@@ -1,0 +1,1 @@
+"""Contest metrics (per output, per test case) and the tuning objective built on them."""

@@ -1,0 +1,137 @@
+"""The Optuna objective: sample a config, run it as an isolated trial, record what happened.
+
+Every trial leaves, in the study: user_attrs (config YAML, timings, per-shape
+latency, precision counts, constraint or fail_reason) and artifacts
+(optuna.artifacts, shown by optuna-dashboard: config.yaml, result.json,
+eval.txt, layers.json, build.log, or the worker's stderr on failure).
+A failed or timed-out trial raises TrialFailed, which `study.optimize(catch=...)`
+turns into a FAIL trial while the study goes on.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+
+from search.grid import shape_label
+from search.runner import CommandBuilder, TrialOutcome, TrialRequest, run_trial, worker_command
+from search.space import SearchSpace
+
+log = logging.getLogger("search")
+
+ARTIFACT_FILES_OK = ("config.yaml", "result.json", "eval.txt", "layers.json", "build.log")
+ARTIFACT_FILES_FAILED = ("config.yaml", "worker.stderr.txt", "build.log")
+
+
+class TrialFailed(Exception):
+    """The worker crashed, failed or timed out; the message is the one-line reason."""
+
+
+@dataclass
+class TrialSettings:
+    """What every trial of one tuning process shares."""
+    onnx: Path                          # the exported model
+    data: Path                          # test data dir
+    work_dir: Path                      # trials/ and artifacts/ go here
+    timing_cache: Path                  # shared by the trials of this process (one GPU)
+    cache_dir: Path                     # prepared ONNX, by pass set
+    gpu: str | None = None              # CUDA_VISIBLE_DEVICES of the worker
+    trial_timeout_s: float | None = None
+    mode: str = "robust"
+    runs: int | None = None
+    warmup: int | None = None
+    grid: str | None = None
+    plugin_libs: Sequence[Path] = ()
+    keep_plan: bool = False
+
+
+def artifact_store(work_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
+    base = Path(work_dir) / "artifacts"
+    base.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(base_path=str(base))
+
+
+def upload(trial: optuna.trial.Trial, path: Path, store) -> str | None:
+    """upload_artifact across Optuna versions (3.x positional, 4+ keyword-only)."""
+    try:
+        try:
+            return optuna.artifacts.upload_artifact(study_or_trial=trial, file_path=str(path), artifact_store=store)
+        except TypeError:
+            return optuna.artifacts.upload_artifact(trial, str(path), store)
+    except OSError as exc:      # a full disk must not turn a measured trial into a failed one
+        log.warning("trial %d: artifact %s not stored: %s", trial.number, path.name, exc)
+        return None
+
+
+def result_attrs(result: dict[str, Any]) -> dict[str, Any]:
+    """The user_attrs of a measured trial: small, JSON-safe, what `best`/`export` show."""
+    cases = result.get("cases") or []
+    attrs = {
+        "objective": result["objective"],
+        "constraint": result["constraint"],
+        "feasible": bool(result.get("feasible", result["constraint"] <= 0)),
+        "prepare_s": result.get("prepare_s"),
+        "build_s": result.get("build_s"),
+        "eval_s": result.get("eval_s"),
+        "latency_ms": {shape_label((c["batch"], c["length"])): c["latency_ms"] for c in cases},
+        "bad_cases": [shape_label((c["batch"], c["length"])) for c in cases if not c.get("good")],
+        "cases": [{k: c.get(k) for k in ("batch", "length", "latency_ms", "good", "worst_ratio")} for c in cases],
+        "precision_counts": result.get("precision_counts") or {},
+        "sites": result.get("sites") or {},
+    }
+    if result.get("warnings"):
+        attrs["warnings"] = result["warnings"]
+    return attrs
+
+
+class TrialObjective:
+    """Callable for study.optimize: one isolated build + evaluation per trial."""
+
+    def __init__(self, space: SearchSpace, settings: TrialSettings, store=None,
+                 command: CommandBuilder = worker_command) -> None:
+        self.space = space
+        self.settings = settings
+        self.store = store if store is not None else artifact_store(settings.work_dir)
+        self.command = command
+
+    def trial_dir(self, trial: optuna.trial.Trial) -> Path:
+        return Path(self.settings.work_dir) / "trials" / trial.study.study_name / f"{trial.number:05d}"
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        s = self.settings
+        if s.gpu is not None:
+            trial.set_user_attr("gpu", str(s.gpu))
+        config = self.space.sample(trial)           # InvalidSample: PRUNED, nothing is built
+        out = self.trial_dir(trial)
+        out.mkdir(parents=True, exist_ok=True)
+        config_path = config.save(out / "config.yaml")
+        trial.set_user_attr("config_yaml", config.to_yaml())
+        trial.set_user_attr("trial_dir", str(out))
+        trial.set_user_attr("timing_cache", str(Path(s.timing_cache).resolve()))
+
+        req = TrialRequest(config=config_path, onnx=Path(s.onnx), data=Path(s.data), out=out,
+                           timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), mode=s.mode,
+                           runs=s.runs, warmup=s.warmup, grid=s.grid, plugin_libs=tuple(s.plugin_libs),
+                           keep_plan=s.keep_plan)
+        outcome = run_trial(req, gpu=s.gpu, timeout_s=s.trial_timeout_s, command=self.command)
+        trial.set_user_attr("status", outcome.status)
+        trial.set_user_attr("wall_s", round(outcome.wall_s, 3))
+        if not outcome.ok:
+            return self._failed(trial, out, outcome)
+
+        for key, value in result_attrs(outcome.result).items():
+            trial.set_user_attr(key, value)
+        for name in ARTIFACT_FILES_OK:
+            if (out / name).is_file():
+                upload(trial, out / name, self.store)
+        return float(outcome.result["objective"])
+
+    def _failed(self, trial: optuna.trial.Trial, out: Path, outcome: TrialOutcome) -> float:
+        trial.set_user_attr("fail_reason", outcome.reason)
+        for name in ARTIFACT_FILES_FAILED:
+            if (out / name).is_file():
+                upload(trial, out / name, self.store)
+        raise TrialFailed(f"{outcome.status}: {outcome.reason}")

@@ -1,0 +1,138 @@
+"""Reading a study back: status counts, the best feasible trial, JSON export, the progress plot."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from engine.config import BuildConfig, ConfigError
+
+from search.errors import SearchError
+from search.storage import best_feasible_trial, feasible_trials, trial_constraint
+
+
+def config_of(trial: FrozenTrial) -> BuildConfig:
+    """The BuildConfig a trial built (user_attr config_yaml, written before the build)."""
+    text = trial.user_attrs.get("config_yaml")
+    if not text:
+        raise SearchError(f"trial {trial.number} has no config_yaml attribute")
+    try:
+        return BuildConfig.from_dict(yaml.safe_load(text))
+    except (ConfigError, yaml.YAMLError) as exc:
+        raise SearchError(f"trial {trial.number}: stored config is not valid ({exc})") from None
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    feasible = feasible_trials(study)
+    out: dict[str, Any] = {
+        "study": study.study_name,
+        "model": study.user_attrs.get("model"),
+        "trials": len(trials),
+        "states": {s.name: sum(t.state == s for t in trials) for s in TrialState},
+        "feasible": len(feasible),
+        "infeasible": len(complete) - len(feasible),
+        "best_value": None, "best_trial": None,
+    }
+    if feasible:
+        best = best_feasible_trial(study)
+        out["best_value"], out["best_trial"] = best.value, best.number
+    return out
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    states = ", ".join(f"{k.lower()} {v}" for k, v in s["states"].items() if v)
+    best = (f"best feasible {s['best_value']:.3f} ms (trial {s['best_trial']})" if s["best_trial"] is not None
+            else "no feasible trial yet")
+    return (f"{s['study']} ({s['model'] or '?'}): {s['trials']} trials ({states or 'none'}); "
+            f"{s['feasible']} feasible, {s['infeasible']} infeasible; {best}")
+
+
+def case_table(trial: FrozenTrial) -> str:
+    rows = trial.user_attrs.get("cases") or []
+    lines = [f"{'bs':>4} {'sl':>5} {'latency(ms)':>12} {'worst/limit':>12}  check"]
+    for r in rows:
+        lines.append(f"{r['batch']:>4} {r['length']:>5} {r['latency_ms']:12.3f} {r['worst_ratio']:12.3g}  "
+                     f"{'Good' if r['good'] else 'Bad'}")
+    total = sum(r["latency_ms"] for r in rows)
+    lines.append(f"total latency {total:.3f} ms over {len(rows)} cases; objective {trial.value:.3f}")
+    return "\n".join(lines)
+
+
+def describe_best(study: optuna.Study) -> str:
+    best = best_feasible_trial(study)
+    return (f"{study.study_name}: trial {best.number}, objective {best.value:.3f} ms, "
+            f"constraint {trial_constraint(best):.3g}\n--- config ---\n{config_of(best).to_yaml()}"
+            f"--- test cases ---\n{case_table(best)}")
+
+
+# --- export ---------------------------------------------------------------------------------
+def _plain(x: Any) -> Any:
+    """Strict JSON: non-finite floats become the strings "inf", "-inf", "nan"."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def trial_record(t: FrozenTrial) -> dict[str, Any]:
+    c = trial_constraint(t)
+    return _plain({
+        "number": t.number, "state": t.state.name, "value": t.value, "constraint": c,
+        "feasible": t.state == TrialState.COMPLETE and c is not None and c <= 0,
+        "params": t.params, "user_attrs": t.user_attrs,
+        "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
+        "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
+        "duration_s": t.duration.total_seconds() if t.duration else None,
+    })
+
+
+def export_study(study: optuna.Study) -> dict[str, Any]:
+    return {"study": study.study_name, "model": study.user_attrs.get("model"),
+            "summary": _plain(summary(study)),
+            "trials": [trial_record(t) for t in study.get_trials(deepcopy=False)]}
+
+
+# --- plot -----------------------------------------------------------------------------------
+def best_so_far(study: optuna.Study) -> list[tuple[int, float]]:
+    """(trial number, best feasible value up to it) at every feasible improvement-or-not trial."""
+    best = math.inf
+    out = []
+    for t in sorted(feasible_trials(study), key=lambda t: t.number):
+        best = min(best, t.value)
+        out.append((t.number, best))
+    return out
+
+
+def plot_best(studies: list[optuna.Study], out: Path) -> Path:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SearchError("plot needs matplotlib (pip install matplotlib); `export` writes the same data as JSON") from None
+    series = [(s.study_name, best_so_far(s)) for s in studies]
+    if not any(points for _, points in series):
+        raise SearchError("no feasible trial to plot")
+    fig, axes = plt.subplots(len(series), 1, figsize=(7, 3.2 * len(series)), squeeze=False)
+    for ax, (name, points) in zip(axes[:, 0], series):
+        if points:
+            xs, ys = zip(*points)
+            ax.step(xs, ys, where="post", marker="o", markersize=3)
+        ax.set_title(name)
+        ax.set_xlabel("trial number")
+        ax.set_ylabel("best feasible objective (ms)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

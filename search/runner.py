@@ -1,0 +1,164 @@
+"""Runs one trial in its own process: a crashing or hanging TensorRT build costs
+one trial, never the study.
+
+The worker (`python -m search.worker`, found through PYTHONPATH; it keeps our working
+directory, so relative paths mean the same) sees one GPU (CUDA_VISIBLE_DEVICES),
+writes stdout/stderr to files in the trial directory, and is killed with its
+whole process group when it runs past the timeout. Tests swap the command for
+tests/search/fake_trial_worker.py through `command=`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KILL_GRACE_S = 10            # SIGTERM first (TensorRT can flush its log), then SIGKILL
+REASON_MAX_CHARS = 500
+
+
+@dataclass
+class TrialRequest:
+    """Everything the worker needs, as paths and plain values."""
+    config: Path                       # the trial's BuildConfig YAML
+    onnx: Path                         # the model as exported (passes are applied by the worker)
+    data: Path                         # test data dir (work/data)
+    out: Path                          # trial directory: result.json, logs, tables
+    timing_cache: Path
+    cache_dir: Path                    # prepared-ONNX cache, keyed by pass set
+    mode: str = "robust"
+    runs: int | None = None
+    warmup: int | None = None
+    grid: str | None = None            # "all" or "1x16,4x64"
+    plugin_libs: Sequence[Path] = ()
+    keep_plan: bool = False
+
+
+def worker_args(req: TrialRequest) -> list[str]:
+    """The worker's command-line arguments (shared by the real and the fake worker)."""
+    args = ["--config", str(req.config), "--onnx", str(req.onnx), "--data", str(req.data),
+            "--out", str(req.out), "--timing-cache", str(req.timing_cache), "--cache-dir", str(req.cache_dir),
+            "--mode", req.mode]
+    if req.runs is not None:
+        args += ["--runs", str(req.runs)]
+    if req.warmup is not None:
+        args += ["--warmup", str(req.warmup)]
+    if req.grid:
+        args += ["--grid", req.grid]
+    for lib in req.plugin_libs:
+        args += ["--plugin-lib", str(lib)]
+    if req.keep_plan:
+        args.append("--keep-plan")
+    return args
+
+
+def worker_command(req: TrialRequest) -> list[str]:
+    return [sys.executable, "-m", "search.worker", *worker_args(req)]
+
+
+CommandBuilder = Callable[[TrialRequest], Sequence[str]]
+
+
+@dataclass
+class TrialOutcome:
+    status: str                               # "ok" | "failed" | "timeout"
+    reason: str = ""                          # one line for failed/timeout
+    result: dict[str, Any] | None = None      # the worker's result.json when ok
+    returncode: int | None = None
+    wall_s: float = 0.0
+    files: dict[str, Path] = field(default_factory=dict)   # stdout/stderr logs
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:REASON_MAX_CHARS] if lines else ""
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the worker's process group, then SIGKILL what is left."""
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
+def _signal_reason(rc: int) -> str:
+    sig = -rc if rc < 0 else rc - 128
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if sig == signal.SIGKILL else ""
+    return f"worker killed by {name}{hint}"
+
+
+def run_trial(req: TrialRequest, gpu: str | None = None, timeout_s: float | None = None,
+              command: CommandBuilder = worker_command) -> TrialOutcome:
+    """Run the worker for one trial and classify how it ended."""
+    req.out.mkdir(parents=True, exist_ok=True)
+    stdout_path, stderr_path = req.out / "worker.stdout.txt", req.out / "worker.stderr.txt"
+    files = {"stdout": stdout_path, "stderr": stderr_path}
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    cmd = [str(c) for c in command(req)]
+
+    start = time.monotonic()
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        # Own session: the timeout kills the worker and anything it started, and a Ctrl-C
+        # meant for the tuner reaches the worker only through us.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return TrialOutcome("timeout", f"trial ran past its timeout of {timeout_s:g} s; worker killed",
+                                returncode=proc.returncode, wall_s=time.monotonic() - start, files=files)
+        except BaseException:       # KeyboardInterrupt: leave no worker behind
+            _kill_group(proc)
+            raise
+    wall = time.monotonic() - start
+
+    if rc != 0:
+        if rc < 0 or rc in (128 + signal.SIGKILL, 128 + signal.SIGTERM):
+            reason = _signal_reason(rc)
+            detail = _last_line(stderr_path)
+            reason = f"{reason}: {detail}" if detail else reason
+        else:
+            reason = _last_line(stderr_path) or f"worker exited with status {rc} and no message"
+        return TrialOutcome("failed", reason, returncode=rc, wall_s=wall, files=files)
+
+    result_path = req.out / "result.json"
+    try:
+        result = json.loads(result_path.read_text())
+    except (OSError, ValueError) as exc:
+        return TrialOutcome("failed", f"worker exited 0 but {result_path.name} is missing or invalid ({exc})",
+                            returncode=rc, wall_s=wall, files=files)
+    if not isinstance(result, dict) or "objective" not in result or "constraint" not in result:
+        return TrialOutcome("failed", f"{result_path.name} lacks objective/constraint",
+                            returncode=rc, wall_s=wall, files=files)
+    return TrialOutcome("ok", result=result, returncode=rc, wall_s=wall, files=files)

@@ -1,0 +1,344 @@
+"""The search space: which BuildConfig fields the tuner varies, and how.
+
+Declarative: `SearchSpace._dimensions()` lists `Dim`s. A Dim is one Optuna
+parameter: its choices, the condition under which it exists (a function of the
+parameters sampled before it, which is how Optuna's conditional parameters
+work), how its value writes into the BuildConfig fields (`sample`) and how a
+config reads back to the value (`to_params`, for `study.enqueue_trial`).
+Adding a dimension means adding one Dim there.
+
+Choice sets are fixed per parameter name (Optuna refuses a categorical
+parameter whose choices change within a study), so options that would change
+them (int8) change parameter *names* instead: per-group precision is
+`prec.fp16.<group>` when only FP16 is on, `prec.int8.<group>` /
+`prec.fp16+int8.<group>` with INT8.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import optuna
+
+from engine.config import CALIBRATORS, TACTIC_SOURCES, BuildConfig, baseline
+from engine.layer_groups import GROUPS
+from workload.shapes import GRID, MAX_BATCH, MAX_LEN, MODELS
+
+from search.errors import SpaceError
+from search.grid import shape_label
+
+log = logging.getLogger("search")
+
+# Fixed choice sets (changing one would break resuming an existing study).
+WORKSPACES_MIB = (1024, 4096, 16384)
+AUX_STREAMS = (None, 0, 1, 2)
+OPT_SHAPES = tuple(shape_label(s) for s in GRID)
+DEFAULT_OPT_SHAPE = shape_label((MAX_BATCH, MAX_LEN))   # BuildConfig.opt_shape None means this
+AUTO = "auto"                                            # group not pinned: TensorRT chooses
+GRANULARITIES = ("kind", "block")
+
+# The 2022 reference solution's encoder rewrites (encoder-surgeonV6.py). The seed uses
+# those that the registries offer for the model (for the decoder: the ones that apply).
+REFERENCE_REWRITES = ("fold_constants", "layernorm", "encoder_lengths", "attention_mask",
+                      "subsampling_conv", "ffn_2d_matmul", "pos_enc_slice")
+
+
+class InvalidSample(optuna.TrialPruned):
+    """A sampled combination TensorRT cannot build (e.g. no tactic source at all).
+
+    A TrialPruned, so Optuna records the trial as PRUNED (cheap: nothing is
+    built) and the sampler learns to avoid the region.
+    """
+
+
+@dataclass(frozen=True)
+class SpaceOptions:
+    allow_int8: bool = False           # INT8 flag + per-group int8 choice (needs calibration data)
+    max_opt_level: int = 5             # cap the builder optimization level for cheap exploration
+    group_granularity: str = "kind"    # "kind": one group per sublayer kind; "block": per block too
+    num_blocks: int | None = None      # needed for "block"
+    tactic_sources: tuple[str, ...] = TACTIC_SOURCES   # the ones the custom-subset dims may pick
+
+
+def _always(params: Mapping[str, Any]) -> bool:
+    return True
+
+
+def _set(field: str) -> Callable[[dict, Any], None]:
+    return lambda fields, value: fields.__setitem__(field, value)
+
+
+def _get(field: str) -> Callable[[BuildConfig], Any]:
+    return lambda config: getattr(config, field)
+
+
+def _add_if_on(field: str, item: str) -> Callable[[dict, Any], None]:
+    """Writer of an on/off dimension that adds `item` to a list field."""
+    def write(fields: dict, on: bool) -> None:
+        if on:
+            fields[field].append(item)
+    return write
+
+
+def _pin_group(group: str) -> Callable[[dict, Any], None]:
+    def write(fields: dict, precision: str) -> None:
+        if precision != AUTO:
+            fields["layer_precision"][group] = precision
+    return write
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One Optuna parameter. `choices` is a tuple (categorical) or a range (integer)."""
+    name: str
+    choices: tuple | range
+    write: Callable[[dict, Any], None]          # value -> BuildConfig fields
+    read: Callable[[BuildConfig], Any]          # BuildConfig -> value
+    when: Callable[[Mapping[str, Any]], bool] = _always
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> Any:
+        if isinstance(self.choices, range):
+            return trial.suggest_int(self.name, self.choices.start, self.choices.stop - 1)
+        return trial.suggest_categorical(self.name, self.choices)
+
+    def allows(self, value: Any) -> bool:
+        if isinstance(self.choices, range):
+            return isinstance(value, int) and not isinstance(value, bool) and value in self.choices
+        return any(value is c or (type(value) is type(c) and value == c) for c in self.choices)
+
+
+def space_groups(model: str, granularity: str = "kind", num_blocks: int | None = None) -> tuple[str, ...]:
+    """Layer groups that get a precision dimension.
+
+    "block": `block{i}.{kind}` for every block and kind, plus the plain kinds for
+    the layers outside every block (subsampling, embedding, output, after_norm).
+    """
+    if model not in GROUPS:
+        raise SpaceError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    kinds = GROUPS[model]
+    if granularity == "kind":
+        return kinds
+    if granularity == "block":
+        if not num_blocks or num_blocks < 1:
+            raise SpaceError("group granularity 'block' needs the number of blocks (num_blocks >= 1)")
+        return tuple(f"block{i}.{k}" for i in range(num_blocks) for k in kinds) + kinds
+    raise SpaceError(f"group granularity {granularity!r} is not one of {', '.join(GRANULARITIES)}")
+
+
+def _precision_mode(params: Mapping[str, Any]) -> str:
+    """'' (plain FP32), 'fp16', 'int8' or 'fp16+int8': which per-group dims exist."""
+    return "+".join(flag for flag in ("fp16", "int8") if params.get(flag))
+
+
+def _pinned(params: Mapping[str, Any]) -> bool:
+    return any(k.startswith("prec.") and v != AUTO for k, v in params.items())
+
+
+def _shape_from_label(label: str) -> tuple[int, int] | None:
+    if label == DEFAULT_OPT_SHAPE:
+        return None
+    b, t = label.split("x")
+    return int(b), int(t)
+
+
+class SearchSpace:
+    """Samples BuildConfigs for one model; `to_params` inverts `sample`."""
+
+    def __init__(self, model: str, passes: Sequence[str] = (), plugins: Sequence[str] = (),
+                 groups: Sequence[str] | None = None, options: SpaceOptions | None = None) -> None:
+        self.options = options or SpaceOptions()
+        if model not in MODELS:
+            raise SpaceError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+        if not 0 <= self.options.max_opt_level <= 5:
+            raise SpaceError(f"max_opt_level {self.options.max_opt_level} is outside 0..5")
+        bad = [s for s in self.options.tactic_sources if s not in TACTIC_SOURCES]
+        if bad or not self.options.tactic_sources:
+            raise SpaceError(f"tactic_sources {list(self.options.tactic_sources)}: need a non-empty subset of "
+                             f"{', '.join(TACTIC_SOURCES)}")
+        for kind, names in (("pass", passes), ("plugin", plugins)):
+            if len(set(names)) != len(names):
+                raise SpaceError(f"{kind} names repeat: {list(names)}")
+        self.model = model
+        self.passes = tuple(passes)
+        self.plugins = tuple(plugins)
+        self.groups = tuple(groups) if groups is not None else space_groups(
+            model, self.options.group_granularity, self.options.num_blocks)
+        self.dims = self._dimensions()
+
+    # --- the space -------------------------------------------------------------
+    def _dimensions(self) -> list[Dim]:
+        o = self.options
+        dims: list[Dim] = []
+        onoff = (False, True)
+
+        for name in self.passes:
+            dims.append(Dim(f"pass.{name}", onoff,
+                            write=_add_if_on("passes", name),
+                            read=lambda c, n=name: n in c.passes))
+        for name in self.plugins:
+            dims.append(Dim(f"plugin.{name}", onoff,
+                            write=_add_if_on("plugins", name),
+                            read=lambda c, n=name: n in c.plugins))
+
+        dims.append(Dim("fp16", onoff, write=_set("fp16"), read=_get("fp16")))
+        modes = ["fp16"]
+        if o.allow_int8:
+            dims.append(Dim("int8", onoff, write=_set("int8"), read=_get("int8")))
+            modes += ["int8", "fp16+int8"]
+
+        # Per-group precision exists only when a lower precision is enabled: with plain FP32
+        # every layer runs FP32 anyway.
+        for mode in modes:
+            choices = (AUTO, "fp32") + tuple(p for p in ("fp16", "int8") if p in mode.split("+"))
+            for group in self.groups:
+                dims.append(Dim(f"prec.{mode}.{group}", choices,
+                                write=_pin_group(group),
+                                read=lambda c, g=group: c.layer_precision.get(g, AUTO),
+                                when=lambda p, m=mode: _precision_mode(p) == m))
+        dims.append(Dim("precision_constraints", ("prefer", "obey"),
+                        write=_set("precision_constraints"), read=_get("precision_constraints"), when=_pinned))
+        if o.allow_int8:
+            dims.append(Dim("calibrator", CALIBRATORS, write=_set("calibrator"),
+                            read=_get("calibrator"), when=lambda p: bool(p.get("int8"))))
+
+        dims.append(Dim("tf32", onoff, write=_set("tf32"), read=_get("tf32")))
+
+        dims.append(Dim("tactic_sources", ("default", "custom"),
+                        write=lambda f, v: f.__setitem__("tactic_sources", None if v == "default" else []),
+                        read=lambda c: "default" if c.tactic_sources is None else "custom"))
+        for src in o.tactic_sources:
+            dims.append(Dim(f"tactic.{src}", onoff,
+                            write=_add_if_on("tactic_sources", src),
+                            read=lambda c, s=src: s in (c.tactic_sources or ()),
+                            when=lambda p: p.get("tactic_sources") == "custom"))
+
+        dims.append(Dim("workspace_mib", WORKSPACES_MIB, write=_set("workspace_mib"), read=_get("workspace_mib")))
+        dims.append(Dim("opt_level", range(0, o.max_opt_level + 1),
+                        write=_set("opt_level"), read=_get("opt_level")))
+        dims.append(Dim("opt_shape", OPT_SHAPES,
+                        write=lambda f, v: f.__setitem__("opt_shape", _shape_from_label(v)),
+                        read=lambda c: shape_label(c.opt_shape) if c.opt_shape is not None else DEFAULT_OPT_SHAPE))
+        dims.append(Dim("max_aux_streams", AUX_STREAMS, write=_set("max_aux_streams"), read=_get("max_aux_streams")))
+        return dims
+
+    # --- sampling ----------------------------------------------------------------
+    def _defaults(self) -> dict[str, Any]:
+        """BuildConfig's own defaults for every field the space does not set."""
+        return BuildConfig(model=self.model).to_dict()
+
+    def sample(self, trial: optuna.trial.BaseTrial) -> BuildConfig:
+        """Suggest every active dimension and assemble the config.
+
+        Raises InvalidSample (a TrialPruned) for a combination TensorRT rejects.
+        """
+        fields = self._defaults()
+        params: dict[str, Any] = {}
+        for dim in self.dims:
+            if dim.when(params):
+                params[dim.name] = value = dim.suggest(trial)
+                dim.write(fields, value)
+        if fields["tactic_sources"] == []:
+            raise InvalidSample("custom tactic sources with every source off (TensorRT needs at least one)")
+        return BuildConfig.from_dict(fields)
+
+    def to_params(self, config: BuildConfig) -> dict[str, Any]:
+        """The parameters that make `sample` return `config` (for study.enqueue_trial).
+
+        Raises SpaceError naming the field when the space cannot express the config.
+        """
+        if config.model != self.model:
+            raise SpaceError(f"config is for {config.model}, the space for {self.model}")
+        params: dict[str, Any] = {}
+        for dim in self.dims:
+            if dim.when(params):
+                value = dim.read(config)
+                if not dim.allows(value):
+                    raise SpaceError(f"config value {value!r} of {dim.name} is outside the search space")
+                params[dim.name] = value
+        try:
+            back = self.sample(optuna.trial.FixedTrial(params))
+        except InvalidSample as exc:
+            raise SpaceError(f"config is not buildable: {exc}") from None
+        if canonical(back) != canonical(config):
+            a, b = back.to_dict(), config.to_dict()
+            diff = sorted(k for k in a if canonical_field(k, a[k]) != canonical_field(k, b[k]))
+            raise SpaceError(f"the search space cannot express field(s) {diff} of this config "
+                             f"(unknown pass/plugin/group, a pass order other than {list(self.passes)}, "
+                             "or a non-default value of an unsampled field)")
+        return params
+
+    # --- seeds --------------------------------------------------------------------
+    def known_configs(self) -> list[BuildConfig]:
+        """known_configs() limited to what this space can express (each one is enqueued)."""
+        out = []
+        for cfg in known_configs(self.model, self.passes, self.plugins,
+                                 max_opt_level=self.options.max_opt_level, groups=GROUPS[self.model]):
+            try:
+                self.to_params(cfg)
+            except SpaceError as exc:
+                log.warning("seed config skipped: %s", exc)
+                continue
+            out.append(cfg)
+        return out
+
+
+def canonical_field(name: str, value: Any) -> Any:
+    """Field values compared up to meaning: tactic source order and the default opt shape."""
+    if name == "tactic_sources" and value is not None:
+        return tuple(sorted(value))
+    if name == "opt_shape" and value is not None and tuple(value) == (MAX_BATCH, MAX_LEN):
+        return None
+    if name == "opt_shape" and value is not None:
+        return tuple(value)
+    return value
+
+
+def canonical(config: BuildConfig) -> dict[str, Any]:
+    return {k: canonical_field(k, v) for k, v in config.to_dict().items()}
+
+
+# --- registries (other packages; lazy, optional on a checkout without them) ------------
+def registered_passes(model: str) -> list[str]:
+    try:
+        import candidates
+        return list(candidates.available_passes(model))
+    except (ImportError, AttributeError) as exc:
+        log.warning("no graph passes in the search space (candidates registry unavailable: %s)", exc)
+        return []
+
+
+def registered_plugins(model: str) -> list[str]:
+    try:
+        import plugins
+        return list(plugins.available_plugins(model))
+    except (ImportError, AttributeError) as exc:
+        log.warning("no plugins in the search space (plugins registry unavailable: %s)", exc)
+        return []
+
+
+def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequence[str] | None = None,
+                  max_opt_level: int = 5, groups: Sequence[str] | None = None) -> list[BuildConfig]:
+    """Seeds of every study: [baseline, reference-solution-like, all-FP16].
+
+    passes/plugins default to the registries; a reference rewrite that is not
+    registered is left out. opt_level is capped at max_opt_level so the seeds
+    stay inside a cheap-exploration space.
+    """
+    passes = registered_passes(model) if passes is None else list(passes)
+    plugins = registered_plugins(model) if plugins is None else list(plugins)
+    groups = GROUPS[model] if groups is None else groups
+    ref = REFERENCE_REWRITES
+
+    base = baseline(model)
+    reference = BuildConfig(
+        model=model,
+        passes=[p for p in passes if p in ref],       # registry order: the order the space applies them
+        plugins=[p for p in plugins if p in ref],
+        fp16=True, tf32=False, workspace_mib=max(WORKSPACES_MIB))
+    all_fp16 = BuildConfig(model=model, fp16=True, tf32=False,
+                           layer_precision={g: "fp16" for g in groups}, precision_constraints="prefer")
+    seeds = [base, reference, all_fp16]
+    for cfg in seeds:
+        cfg.opt_level = min(cfg.opt_level, max_opt_level)
+    return seeds

@@ -1,0 +1,185 @@
+"""Where studies live: Optuna's RDBStorage (any SQLAlchemy URL), one study per model.
+
+Both models' studies share one database file ("wenet-encoder", "wenet-decoder").
+For SQLite a busy timeout lets the per-GPU processes share the file; a heartbeat
+lets a later run mark the RUNNING trials of a killed run as FAIL
+(`optuna.storages.fail_stale_trials`, which `study.optimize` also calls before
+every trial).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from workload.shapes import MODELS
+
+from search.errors import NoFeasibleTrial, SearchError, StorageError
+
+STUDY_NAMES = {m: f"wenet-{m}" for m in MODELS}
+DEFAULT_STORAGE = "sqlite:///work/study.db"
+SQLITE_BUSY_TIMEOUT_S = 120        # parallel writers wait instead of failing with "database is locked"
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120               # a RUNNING trial without a heartbeat this long is stale
+INFEASIBLE = 1e9                   # constraint of a trial with no measurement (pruned invalid sample)
+
+
+def study_name_for(model: str, study_name: str | None = None) -> str:
+    if model not in STUDY_NAMES:
+        raise SearchError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    return study_name or STUDY_NAMES[model]
+
+
+def model_of_study(study: optuna.Study) -> str:
+    model = study.user_attrs.get("model")
+    if model in MODELS:
+        return model
+    for m, name in STUDY_NAMES.items():
+        if study.study_name == name:
+            return m
+    raise SearchError(f"study {study.study_name!r} has no model attribute; pass --model")
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages and provenance."""
+    try:
+        import sqlalchemy
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def make_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S,
+                 grace_period: int | None = GRACE_PERIOD_S, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """RDBStorage for any SQLAlchemy URL; a bad URL is a StorageError with one line.
+
+    must_exist: for readers (status, best...): a missing SQLite file is an error, not a new database.
+    """
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage URL {url!r} is not a SQLAlchemy URL (e.g. sqlite:///work/study.db)") from None
+    engine_kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        if parsed.database and parsed.database != ":memory:":
+            if must_exist and not Path(parsed.database).is_file():
+                raise StorageError(f"no study database {parsed.database} (run `python -m search tune` first)")
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                              heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StorageError(f"storage URL {safe_url(url)}: no database driver ({exc})") from None
+    except Exception as exc:  # SQLAlchemy's OperationalError & co.: unreachable server, unwritable file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {safe_url(url)}: {first}") from None
+
+
+# --- constraints ------------------------------------------------------------------------
+def trial_constraint(trial: FrozenTrial) -> float | None:
+    """The accuracy constraint of a finished trial (feasible iff <= 0); None when unmeasured."""
+    value = trial.user_attrs.get("constraint")
+    if value is None:
+        stored = trial.system_attrs.get("constraints")
+        value = stored[0] if stored else None
+    return None if value is None else float(value)
+
+
+def constraints_func(trial: FrozenTrial) -> Sequence[float]:
+    """For TPESampler: the worker's constraint from user_attr "constraint".
+
+    Optuna stores it as system_attr "constraints" for COMPLETE and PRUNED trials,
+    which is where optuna-dashboard shows feasibility. A pruned invalid sample
+    has no measurement and counts as infeasible.
+    """
+    value = trial.user_attrs.get("constraint")
+    return (INFEASIBLE if value is None else float(value),)
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    c = trial_constraint(trial)
+    return (trial.state == TrialState.COMPLETE and c is not None and c <= 0
+            and trial.value is not None and math.isfinite(trial.value))
+
+
+def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+
+
+def best_feasible_trial(study: optuna.Study) -> FrozenTrial:
+    trials = feasible_trials(study)
+    if not trials:
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        raise NoFeasibleTrial(f"study {study.study_name!r} has no feasible trial "
+                              f"({done} complete, none with every test case Good)")
+    return min(trials, key=lambda t: (t.value, t.number))
+
+
+# --- studies ------------------------------------------------------------------------------
+def make_sampler(seed: int | None = None,
+                 constraints: Callable[[FrozenTrial], Sequence[float]] | None = constraints_func
+                 ) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE over the conditional space; constant liar for parallel workers.
+
+    Give every parallel process its own seed: equal seeds would sample equal trials.
+    """
+    with warnings.catch_warnings():
+        # multivariate/group/constant_liar are "experimental"; Optuna 5 deprecates
+        # constraints_func in favour of Trial.set_constraint, which optuna-dashboard
+        # (0.21) does not show yet.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                          constraints_func=constraints)
+
+
+def open_study(storage_url: str = DEFAULT_STORAGE, model: str = "encoder", study_name: str | None = None,
+               seed: int | None = None, *, create: bool = True,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               storage: optuna.storages.BaseStorage | None = None,
+               heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int = GRACE_PERIOD_S) -> optuna.Study:
+    """The model's study (created on first use, continued afterwards), direction minimize.
+
+    create=False: a StorageError when the study does not exist (status, best, freeze).
+    """
+    name = study_name_for(model, study_name)
+    if storage is None:
+        storage = make_storage(storage_url, heartbeat_interval, grace_period, must_exist=not create)
+    sampler = sampler if sampler is not None else make_sampler(seed)
+    if not create:
+        if name not in optuna.study.get_all_study_names(storage=storage):
+            raise StorageError(f"no study {name!r} in {safe_url(storage_url)}")
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    else:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                    direction="minimize", load_if_exists=True)
+        if "model" not in study.user_attrs:
+            study.set_user_attr("model", model)
+    if study.direction != optuna.study.StudyDirection.MINIMIZE:
+        raise StorageError(f"study {name!r} exists but is not a minimize study")
+    stored_model = study.user_attrs.get("model")
+    if stored_model is not None and stored_model != model:
+        raise StorageError(f"study {name!r} holds {stored_model} trials, not {model}")
+    fail_stale(study)
+    return study
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """RUNNING trials of a killed run (no heartbeat for GRACE_PERIOD_S) become FAIL."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def study_names(storage_url: str) -> list[str]:
+    return list(optuna.study.get_all_study_names(storage=make_storage(storage_url)))

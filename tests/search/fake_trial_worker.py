@@ -1,0 +1,98 @@
+"""Fake trial worker: stands in for the engine build + evaluation (search.worker) in CPU tests.
+
+Takes the real worker's arguments plus `--fake-mode`:
+  ok          writes result.json (objective from the config, every case Good), build.log,
+              layers.json, eval.txt, and appends to the timing cache
+  infeasible  like ok, but one case is Bad (constraint > 0)
+  crash       exits 1 with `error: build: ...` on stderr, as the real worker does
+  segfault    dies by SIGSEGV (a crashing TensorRT)
+  oom         dies by SIGKILL, as the kernel's OOM killer does
+  hang        sleeps forever with a child process (a stuck build): the runner must kill both
+  noresult    exits 0 without writing result.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from engine.config import BuildConfig  # noqa: E402
+from scoring.metrics import CaseErrors  # noqa: E402
+from scoring.objective import CaseResult, constraint, objective  # noqa: E402
+from search.grid import parse_grid  # noqa: E402
+from search.worker import case_row, eval_table  # noqa: E402
+from workload.shapes import GRID  # noqa: E402
+
+
+def fake_latency(config: BuildConfig, batch: int, length: int) -> float:
+    """Deterministic in the config, so tests can predict which trial is best."""
+    speed = 1.0 - 0.4 * config.fp16 - 0.05 * config.opt_level - 0.02 * len(config.passes)
+    return round(max(speed, 0.1) * (0.2 + batch * length / 4096), 6)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    for name in ("--config", "--onnx", "--data", "--out", "--timing-cache", "--cache-dir"):
+        p.add_argument(name, required=True)
+    p.add_argument("--mode", default="robust")
+    p.add_argument("--runs", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--grid")
+    p.add_argument("--plugin-lib", action="append", default=[])
+    p.add_argument("--keep-plan", action="store_true")
+    p.add_argument("--fake-mode", default="ok")
+    args = p.parse_args()
+    out = Path(args.out)
+    mode = args.fake_mode
+
+    print(f"fake worker pid {os.getpid()} mode {mode}", flush=True)
+    if mode == "crash":
+        print("Traceback (most recent call last):\n  ...", file=sys.stderr)
+        print("error: build: RuntimeError: fake builder failure", file=sys.stderr)
+        return 1
+    if mode == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if mode == "oom":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "hang":
+        # a child too, as a build helper would be: the runner must kill the whole group
+        child = subprocess.Popen(["sleep", "3600"])
+        (out / "hang.pid").write_text(f"{os.getpid()} {child.pid}")
+        while True:
+            time.sleep(1)
+    if mode == "noresult":
+        return 0
+
+    config = BuildConfig.load(args.config)
+    (out / "build.log").write_text(f"fake build of {config.model}\n")
+    (out / "layers.json").write_text(json.dumps([{"name": "fake/MatMul", "precision": "fp16" if config.fp16 else "fp32"}]))
+    cache = Path(args.timing_cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.open("a") as f:
+        f.write(f"{out.name}\n")
+
+    cases = []
+    for i, (b, t) in enumerate(parse_grid(args.grid) or GRID):
+        r0 = 5e-3 if (mode == "infeasible" and i == 0) else 1e-4   # encoder r0 limit is 2e-3
+        cases.append(CaseResult(b, t, fake_latency(config, b, t), CaseErrors(1e-3, r0, 0.0, 0.0, config.model)))
+    rows = [case_row(c) for c in cases]
+    result = {"version": 1, "model": config.model, "config": config.to_dict(), "objective": objective(cases),
+              "constraint": constraint(cases), "feasible": constraint(cases) <= 0, "cases": rows,
+              "prepare_s": 0.01, "build_s": 0.1, "eval_s": 0.2,
+              "precision_counts": {"fp16": 10 if config.fp16 else 0, "fp32": 5},
+              "sites": {p: 1 for p in config.passes}, "warnings": [],
+              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    (out / "eval.txt").write_text(eval_table(rows))
+    (out / "result.json").write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""python -m search: --help everywhere, one-line errors with exit 2, and the tune ->
+status/best/freeze/export/plot/dashboard flow with the fake worker."""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from engine.config import BuildConfig
+from search.cli import VERBS, main
+from search.results import config_of
+from search.storage import best_feasible_trial, open_study
+from search.runner import REPO_ROOT
+
+FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
+
+
+def fake(mode="ok"):
+    return shlex.join([sys.executable, str(FAKE_WORKER), "--fake-mode", mode])
+
+
+def tune(work, *extra, mode="ok", model="encoder", trials="3"):
+    return main(["tune", "--work-dir", str(work), "--model", model, "--trials", trials, "--seed", "0",
+                 "--grid", "1x16,4x64", "--no-progress", "--worker-command", fake(mode), *extra])
+
+
+def one_error_line(capsys, match):
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and match in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_help_of_every_verb(verb, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([verb, "--help"])
+    assert exc.value.code == 0
+    assert f"python -m search {verb}" in capsys.readouterr().out
+
+
+def test_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "search", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "freeze" in out.stdout
+
+
+@pytest.mark.parametrize("args,match", [
+    (["tune", "--model", "joiner", "--trials", "1"], "unknown model 'joiner'"),
+    (["tune", "--model", "encoder"], "--trials N and/or --time-budget"),
+    (["tune", "--model", "encoder", "--trials", "0"], "--trials 0"),
+    (["tune", "--model", "encoder", "--trials", "1", "--gpus", "0,x"], "--gpus"),
+    (["tune", "--model", "encoder", "--trials", "1", "--gpus", "1,1"], "repeats"),
+    (["tune", "--model", "both", "--trials", "1", "--study-name", "s"], "--study-name needs a single"),
+    (["tune", "--model", "encoder", "--trials", "1", "--max-opt-level", "9"], "--max-opt-level 9"),
+    (["tune", "--model", "encoder", "--trials", "1", "--grid", "3x3"], "not a test shape"),
+    (["tune", "--model", "encoder", "--trials", "1", "--storage", "not a url"], "not a SQLAlchemy URL"),
+    (["tune", "--model", "encoder", "--trials", "x"], "invalid int value"),
+    (["status", "--model", "joiner"], "unknown model"),
+    (["status"], "no study database"),
+    (["freeze"], "no study database"),
+    (["status", "--storage", "nosuchdb://a/b"], "no database driver"),
+    (["bogus"], "invalid choice"),
+    (["export"], "--out"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, match, work, capsys):
+    argv = args[:1] + (["--work-dir", str(work)] if args[0] in VERBS else []) + args[1:]
+    try:
+        code = main(argv)
+    except SystemExit as exc:          # argparse's own errors (bad int, unknown verb, missing option)
+        code = exc.code
+    assert code == 2
+    one_error_line(capsys, match)
+
+
+def test_missing_model_file(work, capsys):
+    (work / "onnx" / "encoder.onnx").unlink()
+    assert tune(work) == 2
+    one_error_line(capsys, "encoder.onnx does not exist")
+
+
+def test_tune_status_best_freeze_export(work, tmp_path, capsys):
+    assert tune(work, trials="4") == 0
+    out = capsys.readouterr()
+    assert "wenet-encoder: 4 new trials (4 complete" in out.out
+    assert "[baseline]" in out.err                       # one line per trial
+
+    assert main(["status", "--work-dir", str(work)]) == 0
+    status = capsys.readouterr().out
+    assert "wenet-encoder (encoder): 4 trials (complete 4); 4 feasible, 0 infeasible" in status
+
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    best = best_feasible_trial(study)
+    assert main(["best", "--work-dir", str(work), "--model", "encoder"]) == 0
+    text = capsys.readouterr().out
+    assert f"trial {best.number}" in text and "Good" in text and "4x64" not in text.split("---")[0]
+
+    configs = tmp_path / "configs"
+    assert main(["freeze", "--work-dir", str(work), "--model", "encoder", "--out", str(configs)]) == 0
+    frozen = configs / "encoder.yaml"                     # where build.sh looks
+    assert BuildConfig.load(frozen) == config_of(best)
+    header = frozen.read_text().splitlines()[:2]
+    assert header[0].startswith("# Frozen by") and f"trial {best.number}" in header[1]
+    assert "wenet-encoder" in header[1]
+    assert (configs / "encoder.timing.cache").read_bytes() == (work / "timing-encoder.cache").read_bytes()
+
+    export = tmp_path / "study.json"
+    assert main(["export", "--work-dir", str(work), "--out", str(export)]) == 0
+    data = json.loads(export.read_text())
+    (st,) = data["studies"]
+    assert st["study"] == "wenet-encoder" and len(st["trials"]) == 4
+    row = st["trials"][best.number]
+    assert row["state"] == "COMPLETE" and row["value"] == best.value and row["feasible"] is True
+    assert row["constraint"] <= 0 and row["params"] == best.params and "latency_ms" in row["user_attrs"]
+
+    # re-running continues the study: no new seeds, numbering goes on
+    assert tune(work, trials="2") == 0
+    trials = study.get_trials()
+    assert len(trials) == 6 and sum("seed" in t.user_attrs for t in trials) == 3
+
+
+def test_freeze_without_feasible_trial_exits_2_and_writes_nothing(work, tmp_path, capsys):
+    assert tune(work, mode="infeasible", trials="2") == 0
+    assert main(["status", "--work-dir", str(work)]) == 0
+    assert "0 feasible, 2 infeasible" in capsys.readouterr().out
+    configs = tmp_path / "configs"
+    assert main(["freeze", "--work-dir", str(work), "--out", str(configs)]) == 2
+    one_error_line(capsys, "no feasible trial")
+    assert not configs.exists()
+    assert main(["best", "--work-dir", str(work)]) == 2
+    one_error_line(capsys, "no feasible trial")
+
+
+def test_freeze_both_is_all_or_nothing(work, tmp_path, capsys):
+    assert tune(work, model="encoder", trials="1") == 0
+    capsys.readouterr()
+    assert tune(work, model="decoder", mode="crash", trials="1") == 1     # a broken setup is not a success
+    one_error_line(capsys, "every new wenet-decoder trial failed; last: error: build: RuntimeError")
+    configs = tmp_path / "configs"
+    assert main(["freeze", "--work-dir", str(work), "--out", str(configs)]) == 2
+    one_error_line(capsys, "wenet-decoder")
+    assert not (configs / "encoder.yaml").exists()
+
+
+def test_plot(work, tmp_path, capsys):
+    assert tune(work, trials="2") == 0
+    capsys.readouterr()
+    code = main(["plot", "--work-dir", str(work), "--out", str(tmp_path / "best.png")])
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 2
+        one_error_line(capsys, "plot needs matplotlib")
+    else:
+        assert code == 0 and (tmp_path / "best.png").stat().st_size > 0
+
+
+def test_best_so_far_series(work):
+    from search.results import best_so_far
+    assert tune(work, trials="4") == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    series = best_so_far(study)
+    values = [t.value for t in study.trials]
+    assert [n for n, _ in series] == [0, 1, 2, 3]
+    assert [v for _, v in series] == [min(values[:i + 1]) for i in range(4)]
+
+
+def test_dashboard_serves_storage_and_artifacts(work, monkeypatch):
+    import optuna_dashboard
+    assert tune(work, trials="1") == 0
+    seen = {}
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: seen.update(storage=storage, **kw))
+    assert main(["dashboard", "--work-dir", str(work)]) == 0
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8080
+    assert isinstance(seen["artifact_store"], optuna.artifacts.FileSystemArtifactStore)
+    assert optuna.study.get_all_study_names(seen["storage"]) == ["wenet-encoder"]
+
+
+def test_two_gpus_two_processes_one_storage(work, capsys):
+    assert tune(work, "--gpus", "0,1", trials="3") == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert {t.user_attrs["gpu"] for t in trials} == {"0", "1"}
+    assert sorted(p.name for p in work.glob("timing-*.cache")) == ["timing-encoder-gpu0.cache",
+                                                                    "timing-encoder-gpu1.cache"]
+    for t in trials:        # each trial used its own GPU's cache
+        assert t.user_attrs["timing_cache"].endswith(f"gpu{t.user_attrs['gpu']}.cache")
+
+
+def test_time_budget_stops_starting_trials(work, capsys):
+    assert tune(work, "--time-budget", "0.5", trials="50") == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    assert 1 <= len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) < 50
+
+
+def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(work, process_alive):
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "search", "tune", "--work-dir", str(work), "--model", "encoder", "--trials", "2",
+           "--no-progress", "--trial-timeout", "120", "--worker-command", fake("hang")]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid_file = work / "trials" / "wenet-encoder" / "00000" / "hang.pid"
+    for _ in range(300):                     # wait (up to 30 s) until the worker is running
+        if pid_file.is_file() and len(pid_file.read_text().split()) == 2:
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"the worker never started: {proc.communicate()}")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.splitlines()[-1]
+    assert not any(process_alive(int(p)) for p in pid_file.read_text().split())
+
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    S = optuna.trial.TrialState
+    assert [t.state for t in study.get_trials()] == [S.FAIL, S.WAITING, S.WAITING]   # the other seeds wait
+    assert tune(work, trials="2") == 0
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]
+    # the interrupted seed (baseline) is not enqueued again; the next seeds run
+    assert [t.user_attrs.get("seed") for t in trials] == ["baseline", "reference", "all_fp16"]

@@ -1,0 +1,199 @@
+"""The search space: every sample is a valid BuildConfig, conditional parameters exist
+only under their parent, and to_params inverts sample."""
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import FixedTrial, TrialState
+
+from engine.config import TACTIC_SOURCES, BuildConfig, baseline
+from engine.layer_groups import GROUPS
+from search.errors import SpaceError
+from search.space import (AUTO, InvalidSample, SearchSpace, SpaceOptions, known_configs, space_groups)
+from search.storage import make_sampler
+
+PASSES = ["fold_constants", "layernorm", "encoder_lengths", "ffn_2d_matmul", "not_in_reference"]
+PLUGINS = ["attention_plugin"]
+
+
+def check_sample(space: SearchSpace, params: dict, cfg: BuildConfig) -> None:
+    """The invariants of one sampled trial (params as Optuna recorded them)."""
+    cfg.validate()
+    mode = "+".join(f for f in ("fp16", "int8") if params.get(f))
+    prec = {k: v for k, v in params.items() if k.startswith("prec.")}
+    # per-group precision exists exactly when a lower precision is on, for that mode only
+    assert set(prec) == ({f"prec.{mode}.{g}" for g in space.groups} if mode else set())
+    pinned = {k.split(".", 2)[2]: v for k, v in prec.items() if v != AUTO}   # prec.<mode>.<group>
+    assert cfg.layer_precision == pinned
+    assert ("precision_constraints" in params) == bool(pinned)
+    assert all(v in ("fp32", "fp16") or (v == "int8" and cfg.int8) for v in cfg.layer_precision.values())
+    assert ("calibrator" in params) == bool(params.get("int8"))
+    tactic = {k for k in params if k.startswith("tactic.")}
+    assert tactic == ({f"tactic.{s}" for s in space.options.tactic_sources}
+                      if params["tactic_sources"] == "custom" else set())
+    assert (cfg.tactic_sources is None) == (params["tactic_sources"] == "default")
+    if cfg.tactic_sources is not None:
+        assert cfg.tactic_sources, "an empty tactic source set must never reach a build"
+    assert cfg.passes == [p for p in space.passes if params[f"pass.{p}"]]
+    assert cfg.plugins == [p for p in space.plugins if params[f"plugin.{p}"]]
+    assert 0 <= cfg.opt_level <= space.options.max_opt_level
+    assert cfg.workspace_mib in (1024, 4096, 16384)
+    assert cfg.max_aux_streams in (None, 0, 1, 2)
+
+
+@pytest.mark.parametrize("model", ["encoder", "decoder"])
+@pytest.mark.parametrize("sampler_name", ["random", "tpe"])
+@pytest.mark.parametrize("allow_int8", [False, True])
+def test_every_sample_is_valid_and_conditional(model, sampler_name, allow_int8):
+    space = SearchSpace(model, PASSES, PLUGINS, options=SpaceOptions(allow_int8=allow_int8, max_opt_level=3))
+    sampler = optuna.samplers.RandomSampler(seed=3) if sampler_name == "random" else make_sampler(seed=3)
+    study = optuna.create_study(sampler=sampler)
+    seen_modes = set()
+
+    def objective(trial):
+        cfg = space.sample(trial)
+        check_sample(space, trial.params, cfg)
+        seen_modes.add((cfg.fp16, cfg.int8, bool(cfg.layer_precision), cfg.tactic_sources is None))
+        # a deterministic, config-dependent value so TPE has something to model
+        return cfg.opt_level + 2 * cfg.fp16 + len(cfg.passes) + len(cfg.layer_precision)
+
+    n = 120 if sampler_name == "random" else 40
+    study.optimize(objective, n_trials=n)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) >= n * 0.8
+    assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+    if sampler_name == "random":   # the conditional branches were all exercised
+        assert {m[0] for m in seen_modes} == {False, True}
+        assert {m[2] for m in seen_modes} == {False, True}
+        assert {m[3] for m in seen_modes} == {False, True}
+        if allow_int8:
+            assert {m[1] for m in seen_modes} == {False, True}
+
+
+def test_pruned_trials_are_only_the_empty_tactic_set():
+    space = SearchSpace("encoder", options=SpaceOptions(tactic_sources=("CUBLAS",)))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: float(space.sample(t).opt_level), n_trials=60)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "with one custom source, an empty set comes up often"
+    for t in pruned:
+        assert t.params["tactic_sources"] == "custom" and t.params["tactic.CUBLAS"] is False
+
+
+def test_empty_tactic_set_is_invalid_sample():
+    space = SearchSpace("decoder")
+    params = space.to_params(baseline("decoder"))
+    params["tactic_sources"] = "custom"
+    params.update({f"tactic.{s}": False for s in TACTIC_SOURCES})
+    with pytest.raises(InvalidSample):
+        space.sample(FixedTrial(params))
+    assert issubclass(InvalidSample, optuna.TrialPruned)
+
+
+@pytest.mark.parametrize("options", [SpaceOptions(), SpaceOptions(allow_int8=True),
+                                     SpaceOptions(group_granularity="block", num_blocks=3)])
+def test_round_trip_sampled_configs(options, tmp_path):
+    """sample(FixedTrial(to_params(c))) == c, through YAML too, for many random configs."""
+    space = SearchSpace("decoder", PASSES, PLUGINS, options=options)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    configs = []
+
+    def objective(trial):
+        cfg = space.sample(trial)
+        configs.append((cfg, dict(trial.params)))
+        return 0.0
+
+    study.optimize(objective, n_trials=60)
+    assert len(configs) > 40
+    for cfg, params in configs:
+        assert space.to_params(cfg) == params
+        assert space.sample(FixedTrial(space.to_params(cfg))) == cfg
+        loaded = BuildConfig.load(cfg.save(tmp_path / "c.yaml"))
+        assert space.sample(FixedTrial(space.to_params(loaded))) == cfg
+
+
+def test_enqueued_config_is_what_the_trial_samples():
+    space = SearchSpace("encoder", PASSES, PLUGINS)
+    target = BuildConfig("encoder", passes=["fold_constants", "ffn_2d_matmul"], plugins=["attention_plugin"],
+                         fp16=True, layer_precision={"softmax": "fp32", "norm": "fp16"},
+                         precision_constraints="prefer", tactic_sources=["CUBLAS_LT", "CUBLAS"],
+                         workspace_mib=16384, opt_level=2, opt_shape=(4, 64), max_aux_streams=0)
+    study = optuna.create_study(sampler=make_sampler(seed=0))
+    study.enqueue_trial(space.to_params(target))
+    got = []
+    study.optimize(lambda t: got.append(space.sample(t)) or 0.0, n_trials=1)
+    # tactic source order is not meaningful; the space writes them in its own order
+    assert got[0].tactic_sources == ["CUBLAS", "CUBLAS_LT"]
+    got[0].tactic_sources = target.tactic_sources
+    assert got[0] == target
+
+
+def test_opt_shape_default_is_the_max_shape():
+    space = SearchSpace("encoder")
+    assert space.to_params(BuildConfig("encoder", opt_shape=(64, 1024)))["opt_shape"] == "64x1024"
+    assert space.sample(FixedTrial(space.to_params(baseline("encoder")))).opt_shape is None
+
+
+@pytest.mark.parametrize("config,match", [
+    (BuildConfig("encoder", passes=["unknown_pass"]), "passes"),
+    (BuildConfig("encoder", passes=["layernorm", "fold_constants"]), "passes"),        # other order
+    (BuildConfig("encoder", sparse_weights=True), "sparse_weights"),                   # not sampled
+    (BuildConfig("encoder", layer_precision={"norm": "fp32"}), "layer_precision"),     # fp16 off
+    (BuildConfig("encoder", fp16=True, layer_precision={"bogus": "fp32"}), "layer_precision"),
+    (BuildConfig("encoder", int8=True), "int8"),                                       # int8 not allowed
+    (BuildConfig("encoder", workspace_mib=2048), "workspace_mib"),
+    (BuildConfig("encoder", opt_level=5), "opt_level"),                                 # above the cap
+    (BuildConfig("encoder", opt_shape=(2, 16)), "opt_shape"),                           # not a grid point
+    (BuildConfig("encoder", tactic_sources=[]), "not buildable"),
+    (BuildConfig("decoder"), "decoder"),
+])
+def test_to_params_refuses_what_the_space_cannot_express(config, match):
+    space = SearchSpace("encoder", PASSES, options=SpaceOptions(max_opt_level=4))
+    with pytest.raises(SpaceError, match=match):
+        space.to_params(config)
+
+
+def test_known_configs():
+    seeds = known_configs("encoder", PASSES, PLUGINS, max_opt_level=2)
+    base, ref, fp16 = seeds
+    assert base == BuildConfig("encoder", opt_level=2)
+    # only registered reference rewrites, in registry order
+    assert ref.passes == ["fold_constants", "layernorm", "encoder_lengths", "ffn_2d_matmul"]
+    assert ref.fp16 and not ref.tf32 and ref.workspace_mib == 16384 and ref.opt_level == 2
+    assert fp16.fp16 and set(fp16.layer_precision) == set(GROUPS["encoder"])
+    assert set(fp16.layer_precision.values()) == {"fp16"}
+    space = SearchSpace("encoder", PASSES, PLUGINS, options=SpaceOptions(max_opt_level=2))
+    assert space.known_configs() == seeds
+    for cfg in seeds:
+        assert space.sample(FixedTrial(space.to_params(cfg))) == cfg
+
+
+def test_known_configs_without_registered_passes():
+    ref = known_configs("decoder", passes=[], plugins=[])[1]
+    assert ref.passes == [] and ref.fp16
+
+
+def test_block_groups_and_bad_options():
+    groups = space_groups("encoder", "block", 2)
+    assert "block0.attention" in groups and "block1.norm" in groups and "subsampling" in groups
+    assert len(groups) == 3 * len(GROUPS["encoder"])
+    with pytest.raises(SpaceError, match="num_blocks"):
+        space_groups("encoder", "block")
+    with pytest.raises(SpaceError, match="granularity"):
+        space_groups("encoder", "layer")
+    with pytest.raises(SpaceError, match="model"):
+        SearchSpace("joiner")
+    with pytest.raises(SpaceError, match="max_opt_level"):
+        SearchSpace("encoder", options=SpaceOptions(max_opt_level=6))
+    with pytest.raises(SpaceError, match="tactic_sources"):
+        SearchSpace("encoder", options=SpaceOptions(tactic_sources=("CUDA",)))
+    with pytest.raises(SpaceError, match="repeat"):
+        SearchSpace("encoder", passes=["a", "a"])
+
+
+def test_max_opt_level_caps_sampling():
+    space = SearchSpace("decoder", options=SpaceOptions(max_opt_level=1))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    levels = []
+    study.optimize(lambda t: levels.append(space.sample(t).opt_level) or 0.0, n_trials=40)
+    assert set(levels) == {0, 1}

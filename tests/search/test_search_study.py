@@ -1,0 +1,174 @@
+"""Studies with the fake worker on SQLite: states, user attrs, artifacts, constraints,
+seeding once, resuming after a killed run."""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from engine.config import BuildConfig, baseline
+from search.errors import NoFeasibleTrial, StorageError
+from search.objective import TrialFailed, TrialObjective, TrialSettings, artifact_store
+from search.space import SearchSpace
+from search.storage import (best_feasible_trial, feasible_trials, make_storage, open_study, trial_constraint)
+from search.tuning import TuneOptions, seed_study
+
+
+def settings(work, timeout=60.0, grid="1x16,16x256"):
+    return TrialSettings(onnx=work / "onnx" / "encoder.onnx", data=work / "data", work_dir=work,
+                         timing_cache=work / "timing-encoder.cache", cache_dir=work / "prepared",
+                         gpu="0", trial_timeout_s=timeout, grid=grid)
+
+
+def url(work):
+    return f"sqlite:///{work / 'study.db'}"
+
+
+def run(study, space, work, modes, n, fake_command, timeout=60.0):
+    objective = TrialObjective(space, settings(work, timeout), artifact_store(work), command=fake_command(modes))
+    study.optimize(objective, n_trials=n, catch=(TrialFailed,))
+
+
+def enqueue_plain(study, space, n):
+    """n fixed, buildable configs (a random sample may be pruned: the tests need known states)."""
+    for i in range(n):
+        cfg = BuildConfig(space.model, fp16=bool(i % 2), opt_level=i % 6)
+        study.enqueue_trial(space.to_params(cfg))
+
+
+def artifact_names(study, trial):
+    metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+    return {m.filename: m.artifact_id for m in metas}
+
+
+def test_ok_crash_hang_and_infeasible_trials(work, fake_command):
+    study = open_study(url(work), "encoder", seed=0)
+    space = SearchSpace("encoder")
+    enqueue_plain(study, space, 6)
+    run(study, space, work, {1: "crash", 2: "hang", 3: "infeasible", 4: "oom"}, 6, fake_command, timeout=3)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL,
+                                         TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    ok, crash, hang, infeasible, oom, last = trials
+
+    # a measured trial: value, attrs, artifacts the dashboard can show
+    assert ok.value == pytest.approx(ok.user_attrs["objective"]) and ok.value > 0
+    assert ok.user_attrs["feasible"] is True and trial_constraint(ok) <= 0
+    assert ok.system_attrs["constraints"] == [ok.user_attrs["constraint"]]
+    assert set(ok.user_attrs["latency_ms"]) == {"1x16", "16x256"}
+    assert ok.user_attrs["precision_counts"] == {"fp16": 0, "fp32": 5}
+    assert BuildConfig.from_dict(yaml.safe_load(ok.user_attrs["config_yaml"])) == space.sample(
+        optuna.trial.FixedTrial(ok.params))
+    names = artifact_names(study, ok)
+    assert {"config.yaml", "result.json", "eval.txt", "layers.json", "build.log"} <= set(names)
+    store = artifact_store(work)
+    with store.open_reader(names["result.json"]) as f:
+        assert json.loads(f.read())["objective"] == ok.value
+
+    # failures: FAIL with a one-line reason, stderr as artifact, and the study went on
+    assert crash.user_attrs["fail_reason"] == "error: build: RuntimeError: fake builder failure"
+    assert "worker.stderr.txt" in artifact_names(study, crash)
+    assert "timeout" in hang.user_attrs["fail_reason"] and hang.user_attrs["status"] == "timeout"
+    assert "SIGKILL" in oom.user_attrs["fail_reason"]
+    assert last.state == TrialState.COMPLETE
+
+    # infeasible: COMPLETE and visible, with the constraint in user and system attrs
+    assert infeasible.user_attrs["constraint"] > 0 and infeasible.user_attrs["feasible"] is False
+    assert infeasible.system_attrs["constraints"][0] > 0
+    assert infeasible.user_attrs["bad_cases"] == ["1x16"]
+    assert infeasible not in feasible_trials(study)
+    assert best_feasible_trial(study).number in (ok.number, last.number)
+
+
+def test_invalid_sample_is_pruned_without_running_a_worker(work, fake_command):
+    study = open_study(url(work), "decoder", seed=0)
+    space = SearchSpace("decoder")
+    params = space.to_params(baseline("decoder"))
+    params["tactic_sources"] = "custom"
+    params.update({k: False for k in ("tactic.CUBLAS", "tactic.CUBLAS_LT", "tactic.CUDNN",
+                                      "tactic.EDGE_MASK_CONVOLUTIONS", "tactic.JIT_CONVOLUTIONS")})
+    study.enqueue_trial(params)
+    objective = TrialObjective(space, settings(work), artifact_store(work), command=fake_command("crash"))
+    study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    (t,) = study.trials
+    assert t.state == TrialState.PRUNED and "fail_reason" not in t.user_attrs
+    assert not (work / "trials").exists()
+
+
+def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
+    space = SearchSpace("encoder", passes=["fold_constants", "layernorm"])
+    study = open_study(url(work), "encoder", seed=0)
+    assert seed_study(study, space) == 3
+    enqueue_plain(study, space, 1)
+    run(study, space, work, {}, 4, fake_command)
+    seeds = [t.user_attrs.get("seed") for t in study.trials]
+    assert seeds == ["baseline", "reference", "all_fp16", None]
+    assert BuildConfig.from_dict(yaml.safe_load(study.trials[1].user_attrs["config_yaml"])).passes \
+        == ["fold_constants", "layernorm"]
+
+    # A run is killed while a trial runs: its heartbeat stops, the trial stays RUNNING.
+    storage = make_storage(url(work), heartbeat_interval=1, grace_period=1)
+    killed = optuna.load_study(study_name="wenet-encoder", storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)     # "heartbeat ... used with Study.optimize"
+        trial = killed.ask()
+    storage.record_heartbeat(trial._trial_id)
+    assert killed.trials[-1].state == TrialState.RUNNING
+    time.sleep(2.5)      # past the grace period (SQLite's clock has whole seconds)
+
+    # Resume: a new process opens the study again.
+    resumed = open_study(url(work), "encoder", seed=1, heartbeat_interval=1, grace_period=1)
+    assert resumed.trials[4].state == TrialState.FAIL          # the stale trial
+    assert seed_study(resumed, space) == 0                      # not seeded again
+    enqueue_plain(resumed, space, 2)
+    run(resumed, space, work, {}, 2, fake_command)
+    trials = resumed.get_trials()
+    assert [t.number for t in trials] == list(range(7))
+    assert [t.state for t in trials[5:]] == [TrialState.COMPLETE] * 2
+    assert sum(1 for t in trials if "seed" in t.user_attrs) == 3
+    assert sorted(p.name for p in (work / "trials" / "wenet-encoder").iterdir()) == \
+        ["00000", "00001", "00002", "00003", "00005", "00006"]
+
+
+def test_both_models_share_one_file(work):
+    enc = open_study(url(work), "encoder")
+    dec = open_study(url(work), "decoder")
+    assert (enc.study_name, dec.study_name) == ("wenet-encoder", "wenet-decoder")
+    assert sorted(optuna.study.get_all_study_names(url(work))) == ["wenet-decoder", "wenet-encoder"]
+    assert enc.direction == optuna.study.StudyDirection.MINIMIZE
+    with pytest.raises(StorageError, match="holds encoder trials"):
+        open_study(url(work), "decoder", study_name="wenet-encoder")
+
+
+def test_no_feasible_trial(work):
+    study = open_study(url(work), "encoder")
+    with pytest.raises(NoFeasibleTrial, match="no feasible trial"):
+        best_feasible_trial(study)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("not a url", "not a SQLAlchemy URL"),
+    ("nosuchdb://x/y", "no database driver"),
+])
+def test_bad_storage_urls(bad, match):
+    with pytest.raises(StorageError, match=match):
+        make_storage(bad)
+
+
+def test_missing_study_when_reading(work):
+    with pytest.raises(StorageError, match="no study database"):
+        open_study(url(work), "encoder", create=False)
+    open_study(url(work), "decoder")
+    with pytest.raises(StorageError, match="no study 'wenet-encoder'"):
+        open_study(url(work), "encoder", create=False)
+
+
+def test_tune_options_round_trip_for_gpu_processes():
+    opts = TuneOptions(models=("encoder",), n_trials=3, gpus=("0", "1"), worker_command=("python", "w.py"),
+                       plugin_libs=("a.so",))
+    assert TuneOptions.from_json(opts.to_json()) == opts

@@ -1,0 +1,1 @@
+"""The contest workload: the WeNet conformer models, their ONNX export and test data."""
