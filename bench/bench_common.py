@@ -1,0 +1,85 @@
+"""Shared bits of the bench scripts: repo path, environment record, GPU slug, atomic JSON writes.
+
+numpy and the standard library only: imported by both the TensorRT Python
+(bench/baseline.py) and the torch Python (bench/torch_baselines.py).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def ensure_repo_on_path() -> None:
+    """Scripts run as `python bench/x.py` get bench/ as sys.path[0]; the packages live in the repo root."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def gpu_slug(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'h100', 'Tesla T4' -> 't4', 'GeForce RTX 4090' -> 'rtx-4090', else the name dashed."""
+    m = re.search(r"\b([A-Z]{1,3}\d{1,4}[A-Za-z]?)\b", name or "")
+    if m:
+        return m.group(1).lower()
+    m = re.search(r"\bRTX\s+(\w+)", name or "")
+    if m:
+        return f"rtx-{m.group(1).lower()}"
+    slug = re.sub(r"[^a-z0-9]+", "-", (name or "unknown").lower()).strip("-")
+    return slug or "unknown"
+
+
+def base_record(gpu: str | None = None) -> dict[str, Any]:
+    """GPU, versions, date and command of a result file; fields that cannot be read are None."""
+    rec: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv),
+        "python": platform.python_version(),
+        "gpu": gpu,
+        "tensorrt": None,
+        "torch": None,
+    }
+    try:
+        import tensorrt  # noqa: F401
+        rec["tensorrt"] = str(tensorrt.__version__)
+    except Exception:
+        pass
+    try:
+        import torch
+        rec["torch"] = str(torch.__version__)
+    except Exception:
+        pass
+    return rec
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Written aside and renamed into place: a command killed mid-write leaves the previous file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_default))
+    os.replace(tmp, path)
+    return path
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return str(obj)
+
+
+def finite_or_none(x: float | None) -> float | None:
+    import math
+    return x if x is not None and math.isfinite(x) else None

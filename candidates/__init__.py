@@ -1,0 +1,13 @@
+"""candidates: ONNX -> ONNX graph passes for the WeNet encoder and decoder, each verified in onnxruntime.
+
+    from candidates import apply_passes, available_passes
+    model, sites = apply_passes(onnx.load("encoder.onnx"), ["fold_constants", "layernorm"])
+"""
+from candidates.framework import (  # noqa: F401
+    Pass,
+    PassError,
+    apply_passes,
+    available_passes,
+    get_pass,
+    register_pass,
+)

@@ -1,0 +1,88 @@
+"""CLI: `python -m candidates list [--model M]` and `python -m candidates apply IN OUT --passes a,b [--model M]`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from workload.shapes import MODELS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m candidates", description="ONNX graph passes for the WeNet models")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="list the registered passes (and plugin rewrites)")
+    ls.add_argument("--model", choices=MODELS)
+    ap = sub.add_parser("apply", help="apply passes to an ONNX file")
+    ap.add_argument("input", type=Path)
+    ap.add_argument("output", type=Path)
+    ap.add_argument("--passes", required=True, help="comma-separated pass names, applied in this order")
+    ap.add_argument("--model", choices=MODELS, help="reject passes that do not apply to this model")
+    ap.add_argument("--strict", action="store_true", help="fail when a pass finds no site")
+    return p
+
+
+def _list(model: str | None) -> None:
+    from candidates.framework import PLUGIN, available, get_pass
+    try:
+        import plugins  # noqa: F401  (registers the plugin rewrites)
+    except ImportError:
+        pass
+    for kind in ("pass", PLUGIN):
+        for name in available(model, kind):
+            p = get_pass(name)
+            print(f"{name:28s} {kind:6s} {','.join(p.models):16s} {p.summary}")
+
+
+def _apply(args) -> None:
+    import onnx
+
+    from candidates.framework import PassError, get_pass, run_passes
+    if not args.input.is_file():
+        raise PassError(f"{args.input} does not exist")
+    names = [n.strip() for n in args.passes.split(",") if n.strip()]
+    if not names:
+        raise PassError("--passes is empty")
+    try:
+        import plugins  # noqa: F401
+    except ImportError:
+        pass
+    kinds = {}
+    for name in names:  # unknown names and wrong-model passes fail before any work
+        p = get_pass(name)
+        if args.model is not None and args.model not in p.models:
+            raise PassError(f"{name} applies to {', '.join(p.models)}, not {args.model}")
+        kinds[name] = p.kind
+    try:
+        model = onnx.load(str(args.input))
+    except Exception as exc:
+        raise PassError(f"{args.input}: not an ONNX model ({type(exc).__name__})") from None
+    # passes and plugin rewrites may be mixed on the command line; each runs as its kind
+    sites: dict[str, int] = {}
+    for name in names:
+        model, s = run_passes(model, [name], kind=kinds[name], strict=args.strict, model_name=args.model)
+        sites.update(s)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(args.output))
+    for name, n in sites.items():
+        print(f"{name}: {n} site(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    from candidates.framework import PassError
+    try:
+        if args.cmd == "list":
+            _list(args.model)
+        else:
+            _apply(args)
+    except PassError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""CLI: `python -m engine {build,inspect,probe} ...` (see --help of each).
+
+    python -m engine build --config configs/encoder.yaml --onnx work/onnx/encoder.onnx --out encoder.plan
+    python -m engine build --baseline --model decoder --onnx work/onnx/decoder.onnx --out decoder.plan
+    python -m engine inspect encoder.plan --model encoder
+    python -m engine probe --json probe.json
+
+Bad input gives one line `error: ...` on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.errors import EngineError, first_line
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m engine", description="TensorRT engines: build, inspect, probe.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("build", help="prepare the ONNX (passes, plugins) and build an engine",
+                       description="Apply the config's passes and plugin rewrites (cached in WORK/prepared), "
+                                   "build the engine and write PLAN plus PLAN's .layers.json.")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="BuildConfig YAML (e.g. configs/encoder.yaml)")
+    src.add_argument("--baseline", action="store_true", help="the naive baseline config (needs --model)")
+    b.add_argument("--model", choices=("encoder", "decoder"), help="model of --baseline (checked against --config)")
+    b.add_argument("--onnx", required=True, help="exported ONNX (before passes), e.g. work/onnx/encoder.onnx")
+    b.add_argument("--out", required=True, help="engine file to write, e.g. encoder.plan")
+    b.add_argument("--timing-cache", help="timing cache file: read if present, updated after the build")
+    b.add_argument("--calibration", help="calibration npz for INT8 (default WORK/data/calibration-MODEL.npz "
+                                         "when the config uses int8)")
+    b.add_argument("--plugins", nargs="*", default=[], help="plugin libraries (.so) to load first")
+    b.add_argument("--work-dir", default="work", help="work folder for prepared ONNX files (default work)")
+    b.add_argument("--log", help="TensorRT build log (default: next to --out, .build.log)")
+    b.add_argument("--no-progress", action="store_true", help="no elapsed-time line while building")
+    b.add_argument("--no-layer-info", action="store_true", help="skip the inspector's .layers.json")
+
+    i = sub.add_parser("inspect", help="per-layer precisions of an engine",
+                       description="Run the engine inspector and summarize precisions (per group with --model).")
+    i.add_argument("plan", help="engine file")
+    i.add_argument("--model", choices=("encoder", "decoder"), help="also count per layer group")
+    i.add_argument("--plugins", nargs="*", default=[], help="plugin libraries (.so) to load first")
+    i.add_argument("--json", help="write the inspector's JSON here")
+
+    p = sub.add_parser("probe", help="check every TensorRT / cuda-python call on a tiny graph",
+                       description="Build and run a tiny ONNX graph with every BuildConfig knob in turn; one "
+                                   "PASS/FAIL/SKIP line per feature; JSON written after every feature.")
+    p.add_argument("--json", required=True, help="where to write the results")
+    p.add_argument("--keep", help="folder to keep the tiny models, engines and caches in (default: a temp dir)")
+    p.add_argument("--only", help="comma list of feature-name prefixes to run")
+    return parser
+
+
+def _cmd_build(args) -> int:
+    from engine.build import build_engine
+    from engine.config import BuildConfig, baseline
+    from engine.prepare import prepare_onnx
+
+    if args.baseline:
+        if not args.model:
+            raise EngineError("--baseline needs --model encoder|decoder")
+        config = baseline(args.model)
+    else:
+        config = BuildConfig.load(args.config)
+        if args.model and args.model != config.model:
+            raise EngineError(f"--model {args.model} but {args.config} is a {config.model} config")
+    work = Path(args.work_dir)
+    out = Path(args.out)
+    calibration = None
+    if config.uses_int8:
+        calibration = Path(args.calibration) if args.calibration else work / "data" / f"calibration-{config.model}.npz"
+        if not calibration.is_file():
+            raise EngineError(f"{config.model} config uses int8 but calibration file {calibration} does not exist "
+                              f"(write it with `python -m workload data`)")
+    elif args.calibration:
+        print(f"note: {config.model} config uses no int8; --calibration is not used", file=sys.stderr)
+    prepared = prepare_onnx(args.onnx, config, work / "prepared")
+    if prepared.sites:
+        print("rewrites: " + ", ".join(f"{k} {v}" for k, v in prepared.sites.items()), file=sys.stderr)
+    log_path = Path(args.log) if args.log else out.with_name(out.stem + ".build.log")
+    report = build_engine(prepared.path, config, out, timing_cache=args.timing_cache, calibration=calibration,
+                          plugin_libs=args.plugins, log_path=log_path, progress=not args.no_progress,
+                          layer_info=not args.no_layer_info)
+    print(f"{out}: {report.plan_bytes / 2**20:.1f} MiB in {report.build_s:.1f} s "
+          f"(TensorRT {report.tensorrt}, flags {','.join(report.flags) or 'none'}"
+          f"{', cleared ' + ','.join(report.flags_cleared) if report.flags_cleared else ''}; log {log_path})")
+    for knob, why in report.ignored.items():
+        print(f"warning: {knob} ignored: {why}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from engine.inspect import inspect_plan, save_layer_info, summary_lines
+
+    info = inspect_plan(args.plan, plugin_libs=args.plugins)
+    if args.json:
+        save_layer_info(info, args.json)
+    print("\n".join(summary_lines(info, args.model)))
+    return 0
+
+
+def _cmd_probe(args) -> int:
+    from engine.probe import run_probe
+
+    results = run_probe(args.json, keep=args.keep, only=args.only)
+    return 0 if all(r["status"] != "FAIL" for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.config import ConfigError
+
+    handled: tuple[type[BaseException], ...] = (EngineError, ConfigError)
+    try:
+        from candidates import PassError
+        from plugins.library import PluginLibraryError
+        handled += (PassError, PluginLibraryError)
+    except ImportError:
+        pass
+    try:
+        return {"build": _cmd_build, "inspect": _cmd_inspect, "probe": _cmd_probe}[args.command](args)
+    except handled as exc:
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

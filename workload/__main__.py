@@ -1,0 +1,112 @@
+"""CLI: `python -m workload {export,data,checkpoint} ...` (see --help of each).
+
+Bad input gives one line `error: ...` on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from workload import shapes
+from workload.errors import WorkloadError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _models(text: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in models if m not in shapes.MODELS]
+    if bad or not models:
+        raise WorkloadError(f"--models {text!r}: expected a comma list of {', '.join(shapes.MODELS)}")
+    return models
+
+
+def _config(name: str):
+    from workload.model_config import ModelConfig
+    return ModelConfig.by_name(name)
+
+
+def _checkpoint(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise WorkloadError(f"checkpoint {p} does not exist")
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="aishell", choices=("aishell", "tiny"),
+                   help="model size: the contest's AISHELL-1 conformer (default) or the tiny test model")
+    p.add_argument("--seed", type=int, default=0, help="weight seed (default 0); ignored where --checkpoint is given")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m workload", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("export", help="export encoder.onnx / decoder.onnx",
+                       description="Export the models to OUT/{encoder,decoder}.onnx (onnx.checker-verified).")
+    p.add_argument("--out", default="work/onnx", help="output folder (default work/onnx)")
+    p.add_argument("--style", default="contest", choices=("contest", "modern"),
+                   help="contest: opset 13, decomposed LayerNorm (default); modern: opset 17, LayerNormalization")
+    p.add_argument("--checkpoint", help="WeNet-style state_dict .pt to load instead of seeded weights")
+    p.add_argument("--models", default="encoder,decoder", help="comma list (default encoder,decoder)")
+    _common(p)
+
+    p = sub.add_parser("data", help="write test cases and calibration sets with PyTorch references",
+                       description="Write encoder-/decoder-{bs}-{sl}.npz for the grid and calibration-*.npz.")
+    p.add_argument("--out", default="work/data", help="output folder (default work/data)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="reference device (default cpu)")
+    p.add_argument("--grid", help="BATCHxFRAMES comma list, e.g. 1x16,4x64 (default: the full test grid "
+                                  + ",".join(f"{b}x{t}" for b, t in shapes.GRID) + ")")
+    p.add_argument("--checkpoint", help="WeNet-style state_dict .pt (use the same one as for export)")
+    p.add_argument("--no-calibration", action="store_true", help="skip calibration-*.npz")
+    _common(p)
+
+    p = sub.add_parser("checkpoint", help="write a checkpoint of the seeded weights",
+                       description="Write the seeded model's state_dict as a WeNet-style checkpoint.")
+    p.add_argument("--out", required=True, help="output .pt path")
+    _common(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.seed < 0:
+            raise WorkloadError(f"--seed {args.seed} must be non-negative")
+        config = _config(args.config)
+        if args.command == "export":
+            from workload.export import export_all
+            models = _models(args.models)
+            start = time.perf_counter()
+            paths = export_all(args.out, args.style, models, config, _checkpoint(args.checkpoint), args.seed)
+            for m, path in paths.items():
+                print(f"{m}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+            print(f"exported in {time.perf_counter() - start:.1f} s")
+        elif args.command == "data":
+            from workload.data import generate, parse_grid
+            grid = parse_grid(args.grid) if args.grid else shapes.GRID
+            written = generate(args.out, grid, args.device, args.seed, _checkpoint(args.checkpoint), config,
+                               calibration=not args.no_calibration)
+            print(f"wrote {len(written)} files to {args.out}")
+        else:
+            from workload.checkpoint import save_checkpoint
+            print(save_checkpoint(args.out, config, args.seed))
+    except WorkloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
