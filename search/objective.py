@@ -104,7 +104,7 @@ class TrialObjective:
         s = self.settings
         if s.gpu is not None:
             trial.set_user_attr("gpu", str(s.gpu))
-        config = self.space.sample(trial)           # InvalidSample: PRUNED, nothing is built
+        config = self.space.sample(trial)
         out = self.trial_dir(trial)
         out.mkdir(parents=True, exist_ok=True)
         config_path = config.save(out / "config.yaml")

@@ -44,14 +44,6 @@ REFERENCE_REWRITES = ("fold_constants", "layernorm", "encoder_lengths", "attenti
                       "subsampling_conv", "ffn_2d_matmul", "pos_enc_slice")
 
 
-class InvalidSample(optuna.TrialPruned):
-    """A sampled combination TensorRT cannot build (e.g. no tactic source at all).
-
-    A TrialPruned, so Optuna records the trial as PRUNED (cheap: nothing is
-    built) and the sampler learns to avoid the region.
-    """
-
-
 @dataclass(frozen=True)
 class SpaceOptions:
     allow_int8: bool = False           # INT8 flag + per-group int8 choice (needs calibration data)
@@ -230,7 +222,8 @@ class SearchSpace:
     def sample(self, trial: optuna.trial.BaseTrial) -> BuildConfig:
         """Suggest every active dimension and assemble the config.
 
-        Raises InvalidSample (a TrialPruned) for a combination TensorRT rejects.
+        Every combination is buildable: a custom tactic-source set with every
+        source off means TensorRT's own kernels only (the probe's build.tactics.none).
         """
         fields = self._defaults()
         params: dict[str, Any] = {}
@@ -238,8 +231,6 @@ class SearchSpace:
             if dim.when(params):
                 params[dim.name] = value = dim.suggest(trial)
                 dim.write(fields, value)
-        if fields["tactic_sources"] == []:
-            raise InvalidSample("custom tactic sources with every source off (TensorRT needs at least one)")
         return BuildConfig.from_dict(fields)
 
     def to_params(self, config: BuildConfig) -> dict[str, Any]:
@@ -256,10 +247,7 @@ class SearchSpace:
                 if not dim.allows(value):
                     raise SpaceError(f"config value {value!r} of {dim.name} is outside the search space")
                 params[dim.name] = value
-        try:
-            back = self.sample(optuna.trial.FixedTrial(params))
-        except InvalidSample as exc:
-            raise SpaceError(f"config is not buildable: {exc}") from None
+        back = self.sample(optuna.trial.FixedTrial(params))
         if canonical(back) != canonical(config):
             a, b = back.to_dict(), config.to_dict()
             diff = sorted(k for k in a if canonical_field(k, a[k]) != canonical_field(k, b[k]))

@@ -25,7 +25,7 @@ DEFAULT_STORAGE = "sqlite:///work/study.db"
 SQLITE_BUSY_TIMEOUT_S = 120        # parallel writers wait instead of failing with "database is locked"
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120               # a RUNNING trial without a heartbeat this long is stale
-INFEASIBLE = 1e9                   # constraint of a trial with no measurement (pruned invalid sample)
+INFEASIBLE = 1e9                   # constraint of a trial with no measurement
 
 
 def study_name_for(model: str, study_name: str | None = None) -> str:
@@ -99,8 +99,8 @@ def constraints_func(trial: FrozenTrial) -> Sequence[float]:
     """For TPESampler: the worker's constraint from user_attr "constraint".
 
     Optuna stores it as system_attr "constraints" for COMPLETE and PRUNED trials,
-    which is where optuna-dashboard shows feasibility. A pruned invalid sample
-    has no measurement and counts as infeasible.
+    which is where optuna-dashboard shows feasibility. A trial with no
+    measurement counts as infeasible.
     """
     value = trial.user_attrs.get("constraint")
     return (INFEASIBLE if value is None else float(value),)
