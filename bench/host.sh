@@ -3,29 +3,105 @@
 # Run from the repo root there:  bash bench/host.sh STEP [STEP ...]
 # The host's python3 (torch) exports models and data; TensorRT work runs under the
 # rig's python3.10. Generated files live in $WORK (kept while the host stays warm);
-# results worth keeping are copied to $OUT, which the device tool brings back.
+# results worth keeping are written to $RESULTS, and `collect` copies them to $OUT,
+# which the device tool brings back (it is emptied before every command).
+#
+# A whole session, with the host kept busy between calls:
+#   bash bench/host.sh start-bg data torch      # while the rig parts are sent
+#   bash bench/host.sh start-bg install probe gputests await baseline tune freeze reproduce
+#   bash bench/host.sh wait 540                 # repeat: waits, prints progress, collects
+#
+# Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
+# budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
+# GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once).
 set -uo pipefail
 WORK=${WORK:-/root/work}
+RESULTS=${RESULTS:-$WORK/results}
 OUT=${OUT:-/tmp/out}
-mkdir -p "$WORK" "$OUT"
+TUNE_S=${TUNE_S:-600}
+TUNE_ARGS=${TUNE_ARGS:-}
+GPU_SLUG=${GPU_SLUG:-h200}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$WORK" "$RESULTS" "$OUT"
 export PYTHONUNBUFFERED=1
 
 trt() { (. /root/rig/env.sh && python3.10 "$@"); }
 
-for step in "$@"; do
-  echo "=== $step $(date -u +%H:%M:%S)"
-  case "$step" in
+collect() {   # results + a consistent copy of the study database -> $OUT (8 files at most)
+  cp -f "$RESULTS"/*.json "$OUT"/ 2>/dev/null
+  if [ -f "$WORK/study.db" ]; then
+    python3 -c "import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); s.backup(d)" \
+      "$WORK/study.db" "$OUT/study.db"
+  fi
+  (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read bg.log results/*.log results/*.txt configs \
+     trials/*/*/eval.txt trials/*/*/result.json 2>/dev/null)
+  ls "$OUT"
+}
+
+step() {
+  local s=$1
+  echo "=== $s $(date -u +%H:%M:%S)"
+  case "$s" in
     nvsmi) nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv ;;
+    install)  # the rig parts must already be in /root/rig/in
+      bash "$REPO/.gpu/install.sh" 2>&1 | tail -3 ;;
     data)  # ONNX models (contest style) + test grid + calibration data, references on the GPU in FP32
       python3 -m workload export --out "$WORK/onnx" &&
-      python3 -m workload data --out "$WORK/data" --device cuda ;;
-    probe) trt -m engine probe --json "$OUT/probe.json" ;;
-    gputests) trt -m pytest -q -m gpu -x tests 2>&1 | tee "$OUT/gputests.log" ;;
-    baseline)
-      trt bench/baseline.py --work "$WORK" --out "$OUT" ;;
+      python3 -m workload data --out "$WORK/data" --device cuda 2>&1 | tail -1 ;;
+    probe) trt -m engine probe --json "$RESULTS/probe.json" | grep -E '^(PASS|FAIL|SKIP)' | cut -c1-240 ;;
+    gputests) timeout 240 bash -c '. /root/rig/env.sh && python3.10 -m pytest -q -m gpu tests -p no:cacheprovider' \
+                > "$RESULTS/gputests.log" 2>&1; tail -5 "$RESULTS/gputests.log" ;;
+    baseline) trt bench/baseline.py --work "$WORK" --out "$RESULTS" ;;
     torch)
-      python3 bench/torch_baselines.py --data "$WORK/data" --out "$OUT/torch-baselines.json" ;;
-    *) echo "unknown step $step" >&2; exit 2 ;;
+      python3 bench/torch_baselines.py --data "$WORK/data" --out "$RESULTS/torch-baselines.json" \
+        --compile-budget-s 150 > "$RESULTS/torch.log" 2>&1; tail -3 "$RESULTS/torch.log" ;;
+    tune)
+      if [ -n "${STUDY_DB:-}" ] && [ -f "$STUDY_DB" ] && [ ! -f "$WORK/study.db" ]; then
+        cp "$STUDY_DB" "$WORK/study.db"
+        cp "$(dirname "$STUDY_DB")"/timing-*.cache "$WORK"/ 2>/dev/null
+      fi
+      # shellcheck disable=SC2086
+      trt -m search tune --model both --work-dir "$WORK" --time-budget "$TUNE_S" --trial-timeout 600 \
+        --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\[' ;;
+    freeze)
+      trt -m search status --work-dir "$WORK"
+      trt -m search freeze --work-dir "$WORK" --out "$WORK/configs"
+      trt -m search export --work-dir "$WORK" --out "$RESULTS/study-$GPU_SLUG.json" ;;
+    reproduce)  # build.sh from the frozen configs, then evaluate.py on the rebuilt plans
+      rm -rf "$WORK/best" && mkdir -p "$WORK/best"
+      (. /root/rig/env.sh && PYTHON=python3.10 TORCH_PYTHON=python3 WORK="$WORK" CONFIG_DIR="$WORK/configs" \
+        OUT_DIR="$WORK/best" bash build.sh) > "$RESULTS/reproduce-build.log" 2>&1
+      tail -2 "$RESULTS/reproduce-build.log"
+      trt evaluate.py --encoder "$WORK/best/encoder.plan" --decoder "$WORK/best/decoder.plan" \
+        --data "$WORK/data" --no-progress --json "$RESULTS/reproduce-$GPU_SLUG.json" ;;
+    await)  # let the pipelines started before this one finish (clean timings)
+      while [ -n "$(bg_alive $$)" ]; do sleep 5; done ;;
+    *) echo "unknown step $s" >&2; return 2 ;;
   esac
-  echo "=== $step done rc=$? $(date -u +%H:%M:%S)"
-done
+  echo "=== $s done $(date -u +%H:%M:%S)"
+}
+
+bg_alive() {   # pids of background pipelines still running (other than $1)
+  for f in "$WORK"/bg.*.pid; do
+    [ -f "$f" ] || continue
+    p=$(cat "$f"); [ "$p" = "${1:-}" ] && continue
+    kill -0 "$p" 2>/dev/null && echo "$p"
+  done
+}
+
+case "${1:-}" in
+  start-bg)   # run the steps in a new session from a private copy of the repo; returns at once
+    shift
+    n=$(date +%s%N); copy=/root/repo.$n
+    mkdir -p "$copy" && cp -a "$REPO"/. "$copy"/
+    (cd "$copy" && exec setsid nohup bash bench/host.sh "$@" >> "$WORK/bg.log" 2>&1 < /dev/null) &
+    echo $! > "$WORK/bg.$n.pid"
+    echo "started in the background (pid $!): $*" ;;
+  wait)       # up to $2 seconds until every background pipeline ends, then collect
+    limit=${2:-540}; t0=$SECONDS
+    while [ -n "$(bg_alive)" ] && [ $((SECONDS - t0)) -lt "$limit" ]; do sleep 5; done
+    grep -E '^(===|PASS|FAIL|SKIP|wenet-|encoder trial|decoder trial|error|   )' "$WORK/bg.log" | tail -70 | cut -c1-240
+    collect ;;
+  collect) collect ;;
+  *) for s in "$@"; do step "$s"; done ;;
+esac

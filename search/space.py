@@ -307,7 +307,7 @@ def registered_plugins(model: str) -> list[str]:
 
 def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequence[str] | None = None,
                   max_opt_level: int = 5, groups: Sequence[str] | None = None) -> list[BuildConfig]:
-    """Seeds of every study: [baseline, reference-solution-like, all-FP16].
+    """Seeds of every study: [baseline, reference-solution-like, all-FP16, passes-FP32, mixed].
 
     passes/plugins default to the registries; a reference rewrite that is not
     registered is left out. opt_level is capped at max_opt_level so the seeds
@@ -326,7 +326,15 @@ def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequ
         fp16=True, tf32=False, workspace_mib=max(WORKSPACES_MIB))
     all_fp16 = BuildConfig(model=model, fp16=True, tf32=False,
                            layer_precision={g: "fp16" for g in groups}, precision_constraints="prefer")
-    seeds = [base, reference, all_fp16]
+    # Every pass, FP32: what the rewrites alone buy, numerically safe.
+    passes_fp32 = BuildConfig(model=model, passes=list(passes), tf32=False)
+    # Every pass, FP16 where error accumulates least: the groups that feed reductions
+    # and exponentials (norms, softmax, attention scores, the output log-softmax) stay FP32.
+    keep_fp32 = ("norm", "softmax", "attention", "self_attention", "cross_attention", "output")
+    mixed = BuildConfig(model=model, passes=list(passes), fp16=True, tf32=False,
+                        layer_precision={g: "fp32" for g in groups if g in keep_fp32},
+                        precision_constraints="obey")
+    seeds = [base, reference, all_fp16, passes_fp32, mixed]
     for cfg in seeds:
         cfg.opt_level = min(cfg.opt_level, max_opt_level)
     return seeds

@@ -157,7 +157,7 @@ def seed_study(study: optuna.Study, space: SearchSpace) -> int:
     """Enqueue the known configs once per study (a resumed study is not seeded again)."""
     if study.user_attrs.get("seeded"):
         return 0
-    names = ("baseline", "reference", "all_fp16")
+    names = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")
     seeds = space.known_configs()
     labels = [names[i] if i < len(names) else f"seed{i}" for i in range(len(seeds))]
     for label, cfg in zip(labels, seeds):
