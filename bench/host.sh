@@ -48,6 +48,7 @@ step() {
     data)  # ONNX models (contest style) + test grid + calibration data, references on the GPU in FP32
       python3 -m workload export --out "$WORK/onnx" &&
       python3 -m workload data --out "$WORK/data" --device cuda 2>&1 | tail -1 ;;
+    diag) trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-$GPU_SLUG.json" ;;
     probe) trt -m engine probe --json "$RESULTS/probe.json" | grep -E '^(PASS|FAIL|SKIP)' | cut -c1-240 ;;
     gputests) timeout 240 bash -c '. /root/rig/env.sh && python3.10 -m pytest -q -m gpu tests -p no:cacheprovider' \
                 > "$RESULTS/gputests.log" 2>&1; tail -5 "$RESULTS/gputests.log" ;;

@@ -326,7 +326,9 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
                 report.notes.append("calibration data given but the config uses no int8: not used")
 
             cache, cache_path, loaded_stat = None, None, None
-            if timing_cache is not None and hasattr(bconfig, "create_timing_cache"):
+            if timing_cache is not None and caps.timing_cache_problem:
+                report.ignored["timing_cache"] = caps.timing_cache_problem
+            elif timing_cache is not None and hasattr(bconfig, "create_timing_cache"):
                 cache_path = Path(timing_cache)
                 loaded_stat = _stat(cache_path)
                 report.timing_cache = {}

@@ -378,7 +378,8 @@ def _run(p: Probe) -> None:  # noqa: C901 (one flat list of features reads best)
 
     p.feature("build.fp16", lambda: p.build("fp16", 5e-2, fp16=True)[1])
     p.feature("build.tf32", lambda: p.build("tf32", 1e-2, tf32=True)[1])
-    for level in (0, 5):
+    # 5 is left out: it segfaults TensorRT 8.6.0 on an H200 even for this tiny graph (bench/diag/trt_abort.py)
+    for level in (0, 4):
         p.feature(f"build.opt_level.{level}", lambda lv=level: p.build(f"opt{lv}", 1e-3, opt_level=lv)[1])
     p.feature("build.workspace.64mib", lambda: p.build("ws64", 1e-3, workspace_mib=64)[1])
     for aux in (0, 2):

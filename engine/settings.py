@@ -41,12 +41,27 @@ class Capabilities:
     progress_monitor: bool = False
     inspector: bool = True
     profiling_verbosity: frozenset[str] = frozenset()
-    # Sources this TensorRT names but cannot use on this machine (e.g. CUDNN without cuDNN's
-    # sub-libraries: TensorRT 8.6 then aborts the process when it serializes a timing cache).
-    unusable_tactic_sources: frozenset[str] = frozenset()
+    # cuDNN really loadable (not only its loader): without it the CUDNN tactic source has
+    # no kernels, and TensorRT < 10 aborts the process when it serializes a timing cache.
+    cudnn: bool = True
+
+    @property
+    def unusable_tactic_sources(self) -> frozenset[str]:
+        return frozenset() if self.cudnn or "CUDNN" not in self.tactic_sources else frozenset({"CUDNN"})
+
+    @property
+    def timing_cache_problem(self) -> str | None:
+        """Why a timing cache cannot be used here, or None."""
+        if not {"create_timing_cache", "set_timing_cache"} <= self.config_attrs:
+            return "IBuilderConfig has no create_timing_cache"
+        if not self.cudnn and self.version[:1] < (10,):
+            return ("TensorRT < 10 serializes timing caches through cuDNN, whose libraries cannot be "
+                    "loaded here (it would abort the process)")
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["unusable_tactic_sources"] = self.unusable_tactic_sources
         return {k: sorted(v) if isinstance(v, frozenset) else list(v) if isinstance(v, tuple) else v
                 for k, v in d.items()}
 

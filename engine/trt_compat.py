@@ -84,33 +84,32 @@ def capabilities(trt=None) -> Capabilities:
         and hasattr(cfg_cls, "progress_monitor"),
         inspector=hasattr(getattr(trt, "ICudaEngine", object), "create_engine_inspector"),
         profiling_verbosity=frozenset(enum_members(getattr(trt, "ProfilingVerbosity", None))),
-        unusable_tactic_sources=unusable_tactic_sources(trt),
+        cudnn=cudnn_loadable(trt),
     )
 
 
-# cuDNN libraries TensorRT's CUDNN tactic source loads at build time, by cuDNN major version.
-CUDNN_SUBLIBS = {8: "libcudnn_ops_infer.so.8", 9: "libcudnn_ops.so.9"}
+# cuDNN sub-libraries TensorRT loads through cuDNN's small loader, by TensorRT major version.
+CUDNN_SUBLIBS = {8: ("libcudnn_ops_infer.so.8",), 10: ("libcudnn_ops_infer.so.8", "libcudnn_ops.so.9")}
 
 
-def unusable_tactic_sources(trt=None) -> frozenset[str]:
-    """Tactic sources whose libraries cannot be loaded here.
+def cudnn_loadable(trt=None) -> bool:
+    """Whether the cuDNN that this TensorRT links against can really be loaded here.
 
-    TensorRT 8.6 with only cuDNN's small loader (no sub-libraries) builds fine but
-    aborts the whole process when it serializes a timing cache: so CUDNN is left
-    out of the default set unless cuDNN's ops library loads.
+    The GPU host's rig ships only cuDNN 8's loader: TensorRT 8.6 then builds, but
+    aborts the whole process (std::abort in cuDNN's loader) when it serializes a
+    timing cache, and the CUDNN tactic source has no kernels.
     """
     import ctypes
 
     trt = trt or import_tensorrt()
-    if "CUDNN" not in enum_members(getattr(trt, "TacticSource", None)):
-        return frozenset()
-    for lib in CUDNN_SUBLIBS.values():
+    libs = CUDNN_SUBLIBS[8] if trt_version(trt)[0] < 10 else CUDNN_SUBLIBS[10]
+    for lib in libs:
         try:
             ctypes.CDLL(lib)
-            return frozenset()
+            return True
         except OSError:
             continue
-    return frozenset({"CUDNN"})
+    return False
 
 
 def network_flags(trt=None) -> int:

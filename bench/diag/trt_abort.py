@@ -1,43 +1,80 @@
-"""Diagnose two aborts seen with TensorRT 8.6.0 on H200: timing-cache serialize, opt level 5.
+"""Diagnose process-killing TensorRT 8.6.0 failures on the GPU host, one process per case.
 
-    python3.10 bench/diag/trt_abort.py CASE    (CASE: cache_plain, cache_sink, opt5_plain, opt5_sink, opt5_nocudnn, cache_nocudnn)
-Each case runs in its own process (an abort kills it); the exit code tells.
+    python3.10 bench/diag/trt_abort.py --json OUT.json [CASE ...]
+
+Cases build the probe's tiny encoder graph (engine/probe.py) with the plain
+TensorRT API and one suspect knob each; an abort or segfault kills only that
+case's process, and its exit status goes into the JSON (134 = abort, 139 = SIGSEGV).
+  cache_default   timing cache serialized after a build, default tactic sources
+  cache_nocudnn   the same with the CUDNN tactic source cleared
+  opt4, opt5      builder optimization level 4 / 5, no timing cache
 """
-import sys, tempfile
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import onnx
-import tensorrt as trt
-from engine.probe import tiny_encoder_model
 
-case = sys.argv[1]
-d = Path(tempfile.mkdtemp())
-onnx.save(tiny_encoder_model(), str(d / "t.onnx"))
-if case.endswith("sink"):
-    from engine.trt_compat import get_logger
-    logger = get_logger(trt)
-else:
+CASES = ("cache_default", "cache_nocudnn", "opt4", "opt5")
+
+
+def run_case(case: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import onnx
+    import tensorrt as trt
+    from engine.probe import tiny_encoder_model
+
+    d = Path(tempfile.mkdtemp())
+    onnx.save(tiny_encoder_model(), str(d / "t.onnx"))
     logger = trt.Logger(trt.Logger.WARNING)
-b = trt.Builder(logger)
-n = b.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
-p = trt.OnnxParser(n, logger)
-assert p.parse((d / "t.onnx").read_bytes())
-c = b.create_builder_config()
-prof = b.create_optimization_profile()
-prof.set_shape("speech", (1, 16, 80), (64, 1024, 80), (64, 1024, 80))
-prof.set_shape("speech_lengths", (1,), (64,), (64,))
-c.add_optimization_profile(prof)
-if case.startswith("opt5"):
-    c.builder_optimization_level = 5
-if case.endswith("nocudnn"):
-    c.set_tactic_sources(int(c.get_tactic_sources()) & ~(1 << int(trt.TacticSource.CUDNN)))
-cache = c.create_timing_cache(b"")
-c.set_timing_cache(cache, False)
-s = b.build_serialized_network(n, c)
-print("built", s is not None, flush=True)
-cur = c.get_timing_cache()
-print("got cache", cur, flush=True)
-blob = cur.serialize()
-print("serialized current", len(memoryview(blob).tobytes()), flush=True)
-blob2 = cache.serialize()
-print("serialized original", len(memoryview(blob2).tobytes()), flush=True)
+    b = trt.Builder(logger)
+    n = b.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    p = trt.OnnxParser(n, logger)
+    assert p.parse((d / "t.onnx").read_bytes())
+    c = b.create_builder_config()
+    prof = b.create_optimization_profile()
+    prof.set_shape("speech", (1, 16, 80), (64, 1024, 80), (64, 1024, 80))
+    prof.set_shape("speech_lengths", (1,), (64,), (64,))
+    c.add_optimization_profile(prof)
+    if case.startswith("opt"):
+        c.builder_optimization_level = int(case[3:])
+    if case == "cache_nocudnn":
+        c.set_tactic_sources(int(c.get_tactic_sources()) & ~(1 << int(trt.TacticSource.CUDNN)))
+    cache = c.create_timing_cache(b"") if case.startswith("cache") else None
+    if cache is not None:
+        c.set_timing_cache(cache, False)
+    assert b.build_serialized_network(n, c) is not None
+    if cache is not None:
+        print("timing cache bytes", len(memoryview(c.get_timing_cache().serialize()).tobytes()))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json")
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("cases", nargs="*", default=list(CASES))
+    args = ap.parse_args()
+    if args.case:
+        run_case(args.case)
+        return 0
+    import tensorrt as trt
+    results = {}
+    for case in args.cases:
+        r = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True, timeout=300)
+        tail = [l for l in (r.stdout + r.stderr).splitlines() if "[TRT] [W]" not in l][-3:]
+        results[case] = {"returncode": r.returncode, "tail": tail}
+        print(case, r.returncode, tail[-1:] if tail else "", flush=True)
+    if args.json:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True).stdout.strip()
+        Path(args.json).write_text(json.dumps({
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python3.10 " + " ".join(sys.argv), "gpu": gpu, "tensorrt": trt.__version__,
+            "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -818,4 +818,6 @@ def install(monkeypatch, version: str = "8.6.0"):
     monkeypatch.setattr(tc, "_LOGGER", None)
     monkeypatch.setattr(tc, "_CUDA", None)
     monkeypatch.setattr(pl, "_TRT_LOGGER", None)
+    # A machine with a complete cuDNN (tests of the rig's loader-only cuDNN patch this to False).
+    monkeypatch.setattr(tc, "cudnn_loadable", lambda trt=None: True)
     return trt, rt

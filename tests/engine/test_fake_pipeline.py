@@ -132,6 +132,27 @@ def test_timing_cache_is_saved_reloaded_and_merged(fake_trt, tiny_onnx, tmp_path
     assert "unreadable" in fourth.timing_cache["note"]
 
 
+def test_loader_only_cudnn_drops_cudnn_and_the_timing_cache(fake_trt, tiny_onnx, tmp_path, monkeypatch):
+    """The GPU host's rig: cuDNN's loader without its libraries (TensorRT 8.6 would abort)."""
+    import engine.trt_compat as tc
+    trt, _ = fake_trt
+    monkeypatch.setattr(tc, "cudnn_loadable", lambda trt=None: False)
+    seen = {}
+    real = trt.Builder.build_serialized_network
+
+    def spy(self, network, config):
+        seen["tactics"] = config.get_tactic_sources()
+        return real(self, network, config)
+    monkeypatch.setattr(trt.Builder, "build_serialized_network", spy)
+    path = tmp_path / "t.cache"
+    report = build(tiny_onnx, tmp_path, timing_cache=path)
+    assert not path.exists() and "cuDNN" in report.ignored["timing_cache"]
+    assert "CUDNN" not in report.tactic_sources and "CUBLAS" in report.tactic_sources
+    assert not seen["tactics"] >> int(trt.TacticSource.CUDNN) & 1
+    explicit = build(tiny_onnx, tmp_path, tactic_sources=["CUDNN", "CUBLAS"])
+    assert explicit.tactic_sources == ["CUBLAS"] and "CUDNN" in explicit.ignored["tactic_sources"]
+
+
 def test_build_errors_are_one_line(fake_trt, tiny_onnx, tmp_path):
     trt, _ = fake_trt
     bad = tmp_path / "bad.onnx"
