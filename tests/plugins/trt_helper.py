@@ -1,7 +1,7 @@
 """A minimal TensorRT build-and-run helper for the GPU tests (polygraphy; TensorRT imported lazily).
 
-Self-contained on purpose: the plugin tests must not depend on engine/ to check
-that a rewrite builds and computes the same as the graph without it.
+Self-contained on purpose (engine/ only says whether cuDNN loads): the plugin tests must not
+depend on engine/'s builder to check that a rewrite builds and computes the same as the graph without it.
 """
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ def build_and_run(model: onnx.ModelProto, feeds_list: list[dict[str, np.ndarray]
         shapes = np.array([f[name].shape for f in feeds_list])
         lo, hi = tuple(int(x) for x in shapes.min(0)), tuple(int(x) for x in shapes.max(0))
         profile.add(name, min=lo, opt=hi, max=hi)
-    config = CreateConfig(fp16=fp16, tf32=False, profiles=[profile])
+    import tensorrt as trt
+
+    from engine.trt_compat import cudnn_loadable
+    # Without cuDNN's libraries (the GPU host's rig) the CUDNN source aborts the process.
+    sources = [s for name, s in trt.TacticSource.__members__.items() if name != "CUDNN" or cudnn_loadable(trt)]
+    config = CreateConfig(fp16=fp16, tf32=False, profiles=[profile], tactic_sources=sources)
     engine = EngineFromNetwork(NetworkFromOnnxPath(str(path)), config=config)
     outs = []
     with TrtRunner(engine) as runner:

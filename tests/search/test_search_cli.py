@@ -18,6 +18,7 @@ from search.storage import best_feasible_trial, open_study
 from search.runner import REPO_ROOT
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
+SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")      # seed_study's labels, in order
 
 
 def fake(mode="ok"):
@@ -83,14 +84,16 @@ def test_missing_model_file(work, capsys):
 
 
 def test_tune_status_best_freeze_export(work, tmp_path, capsys):
-    assert tune(work, trials="4") == 0
+    assert tune(work, trials="6") == 0                  # the five seeds, then one sampled trial
     out = capsys.readouterr()
-    assert "wenet-encoder: 4 new trials (4 complete" in out.out
-    assert "[baseline]" in out.err                       # one line per trial
+    assert "wenet-encoder: 6 new trials (6 complete" in out.out
+    for label in SEEDS:                                  # one line per trial
+        assert f"[{label}]" in out.err
+    assert "encoder trial 5 gpu0:" in out.err           # the sampled trial has no seed label
 
     assert main(["status", "--work-dir", str(work)]) == 0
     status = capsys.readouterr().out
-    assert "wenet-encoder (encoder): 4 trials (complete 4); 4 feasible, 0 infeasible" in status
+    assert "wenet-encoder (encoder): 6 trials (complete 6); 6 feasible, 0 infeasible" in status
 
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     best = best_feasible_trial(study)
@@ -111,7 +114,7 @@ def test_tune_status_best_freeze_export(work, tmp_path, capsys):
     assert main(["export", "--work-dir", str(work), "--out", str(export)]) == 0
     data = json.loads(export.read_text())
     (st,) = data["studies"]
-    assert st["study"] == "wenet-encoder" and len(st["trials"]) == 4
+    assert st["study"] == "wenet-encoder" and len(st["trials"]) == 6
     row = st["trials"][best.number]
     assert row["state"] == "COMPLETE" and row["value"] == best.value and row["feasible"] is True
     assert row["constraint"] <= 0 and row["params"] == best.params and "latency_ms" in row["user_attrs"]
@@ -119,7 +122,8 @@ def test_tune_status_best_freeze_export(work, tmp_path, capsys):
     # re-running continues the study: no new seeds, numbering goes on
     assert tune(work, trials="2") == 0
     trials = study.get_trials()
-    assert len(trials) == 6 and sum("seed" in t.user_attrs for t in trials) == 3
+    assert [t.number for t in trials] == list(range(8))
+    assert [t.user_attrs.get("seed") for t in trials] == [*SEEDS, None, None, None]
 
 
 def test_freeze_without_feasible_trial_exits_2_and_writes_nothing(work, tmp_path, capsys):
@@ -160,12 +164,12 @@ def test_plot(work, tmp_path, capsys):
 
 def test_best_so_far_series(work):
     from search.results import best_so_far
-    assert tune(work, trials="4") == 0
+    assert tune(work, trials="6") == 0
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     series = best_so_far(study)
     values = [t.value for t in study.trials]
-    assert [n for n, _ in series] == [0, 1, 2, 3]
-    assert [v for _, v in series] == [min(values[:i + 1]) for i in range(4)]
+    assert [n for n, _ in series] == [0, 1, 2, 3, 4, 5]
+    assert [v for _, v in series] == [min(values[:i + 1]) for i in range(6)]
 
 
 def test_dashboard_serves_storage_and_artifacts(work, monkeypatch):
@@ -180,11 +184,12 @@ def test_dashboard_serves_storage_and_artifacts(work, monkeypatch):
 
 
 def test_two_gpus_two_processes_one_storage(work, capsys):
-    assert tune(work, "--gpus", "0,1", trials="3") == 0
+    assert tune(work, "--gpus", "0,1", trials="6") == 0     # 3 + 3: the five seeds and one sampled trial
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     trials = study.get_trials()
-    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert {t.user_attrs["gpu"] for t in trials} == {"0", "1"}
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.user_attrs["gpu"] for t in trials) == ["0", "0", "0", "1", "1", "1"]
+    assert sorted(t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs) == sorted(SEEDS)
     assert sorted(p.name for p in work.glob("timing-*.cache")) == ["timing-encoder-gpu0.cache",
                                                                     "timing-encoder-gpu1.cache"]
     for t in trials:        # each trial used its own GPU's cache
@@ -220,9 +225,10 @@ def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(wo
 
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     S = optuna.trial.TrialState
-    assert [t.state for t in study.get_trials()] == [S.FAIL, S.WAITING, S.WAITING]   # the other seeds wait
-    assert tune(work, trials="2") == 0
+    assert [t.state for t in study.get_trials()] == [S.FAIL] + [S.WAITING] * 4   # the other seeds wait
+    assert tune(work, trials="4") == 0
     trials = study.get_trials()
-    assert [t.number for t in trials] == [0, 1, 2]
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert [t.state for t in trials] == [S.FAIL] + [S.COMPLETE] * 4
     # the interrupted seed (baseline) is not enqueued again; the next seeds run
-    assert [t.user_attrs.get("seed") for t in trials] == ["baseline", "reference", "all_fp16"]
+    assert [t.user_attrs.get("seed") for t in trials] == list(SEEDS)

@@ -9,7 +9,7 @@ from optuna.trial import FixedTrial, TrialState
 from engine.config import TACTIC_SOURCES, BuildConfig, baseline
 from engine.layer_groups import GROUPS
 from search.errors import SpaceError
-from search.space import (AUTO, SearchSpace, SpaceOptions, known_configs, space_groups)
+from search.space import (AUTO, SearchSpace, SpaceOptions, canonical, known_configs, space_groups)
 from search.storage import make_sampler
 
 PASSES = ["fold_constants", "layernorm", "encoder_lengths", "ffn_2d_matmul", "not_in_reference"]
@@ -144,13 +144,23 @@ def test_to_params_refuses_what_the_space_cannot_express(config, match):
 
 def test_known_configs():
     seeds = known_configs("encoder", PASSES, PLUGINS, max_opt_level=2)
-    base, ref, fp16 = seeds
+    base, ref, fp16, passes_fp32, mixed = seeds
     assert base == BuildConfig("encoder", opt_level=2)
     # only registered reference rewrites, in registry order
     assert ref.passes == ["fold_constants", "layernorm", "encoder_lengths", "ffn_2d_matmul"]
     assert ref.fp16 and not ref.tf32 and ref.workspace_mib == 16384 and ref.opt_level == 2
     assert fp16.fp16 and set(fp16.layer_precision) == set(GROUPS["encoder"])
     assert set(fp16.layer_precision.values()) == {"fp16"}
+    # every registered pass (reference or not), in registry order, plain FP32 with TF32 off
+    assert passes_fp32 == BuildConfig("encoder", passes=PASSES, tf32=False, opt_level=2)
+    assert not passes_fp32.fp16 and not passes_fp32.int8 and not passes_fp32.tf32
+    assert passes_fp32.layer_precision == {} and passes_fp32.plugins == []
+    # every pass, FP16, with the groups feeding reductions/exponentials pinned to FP32 (obeyed)
+    assert mixed.passes == PASSES and mixed.plugins == []
+    assert mixed.fp16 and not mixed.tf32 and not mixed.int8 and mixed.opt_level == 2
+    assert mixed.layer_precision == {"softmax": "fp32", "attention": "fp32", "norm": "fp32"}
+    assert mixed.precision_constraints == "obey"
+    assert len({repr(canonical(cfg)) for cfg in seeds}) == 5          # five distinct seeds
     space = SearchSpace("encoder", PASSES, PLUGINS, options=SpaceOptions(max_opt_level=2))
     assert space.known_configs() == seeds
     for cfg in seeds:
@@ -158,8 +168,26 @@ def test_known_configs():
 
 
 def test_known_configs_without_registered_passes():
-    ref = known_configs("decoder", passes=[], plugins=[])[1]
+    seeds = known_configs("decoder", passes=[], plugins=[])
+    assert len(seeds) == 5
+    ref = seeds[1]
     assert ref.passes == [] and ref.fp16
+    assert all(cfg.passes == [] and cfg.plugins == [] for cfg in seeds)
+
+
+def test_known_configs_mixed_seed_of_the_decoder():
+    passes = ["fold_constants", "decoder_masks"]
+    *_, passes_fp32, mixed = known_configs("decoder", passes, [])
+    assert passes_fp32.passes == passes and not passes_fp32.fp16 and not passes_fp32.tf32
+    assert mixed.passes == passes and mixed.fp16 and mixed.precision_constraints == "obey"
+    # norms, softmax, both attentions and the output log-softmax stay FP32; the rest is left to TensorRT
+    assert mixed.layer_precision == {g: "fp32" for g in
+                                     ("softmax", "self_attention", "cross_attention", "norm", "output")}
+    assert set(GROUPS["decoder"]) - set(mixed.layer_precision) == {"embedding", "feed_forward"}
+    space = SearchSpace("decoder", passes)
+    assert space.known_configs()[3:] == [passes_fp32, mixed]
+    for cfg in (passes_fp32, mixed):
+        assert space.sample(FixedTrial(space.to_params(cfg))) == cfg
 
 
 def test_block_groups_and_bad_options():

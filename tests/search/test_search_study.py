@@ -103,13 +103,19 @@ def test_empty_tactic_set_is_built_not_pruned(work, fake_command):
 def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
     space = SearchSpace("encoder", passes=["fold_constants", "layernorm"])
     study = open_study(url(work), "encoder", seed=0)
-    assert seed_study(study, space) == 3
+    assert seed_study(study, space) == 5
+    assert study.user_attrs["seeded"] == ["baseline", "reference", "all_fp16", "passes_fp32", "mixed"]
     enqueue_plain(study, space, 1)
-    run(study, space, work, {}, 4, fake_command)
+    run(study, space, work, {}, 6, fake_command)
     seeds = [t.user_attrs.get("seed") for t in study.trials]
-    assert seeds == ["baseline", "reference", "all_fp16", None]
-    assert BuildConfig.from_dict(yaml.safe_load(study.trials[1].user_attrs["config_yaml"])).passes \
-        == ["fold_constants", "layernorm"]
+    assert seeds == ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", None]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    ran = [BuildConfig.from_dict(yaml.safe_load(t.user_attrs["config_yaml"])) for t in study.trials]
+    assert ran[:5] == space.known_configs()                     # each seed ran as its config
+    assert ran[1].passes == ["fold_constants", "layernorm"]
+    assert ran[3].passes == ["fold_constants", "layernorm"] and not ran[3].fp16
+    assert ran[4].passes == ["fold_constants", "layernorm"] and ran[4].fp16
+    assert ran[4].layer_precision == {"softmax": "fp32", "attention": "fp32", "norm": "fp32"}
 
     # A run is killed while a trial runs: its heartbeat stops, the trial stays RUNNING.
     storage = make_storage(url(work), heartbeat_interval=1, grace_period=1)
@@ -123,16 +129,16 @@ def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
 
     # Resume: a new process opens the study again.
     resumed = open_study(url(work), "encoder", seed=1, heartbeat_interval=1, grace_period=1)
-    assert resumed.trials[4].state == TrialState.FAIL          # the stale trial
+    assert resumed.trials[6].state == TrialState.FAIL          # the stale trial
     assert seed_study(resumed, space) == 0                      # not seeded again
     enqueue_plain(resumed, space, 2)
     run(resumed, space, work, {}, 2, fake_command)
     trials = resumed.get_trials()
-    assert [t.number for t in trials] == list(range(7))
-    assert [t.state for t in trials[5:]] == [TrialState.COMPLETE] * 2
-    assert sum(1 for t in trials if "seed" in t.user_attrs) == 3
+    assert [t.number for t in trials] == list(range(9))
+    assert [t.state for t in trials[7:]] == [TrialState.COMPLETE] * 2
+    assert sum(1 for t in trials if "seed" in t.user_attrs) == 5
     assert sorted(p.name for p in (work / "trials" / "wenet-encoder").iterdir()) == \
-        ["00000", "00001", "00002", "00003", "00005", "00006"]
+        ["00000", "00001", "00002", "00003", "00004", "00005", "00007", "00008"]
 
 
 def test_both_models_share_one_file(work):
