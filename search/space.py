@@ -259,15 +259,20 @@ class SearchSpace:
     # --- seeds --------------------------------------------------------------------
     def known_configs(self) -> list[BuildConfig]:
         """known_configs() limited to what this space can express (each one is enqueued)."""
+        return [cfg for _, cfg in self.labelled_seeds()]
+
+    def labelled_seeds(self) -> list[tuple[str, BuildConfig]]:
+        """(label, config) of the seeds this space can express; a skipped seed keeps no label."""
         out = []
-        for cfg in known_configs(self.model, self.passes, self.plugins,
-                                 max_opt_level=self.options.max_opt_level, groups=GROUPS[self.model]):
+        configs = known_configs(self.model, self.passes, self.plugins,
+                                max_opt_level=self.options.max_opt_level, groups=GROUPS[self.model])
+        for label, cfg in zip(SEED_LABELS, configs):
             try:
                 self.to_params(cfg)
             except SpaceError as exc:
-                log.warning("seed config skipped: %s", exc)
+                log.warning("seed config %s skipped: %s", label, exc)
                 continue
-            out.append(cfg)
+            out.append((label, cfg))
         return out
 
 
@@ -303,6 +308,9 @@ def registered_plugins(model: str) -> list[str]:
     except (ImportError, AttributeError) as exc:
         log.warning("no plugins in the search space (plugins registry unavailable: %s)", exc)
         return []
+
+
+SEED_LABELS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")   # known_configs() order
 
 
 def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequence[str] | None = None,

@@ -154,16 +154,24 @@ def make_space(opts: TuneOptions, model: str) -> SearchSpace:
 
 
 def seed_study(study: optuna.Study, space: SearchSpace) -> int:
-    """Enqueue the known configs once per study (a resumed study is not seeded again)."""
+    """Enqueue the known configs once per study (a resumed study is not seeded again).
+
+    Returns how many were enqueued: a seed equal to an earlier one (e.g. every-pass
+    FP32 when no pass is registered is the baseline) is enqueued once.
+    """
     if study.user_attrs.get("seeded"):
         return 0
-    names = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")
-    seeds = space.known_configs()
-    labels = [names[i] if i < len(names) else f"seed{i}" for i in range(len(seeds))]
-    for label, cfg in zip(labels, seeds):
-        study.enqueue_trial(space.to_params(cfg), user_attrs={"seed": label}, skip_if_exists=True)
+    labels, seen = [], set()
+    for label, cfg in space.labelled_seeds():
+        params = space.to_params(cfg)
+        key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+        if key in seen:
+            continue
+        seen.add(key)
+        study.enqueue_trial(params, user_attrs={"seed": label}, skip_if_exists=True)
+        labels.append(label)
     study.set_user_attr("seeded", labels)
-    return len(seeds)
+    return len(labels)
 
 
 def timing_cache_path(opts: TuneOptions, model: str, gpu: str) -> Path:

@@ -178,3 +178,14 @@ def test_tune_options_round_trip_for_gpu_processes():
     opts = TuneOptions(models=("encoder",), n_trials=3, gpus=("0", "1"), worker_command=("python", "w.py"),
                        plugin_libs=("a.so",))
     assert TuneOptions.from_json(opts.to_json()) == opts
+
+
+def test_seed_equal_to_an_earlier_one_is_enqueued_once(work):
+    """With no registered pass, every-pass FP32 is the baseline: four seeds, labels still right."""
+    space = SearchSpace("decoder")
+    study = open_study(url(work), "decoder", seed=0)
+    assert seed_study(study, space) == 4
+    assert study.user_attrs["seeded"] == ["baseline", "reference", "all_fp16", "mixed"]
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs["seed"] for t in waiting] == ["baseline", "reference", "all_fp16", "mixed"]
+    assert waiting[3].system_attrs["fixed_params"]["fp16"] is True
