@@ -13,6 +13,7 @@
 #
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
+# MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once).
 set -uo pipefail
 WORK=${WORK:-/root/work}
@@ -64,6 +65,20 @@ step() {
       # shellcheck disable=SC2086
       trt -m search tune --model both --work-dir "$WORK" --time-budget "$TUNE_S" --trial-timeout 600 \
         --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\[' ;;
+    ablation)   # issue 3's table: each candidate alone / all, FP32 and FP16, as planned trials of the study
+      trt -m search plan --work-dir "$WORK" --model "${MODELS:-both}" --plan ablation
+      trt -m search tune --model "${MODELS:-both}" --work-dir "$WORK" --trials "${PLAN_TRIALS:-30}" \
+        --trial-timeout 600 --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      trt -m search export --work-dir "$WORK" --out "$RESULTS/candidates-$GPU_SLUG.json" ;;
+    sensitivity)  # issue 5: one group FP32 at a time vs all FP16, then the predicted cheapest Good mix
+      trt -m search plan --work-dir "$WORK" --model "${MODELS:-both}" --plan sensitivity
+      trt -m search tune --model "${MODELS:-both}" --work-dir "$WORK" --trials "${PLAN_TRIALS:-9}" \
+        --trial-timeout 600 --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      trt -m search sensitivity --work-dir "$WORK" --model "${MODELS:-both}" --enqueue \
+        --json "$RESULTS/sensitivity-$GPU_SLUG.json"
+      trt -m search tune --model "${MODELS:-both}" --work-dir "$WORK" --trials 1 --trial-timeout 600 \
+        --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      trt -m search export --work-dir "$WORK" --out "$RESULTS/precision-$GPU_SLUG.json" ;;
     freeze)
       trt -m search status --work-dir "$WORK"
       trt -m search freeze --work-dir "$WORK" --out "$WORK/configs"

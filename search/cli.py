@@ -1,4 +1,4 @@
-"""python -m search VERB: tune, status, best, freeze, dashboard, export, plot.
+"""python -m search VERB: tune, status, best, freeze, dashboard, export, plot, plan, sensitivity.
 
 A session (GPU host; everything but `tune` also works on a CPU machine):
     python -m search tune --model both --trials 100 --gpus 0,1 --max-opt-level 3
@@ -123,6 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "params, user attrs. Non-finite numbers are written as \"inf\"/\"nan\".")
     _storage_args(e)
     e.add_argument("--out", required=True, help="JSON file to write")
+
+    pn = sub.add_parser("plan", help="enqueue a planned set of trials: ablation or sensitivity",
+                        description="Enqueue fixed configs into the study, labelled in user attr 'plan'; "
+                                    "`tune --trials N` runs them first. ablation: no rewrite / each pass / "
+                                    "each plugin / every pass, in FP32 and FP16. sensitivity: all FP16, then "
+                                    "each layer group alone pinned FP32.")
+    _storage_args(pn)
+    pn.add_argument("--plan", required=True, help="ablation or sensitivity")
+    pn.add_argument("--allow-int8", action="store_true", help="the space of a `tune --allow-int8` study")
+    pn.add_argument("--group-granularity", default="kind", choices=("kind", "block"))
+    pn.add_argument("--num-blocks", type=int, default=None)
+    pn.add_argument("--onnx-dir", default=None, help="where <model>.onnx are (default: WORK_DIR/onnx)")
+
+    se = sub.add_parser("sensitivity", help="per layer group: error removed and latency added by FP32",
+                        description="Read a finished sensitivity plan: each group's effect on the worst "
+                                    "metric/threshold ratio and on latency, and the cheapest FP32 set predicted "
+                                    "to be Good everywhere (--enqueue adds it to the study as a trial).")
+    _storage_args(se)
+    se.add_argument("--enqueue", action="store_true", help="enqueue the predicted config (plan label sensitivity/predicted)")
+    se.add_argument("--margin", type=float, default=0.9, help="predicted worst ratio to reach (default 0.9)")
+    se.add_argument("--json", default=None, help="also write the table as JSON")
 
     pl = sub.add_parser("plot", help="best feasible objective vs trial number (PNG; needs matplotlib)",
                         description="Plot the best feasible objective so far against the trial number.")
@@ -264,7 +285,55 @@ def cmd_plot(args) -> int:
     return 0
 
 
-VERBS = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "freeze": cmd_freeze,
+def _plan_space(args, model: str):
+    from search.tuning import TuneOptions, make_space
+
+    onnx_dir = getattr(args, "onnx_dir", None) or str(Path(args.work_dir) / "onnx")
+    opts = TuneOptions(models=(model,), n_trials=1, onnx_dir=onnx_dir,
+                       allow_int8=getattr(args, "allow_int8", False),
+                       group_granularity=getattr(args, "group_granularity", "kind"),
+                       num_blocks=getattr(args, "num_blocks", None))
+    return make_space(opts, model)
+
+
+def cmd_plan(args) -> int:
+    from search.plans import enqueue_plan
+    from search.storage import open_study
+
+    for model in _models(args.model):
+        study = open_study(_storage_url(args), model, args.study_name)
+        added = enqueue_plan(study, _plan_space(args, model), args.plan)
+        print(f"{study.study_name}: {len(added)} {args.plan} trials enqueued"
+              + (f" ({added[0]} .. {added[-1]})" if added else " (all already in the study)"))
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from search.plans import predict_mixed, sensitivity, sensitivity_rows
+
+    out = {}
+    for study in _existing_studies(args):
+        base, effects = sensitivity(study)
+        rows = sensitivity_rows(base, effects)
+        print(f"{study.study_name}: FP32 for one group at a time, against all FP16")
+        print(f"  {'group':<22}{'worst ratio':>12}{'gain':>9}{'sum ms':>10}{'cost ms':>9}")
+        for r in rows:
+            print(f"  {r['group']:<22}{r['worst_ratio']:>12.3f}{r['gain']:>9.3f}{r['latency_ms']:>10.1f}{r['cost_ms']:>9.1f}")
+        model = study.user_attrs.get("model") or study.study_name.rsplit("-", 1)[-1]
+        space = _plan_space(args, model)
+        cfg, predicted, chosen = predict_mixed(space, base, effects, args.margin)
+        print(f"  predicted: FP32 for {', '.join(chosen) or 'no group'} -> worst ratio {predicted:.3f}")
+        out[study.study_name] = {"rows": rows, "predicted_fp32_groups": chosen, "predicted_worst_ratio": predicted}
+        if args.enqueue:
+            study.enqueue_trial(space.to_params(cfg), user_attrs={"plan": "sensitivity/predicted"})
+            print("  enqueued as sensitivity/predicted (run it with tune)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+VERBS = {"plan": cmd_plan, "sensitivity": cmd_sensitivity, "tune": cmd_tune, "status": cmd_status, "best": cmd_best, "freeze": cmd_freeze,
          "dashboard": cmd_dashboard, "export": cmd_export, "plot": cmd_plot}
 
 

@@ -1,0 +1,112 @@
+"""Planned trials (ablation, sensitivity): the configs, their enqueueing, the sensitivity arithmetic
+on hand-made trials, and the plan -> tune -> sensitivity CLI flow with the fake worker."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from engine.layer_groups import GROUPS
+from search.cli import main
+from search.errors import SearchError
+from search.plans import (ablation_configs, enqueue_plan, predict_mixed, sensitivity, sensitivity_configs)
+from search.space import SearchSpace
+from search.storage import open_study
+
+PASSES = ["fold_constants", "layernorm"]
+PLUGINS = ["skip_layernorm_plugin", "skip_layernorm_plugin_fp16"]
+FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
+
+
+def test_ablation_covers_each_candidate_alone_and_together_in_both_precisions():
+    space = SearchSpace("encoder", PASSES, PLUGINS)
+    labels = dict(ablation_configs(space))
+    assert set(labels) == {
+        "ablation/fp32/none", "ablation/fp32/pass:fold_constants", "ablation/fp32/pass:layernorm",
+        "ablation/fp32/plugin:skip_layernorm_plugin", "ablation/fp32/all_passes",
+        "ablation/fp16/none", "ablation/fp16/pass:fold_constants", "ablation/fp16/pass:layernorm",
+        "ablation/fp16/plugin:skip_layernorm_plugin", "ablation/fp16/plugin:skip_layernorm_plugin_fp16",
+        "ablation/fp16/all_passes"}
+    assert labels["ablation/fp16/pass:layernorm"].passes == ["layernorm"] and labels["ablation/fp16/none"].fp16
+    assert labels["ablation/fp32/all_passes"].passes == PASSES and not labels["ablation/fp32/all_passes"].fp16
+    for cfg in labels.values():       # every planned config is a point of the space
+        space.to_params(cfg)
+
+
+def test_sensitivity_pins_one_group_fp32_at_a_time():
+    space = SearchSpace("decoder")
+    configs = dict(sensitivity_configs(space))
+    assert set(configs["sensitivity/fp16/all"].layer_precision.values()) == {"fp16"}
+    for g in GROUPS["decoder"]:
+        prec = configs[f"sensitivity/fp32:{g}"].layer_precision
+        assert prec[g] == "fp32" and sum(v == "fp32" for v in prec.values()) == 1
+        assert configs[f"sensitivity/fp32:{g}"].precision_constraints == "obey"
+
+
+def test_enqueue_is_idempotent_by_label(tmp_path):
+    study = open_study(f"sqlite:///{tmp_path / 's.db'}", "encoder")
+    space = SearchSpace("encoder", PASSES)
+    first = enqueue_plan(study, space, "ablation")
+    assert len(first) == len(ablation_configs(space)) and enqueue_plan(study, space, "ablation") == []
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs["plan"] for t in waiting] == first
+    with pytest.raises(SearchError, match="unknown plan"):
+        enqueue_plan(study, space, "everything")
+
+
+def _trial(study, label, ratios, latencies):
+    cases = [{"batch": 1, "length": 16, "latency_ms": lat, "good": r < 1, "worst_ratio": r}
+             for r, lat in zip(ratios, latencies)]
+    study.add_trial(optuna.trial.create_trial(
+        params={"fp16": True}, distributions={"fp16": CategoricalDistribution((False, True))},
+        value=sum(latencies), user_attrs={"plan": label, "cases": cases}))
+
+
+def test_sensitivity_orders_groups_and_predicts_the_cheapest_good_mix():
+    space = SearchSpace("encoder")
+    study = optuna.create_study()
+    with pytest.raises(SearchError, match="no finished sensitivity/fp16/all"):
+        sensitivity(study)
+    _trial(study, "sensitivity/fp16/all", [1.5, 1.2], [10, 10])
+    _trial(study, "sensitivity/fp32:norm", [0.9, 0.8], [11, 11])          # gain 0.6, cost 2 ms
+    _trial(study, "sensitivity/fp32:softmax", [1.3, 1.1], [10.5, 10.5])    # gain 0.2, cost 1 ms
+    _trial(study, "sensitivity/fp32:feed_forward", [1.5, 1.2], [15, 15])   # gain 0, cost 10 ms
+    base, effects = sensitivity(study)
+    assert [e.group for e in effects] == ["norm", "softmax", "feed_forward"]
+    assert effects[0].gain == pytest.approx(0.6) and effects[0].cost_ms == pytest.approx(2.0)
+    cfg, predicted, chosen = predict_mixed(space, base, effects, margin=0.95)
+    assert chosen == ["norm"] and predicted == pytest.approx(0.9)
+    assert cfg.layer_precision["norm"] == "fp32" and cfg.layer_precision["softmax"] == "fp16"
+    _, predicted, chosen = predict_mixed(space, base, effects, margin=0.8)   # norm is not enough
+    assert chosen == ["norm", "softmax"] and predicted == pytest.approx(0.7)
+
+
+def test_plan_tune_sensitivity_cli(tmp_path, capsys):
+    work = tmp_path / "work"
+    (work / "onnx").mkdir(parents=True)
+    (work / "data").mkdir()
+    (work / "onnx" / "decoder.onnx").write_bytes(b"stand-in: the fake worker never opens it")
+    common = ["--work-dir", str(work), "--model", "decoder"]
+    assert main(["plan", *common, "--plan", "sensitivity"]) == 0
+    n = len(GROUPS["decoder"]) + 1
+    assert f"wenet-decoder: {n} sensitivity trials enqueued" in capsys.readouterr().out
+    worker = shlex.join([sys.executable, str(FAKE_WORKER)])
+    assert main(["tune", *common, "--trials", str(n), "--grid", "1x16", "--no-progress",
+                 "--worker-command", worker]) == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "decoder", create=False)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert [t.user_attrs["plan"] for t in done[:n]][0] == "sensitivity/fp16/all"   # planned trials first
+    out_json = tmp_path / "sens.json"
+    assert main(["sensitivity", *common, "--enqueue", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "(all fp16)" in text and "predicted: FP32 for no group" in text   # the fake worker's errors are tiny
+    data = json.loads(out_json.read_text())["wenet-decoder"]
+    assert len(data["rows"]) == n and data["predicted_fp32_groups"] == []
+    assert study.get_trials(states=(TrialState.WAITING,))[-1].user_attrs["plan"] == "sensitivity/predicted"
+    assert main(["plan", *common, "--plan", "bogus"]) == 2
