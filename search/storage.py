@@ -76,13 +76,38 @@ def make_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                              heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                 heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        if parsed.get_backend_name() == "sqlite":
+            _serialize_sqlite_transactions(storage.engine)
+        return storage
     except (NoSuchModuleError, ImportError) as exc:
         raise StorageError(f"storage URL {safe_url(url)}: no database driver ({exc})") from None
     except Exception as exc:  # SQLAlchemy's OperationalError & co.: unreachable server, unwritable file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {safe_url(url)}: {first}") from None
+
+
+def _serialize_sqlite_transactions(engine) -> None:
+    """Every SQLite transaction takes the write lock at BEGIN (BEGIN IMMEDIATE).
+
+    Optuna pops an enqueued trial with read-check-update under SELECT ... FOR UPDATE,
+    which SQLite ignores: two tuning processes (--gpus 0,1) could both read the same
+    WAITING trial and run it twice (the second `tell` then fails with "Cannot tell a
+    COMPLETE trial" and kills its loop). Taking the lock at BEGIN makes the pop atomic.
+    SQLAlchemy's recipe for pysqlite: disable the driver's own BEGIN, emit ours.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()        # connections made before the listeners existed are not reused
 
 
 # --- constraints ------------------------------------------------------------------------

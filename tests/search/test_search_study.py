@@ -189,3 +189,22 @@ def test_seed_equal_to_an_earlier_one_is_enqueued_once(work):
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs["seed"] for t in waiting] == ["baseline", "reference", "all_fp16", "mixed"]
     assert waiting[3].system_attrs["fixed_params"]["fp16"] is True
+
+
+def test_sqlite_transactions_take_the_write_lock_at_begin(tmp_path):
+    """Two tuning processes must not both pop one enqueued trial: a transaction locks at BEGIN."""
+    import sqlite3
+
+    from search.storage import make_storage
+    db = tmp_path / "s.db"
+    storage = make_storage(f"sqlite:///{db}", heartbeat_interval=None)
+    with storage.engine.connect() as conn:
+        with conn.begin():
+            other = sqlite3.connect(str(db), timeout=0.1, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    other = sqlite3.connect(str(db), timeout=0.1, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")          # free again once the transaction ended
+    other.execute("ROLLBACK")
+    other.close()
