@@ -97,6 +97,22 @@ def split_const(node: gs.Node) -> tuple[gs.Tensor, np.ndarray] | tuple[None, Non
 
 
 # --- rewiring -----------------------------------------------------------------
+def match_linear(matmul: gs.Node | None) -> tuple[gs.Node, np.ndarray, np.ndarray] | None:
+    """MatMul(x, W[k, n]) -> Add(b[n]), the Add the MatMul's only reader: (add, W, b) or None."""
+    if matmul is None or matmul.op != "MatMul":
+        return None
+    w = const_value(matmul.inputs[1])
+    if w is None or w.ndim != 2:
+        return None
+    add = only_consumer(matmul.outputs[0], "Add")
+    if add is None:
+        return None
+    t, b = split_const(add)
+    if t is not matmul.outputs[0] or b is None or b.size != w.shape[1] or b.shape[-1] != w.shape[1]:
+        return None
+    return add, w, b
+
+
 def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> None:
     """Make every reader of `old` read `new`; a graph output keeps its name (and moves to `new`)."""
     for node in list(old.outputs):

@@ -5,24 +5,14 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from candidates.framework import register_pass
-from candidates.graph import Builder, Namer, const_value, only_consumer, producer, replace_uses, scope_of, \
-    split_const
+from candidates.graph import Builder, Namer, const_value, match_linear, only_consumer, producer, replace_uses, \
+    scope_of
 
 
 def _linear(matmul: gs.Node | None) -> tuple[gs.Node, gs.Node, gs.Tensor] | None:
-    """MatMul(x, W[k, n]) -> Add(b[n]) with the Add the MatMul's only reader: (matmul, add, out)."""
-    if matmul is None or matmul.op != "MatMul":
-        return None
-    w = const_value(matmul.inputs[1])
-    if w is None or w.ndim != 2:
-        return None
-    add = only_consumer(matmul.outputs[0], "Add")
-    if add is None:
-        return None
-    t, b = split_const(add)
-    if t is not matmul.outputs[0] or b is None or b.size != w.shape[1] or b.shape[-1] != w.shape[1]:
-        return None
-    return matmul, add, add.outputs[0]
+    """A Linear (MatMul + bias Add): (matmul, add, out)."""
+    found = match_linear(matmul)
+    return None if found is None else (matmul, found[0], found[0].outputs[0])
 
 
 def _activation(h: gs.Tensor) -> tuple[list[gs.Node], gs.Tensor] | None:

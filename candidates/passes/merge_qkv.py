@@ -5,20 +5,15 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from candidates.framework import register_pass
-from candidates.graph import Builder, Namer, const_value, only_consumer, replace_uses, scope_of, split_const
+from candidates.graph import Builder, Namer, match_linear, replace_uses, scope_of
 
 
 def _projection(matmul: gs.Node) -> dict | None:
     """MatMul(x, W[d, n]) -> Add(b[n]) -> Reshape (the head split of an attention projection)."""
-    w = const_value(matmul.inputs[1])
-    if w is None or w.ndim != 2:
+    found = match_linear(matmul)
+    if found is None:
         return None
-    add = only_consumer(matmul.outputs[0], "Add")
-    if add is None:
-        return None
-    t, bias = split_const(add)
-    if t is not matmul.outputs[0] or bias is None or bias.size != w.shape[1] or bias.shape[-1] != w.shape[1]:
-        return None
+    add, w, bias = found
     if not add.outputs[0].outputs or any(r.op != "Reshape" for r in add.outputs[0].outputs):
         return None
     return {"matmul": matmul, "add": add, "w": w, "b": bias.reshape(-1), "out": add.outputs[0]}
