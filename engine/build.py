@@ -328,13 +328,11 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
             cache, cache_path, loaded_stat = None, None, None
             if timing_cache is not None and caps.timing_cache_problem:
                 report.ignored["timing_cache"] = caps.timing_cache_problem
-            elif timing_cache is not None and hasattr(bconfig, "create_timing_cache"):
+            elif timing_cache is not None:
                 cache_path = Path(timing_cache)
                 loaded_stat = _stat(cache_path)
                 report.timing_cache = {}
                 cache = _open_timing_cache(bconfig, cache_path, report.timing_cache)
-            elif timing_cache is not None:
-                report.ignored["timing_cache"] = "IBuilderConfig has no create_timing_cache"
 
             tracker = PhaseTracker()
             if progress and caps.progress_monitor:

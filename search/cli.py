@@ -47,6 +47,15 @@ def _storage_args(p: argparse.ArgumentParser, model_default: str = "both") -> No
                    help="a study other than wenet-<model> (needs a single --model)")
 
 
+def _space_args(p: argparse.ArgumentParser) -> None:
+    """Options that shape the search space: `plan` must enqueue into the space `tune` samples."""
+    p.add_argument("--allow-int8", action="store_true", help="add the INT8 flag and per-group int8 choices")
+    p.add_argument("--group-granularity", default="kind", choices=("kind", "block"),
+                   help="per-layer precision per sublayer kind (default) or per block and kind")
+    p.add_argument("--num-blocks", type=int, default=None,
+                   help="blocks for --group-granularity block (default: counted in the ONNX)")
+
+
 def _storage_url(args) -> str:
     return args.storage or f"sqlite:///{Path(args.work_dir) / 'study.db'}"
 
@@ -83,11 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None, help="sampler seed (GPU k's process uses seed+k)")
     t.add_argument("--max-opt-level", type=int, default=5,
                    help="cap the builder optimization level for cheap exploration (default: 5)")
-    t.add_argument("--allow-int8", action="store_true", help="add the INT8 flag and per-group int8 choices")
-    t.add_argument("--group-granularity", default="kind", choices=("kind", "block"),
-                   help="per-layer precision per sublayer kind (default) or per block and kind")
-    t.add_argument("--num-blocks", type=int, default=None,
-                   help="blocks for --group-granularity block (default: counted in the ONNX)")
+    _space_args(t)
     t.add_argument("--plugin-lib", action="append", default=[], help="plugin library for every trial (repeatable)")
     t.add_argument("--keep-plans", action="store_true", help="keep every trial's engine (large)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar, one line per trial")
@@ -131,9 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "each layer group alone pinned FP32.")
     _storage_args(pn)
     pn.add_argument("--plan", required=True, help="ablation or sensitivity")
-    pn.add_argument("--allow-int8", action="store_true", help="the space of a `tune --allow-int8` study")
-    pn.add_argument("--group-granularity", default="kind", choices=("kind", "block"))
-    pn.add_argument("--num-blocks", type=int, default=None)
+    _space_args(pn)
     pn.add_argument("--onnx-dir", default=None, help="where <model>.onnx are (default: WORK_DIR/onnx)")
 
     se = sub.add_parser("sensitivity", help="per layer group: error removed and latency added by FP32",
