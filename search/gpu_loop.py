@@ -1,6 +1,6 @@
 """One GPU's optimize loop, started by `python -m search tune --gpus 0,1` (one process per GPU).
 
-    python -m search.gpu_loop --options JSON --model encoder --gpu 1 --n-trials N --deadline EPOCH
+    python -m search.gpu_loop --options JSON --model encoder --gpu 1 --n-trials N --budget SECONDS
 
 Not meant to be run by hand: `tune` passes its options as JSON so both sides
 agree on every setting. Ctrl-C / SIGTERM marks the running trial FAIL (Optuna)
@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--options", required=True, help="TuneOptions as JSON (written by tune)")
     p.add_argument("--model", required=True)
     p.add_argument("--gpu", required=True)
-    p.add_argument("--n-trials", default="", help="trials to run here; empty: until the deadline")
-    p.add_argument("--deadline", default="", help="epoch seconds after which no trial starts; empty: none")
+    p.add_argument("--n-trials", default="", help="trials to run here; empty: until the budget is spent")
+    p.add_argument("--budget", default="", help="seconds of tuning (clock starts after setup); empty: none")
     args = p.parse_args(argv)
     # The parent stops us with SIGTERM: turn it into KeyboardInterrupt so Optuna fails the
     # running trial cleanly and the runner kills its worker.
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = TuneOptions.from_json(args.options)
         gpu_loop(opts, args.model, args.gpu, int(args.n_trials) if args.n_trials else None,
-                 float(args.deadline) if args.deadline else None,
+                 float(args.budget) if args.budget else None,
                  callbacks=[lambda study, t: print(f"trial {t.number} {t.state.name}", flush=True)])
     except SearchError as exc:
         print(f"error: {exc}", file=sys.stderr)

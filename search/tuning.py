@@ -9,8 +9,11 @@ shared cache would need a lock held through every build. This process shows
 the progress bar, polling the storage.
 
 --trials N runs N new trials per model (split across the GPUs); --time-budget S
-stops starting trials after S seconds (split evenly over the models); with both,
-whichever comes first. A trial in progress always runs to its end or timeout.
+stops starting trials after S seconds of tuning (split evenly over the models);
+with both, whichever comes first. A trial in progress always runs to its end or
+timeout. The budget counts tuning only: each loop starts its clock once its
+setup (opening the storage, seeding, building the space) is done, so a slow
+start does not eat the budget, and time a model leaves unused goes to the next.
 """
 from __future__ import annotations
 
@@ -203,30 +206,34 @@ class _QuietFailedTrials(logging.Filter):
         return not (msg.startswith("Trial ") and ("failed with parameters" in msg or "failed with value None" in msg))
 
 
-def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, deadline: float | None,
+def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budget_s: float | None,
              callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = (),
-             space: SearchSpace | None = None) -> None:
-    """study.optimize on one GPU until n_trials ran or the deadline (epoch seconds) passed."""
+             space: SearchSpace | None = None) -> float:
+    """study.optimize on one GPU until n_trials ran or budget_s seconds of tuning passed.
+
+    The clock starts after setup; returns the seconds spent tuning.
+    """
     index = opts.gpus.index(gpu)
     seed = None if opts.seed is None else opts.seed + index
     study = open_study(opts.storage, model, opts.study_name, seed=seed)
     space = space or make_space(opts, model)
     objective = TrialObjective(space, trial_settings(opts, model, gpu), artifact_store(Path(opts.work_dir)),
                                command=command_builder(opts))
-    timeout = None if deadline is None else max(deadline - time.time(), 0.0)
-    if timeout == 0.0 or n_trials == 0:
-        return
+    if (budget_s is not None and budget_s <= 0) or n_trials == 0:
+        return 0.0
     # Records of optuna.* loggers reach the handlers of the "optuna" logger: filter there.
     handlers = logging.getLogger("optuna").handlers
     quiet = _QuietFailedTrials()
     for h in handlers:
         h.addFilter(quiet)
+    start = time.monotonic()
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
+        study.optimize(objective, n_trials=n_trials, timeout=budget_s, catch=(TrialFailed,),
                        callbacks=list(callbacks))
     finally:
         for h in handlers:
             h.removeFilter(quiet)
+    return time.monotonic() - start
 
 
 # --- progress ----------------------------------------------------------------------------
@@ -284,19 +291,22 @@ def _shares(n: int | None, k: int) -> list[int | None]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-def tune_model(opts: TuneOptions, model: str, deadline: float | None) -> dict[str, Any]:
+def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[str, Any]:
     study = open_study(opts.storage, model, opts.study_name, seed=opts.seed)
     space = make_space(opts, model)
     seed_study(study, space)
     # Trials that already ran (or run elsewhere / went stale); WAITING seeds are this run's.
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING}
+    if budget_s is not None and budget_s <= 0:
+        print(f"warning: the time budget was spent before the first {model} trial could start "
+              f"(raise --time-budget)", file=sys.stderr)
     progress = Progress(model, opts.n_trials, opts.progress)
     try:
         if len(opts.gpus) == 1:
-            gpu_loop(opts, model, opts.gpus[0], opts.n_trials, deadline,
-                     callbacks=[lambda s, t: progress.report(t)], space=space)
+            tuning_s = gpu_loop(opts, model, opts.gpus[0], opts.n_trials, budget_s,
+                                callbacks=[lambda s, t: progress.report(t)], space=space)
         else:
-            _run_children(opts, model, deadline, study, progress, before)
+            tuning_s = _run_children(opts, model, budget_s, study, progress, before)
         progress.poll(study, before)
     finally:
         progress.close()
@@ -308,16 +318,19 @@ def tune_model(opts: TuneOptions, model: str, deadline: float | None) -> dict[st
     return {"model": model, "study": study.study_name, "new_trials": len(states),
             **{s.name.lower(): states.count(s) for s in FINISHED},
             "best_value": best.value if best else None, "best_trial": best.number if best else None,
-            "last_fail_reason": failed[-1].user_attrs.get("fail_reason") if failed else None}
+            "last_fail_reason": failed[-1].user_attrs.get("fail_reason") if failed else None,
+            "tuning_s": tuning_s}
 
 
-def _run_children(opts: TuneOptions, model: str, deadline: float | None, study: optuna.Study,
-                  progress: Progress, before: set[int]) -> None:
+def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: optuna.Study,
+                  progress: Progress, before: set[int]) -> float:
+    """One gpu_loop process per GPU; returns the wall seconds they ran (their setup included)."""
     logs = Path(opts.work_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[str, subprocess.Popen, Path]] = []
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    start = time.monotonic()
     try:
         for gpu, share in zip(opts.gpus, _shares(opts.n_trials, len(opts.gpus))):
             if share == 0:
@@ -325,7 +338,7 @@ def _run_children(opts: TuneOptions, model: str, deadline: float | None, study: 
             log_path = logs / f"tune-{model}-gpu{gpu}.log"
             cmd = [sys.executable, "-m", "search.gpu_loop", "--options", opts.to_json(), "--model", model,
                    "--gpu", gpu, "--n-trials", "" if share is None else str(share),
-                   "--deadline", "" if deadline is None else repr(deadline)]
+                   "--budget", "" if budget_s is None else repr(max(budget_s, 0.0))]
             with open(log_path, "ab") as f:
                 procs.append((gpu, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env), log_path))
         while any(p.poll() is None for _, p, _ in procs):
@@ -342,16 +355,18 @@ def _run_children(opts: TuneOptions, model: str, deadline: float | None, study: 
     if failed:
         gpu, rc, lp = failed[0]
         raise SearchError(f"the tuning process of GPU {gpu} exited with status {rc}; see {lp}")
+    return time.monotonic() - start
 
 
 def tune(opts: TuneOptions) -> list[dict[str, Any]]:
     opts.validate()
-    start = time.time()
+    spent = 0.0                     # seconds of tuning so far (setup excluded)
     summaries = []
     for i, model in enumerate(opts.models):
-        deadline = None
+        budget = None
         if opts.time_budget_s is not None:
-            end = start + opts.time_budget_s
-            deadline = time.time() + (end - time.time()) / (len(opts.models) - i)
-        summaries.append(tune_model(opts, model, deadline))
+            budget = (opts.time_budget_s - spent) / (len(opts.models) - i)
+        summary = tune_model(opts, model, budget)
+        spent += summary["tuning_s"]
+        summaries.append(summary)
     return summaries

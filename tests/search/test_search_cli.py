@@ -197,9 +197,20 @@ def test_two_gpus_two_processes_one_storage(work, capsys):
 
 
 def test_time_budget_stops_starting_trials(work, capsys):
+    # The clock starts after setup, so a slow start (2 cores, cold imports) cannot spend it all.
     assert tune(work, "--time-budget", "0.5", trials="50") == 0
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     assert 1 <= len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) < 50
+
+
+def test_time_budget_spent_by_the_first_model_warns_for_the_second(work, capsys):
+    # Each fake trial takes far longer than 0.01 s: the encoder's first trial spends the whole budget.
+    assert tune(work, "--time-budget", "0.01", model="both", trials="5") == 0
+    err = capsys.readouterr().err
+    assert "time budget was spent before the first decoder trial" in err
+    assert "before the first encoder trial" not in err
+    url = f"sqlite:///{work / 'study.db'}"
+    assert len(open_study(url, "encoder", create=False).get_trials()) >= 1
 
 
 def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(work, process_alive):
