@@ -12,4 +12,5 @@ from candidates.passes import (  # noqa: F401
     decoder_masks,
     decoder_scoring,
     memory_kv_once,
+    bool_slice,
 )

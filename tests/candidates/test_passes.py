@@ -27,6 +27,7 @@ TARGETS = {
     "decoder_masks": {("decoder", "contest"), ("decoder", "modern")},
     "decoder_scoring": {("decoder", "contest"), ("decoder", "modern")},
     "memory_kv_once": {("decoder", "contest"), ("decoder", "modern")},
+    "bool_slice": {("encoder", "contest"), ("encoder", "modern")},
 }
 
 
