@@ -1,20 +1,23 @@
 """Score engines like the contest: per test case latency, throughput, errors, Good/Bad; the objective.
 
     python evaluate.py [--models encoder,decoder] [--encoder encoder.plan] [--decoder decoder.plan]
-                       [--data work/data] [--contest] [--runs N] [--warmup N]
-                       [--plugins DIR_or_.so ...] [--json out.json] [--grid 1x16,64x1024]
+                       [--data work/data] [--harness contest|serving] [--no-cuda-graphs] [--runs N]
+                       [--warmup N] [--plugins DIR_or_.so ...] [--json out.json] [--grid all|stress|1x16,...]
 
 Like the contest's harness it loads every plugin library (*.so) in the working
-directory first (plus --plugins), runs one execution context per engine on
-profile 0, and prints the table bs, sl, latency, throughput (bs*sl/latency*1000),
-a0, r0, a1, r1, Good/Bad per model. Test cases are work/data/{model}-{bs}-{sl}.npz;
-without --grid every case of the test grid that exists is run.
+directory first (plus --plugins), and prints the table bs, sl, latency, throughput
+(bs*sl/latency*1000), a0, r0, a1, r1, Good/Bad per model. Test cases are
+work/data/{model}-{bs}-{sl}.npz; without --grid every case of the judged grid
+(batch <= 16) that exists is run.
+
+Harnesses (engine/harness.py): `contest` is the organisers' final loop (profile 0,
+one context, synchronous runs, 10 warm-ups + 30 timed, time_ns mean); `serving`
+(default) picks the profile per shape, pads to buckets and replays CUDA graphs,
+timed with CUDA events (median).
 
 Library API (the search's trial worker):
-    evaluate_plan(model, plan, data_dir, grid=None, mode="robust", runs=None, warmup=None,
+    evaluate_plan(model, plan, data_dir, grid=None, harness="serving", runs=None, warmup=None,
                   plugin_libs=()) -> list[scoring.objective.CaseResult]
-Timing modes: see engine/runtime.py ("robust": CUDA-event median, 10 warm-up + 30 runs;
-"contest": the harness's time_ns loop, encoder 2 + 2, decoder 10 + 30).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import numpy as np
 
 from scoring.metrics import compare_case, rules
 from scoring.objective import CaseResult, constraint, contest_score, objective
-from workload.shapes import GRID, MODELS
+from workload.shapes import ALL_SHAPES, GRID, MODELS, STRESS_GRID
 
 DEFAULT_DATA = "work/data"
 
@@ -99,26 +102,31 @@ def _progress(items: list, enabled: bool, desc: str):
 
 
 def evaluate_plan(model: str, plan_path: str | Path, data_dir: str | Path, *,
-                  grid: Sequence[tuple[int, int]] | None = None, mode: str = "robust",
-                  runs: int | None = None, warmup: int | None = None,
+                  grid: Sequence[tuple[int, int]] | None = None, harness: str = "serving",
+                  cuda_graphs: bool | None = None, runs: int | None = None, warmup: int | None = None,
                   plugin_libs: Sequence[str | Path] = (), strict: bool = True,
                   progress: bool = False,
                   on_case: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
-    """Every test case of `grid` (default: the whole GRID) on one engine.
+    """Every test case of `grid` (default: the judged GRID) on one engine, run and timed by `harness`.
 
-    runs/warmup None: the mode's defaults (robust 30/10; contest per model, as the harness).
+    cuda_graphs: override the harness's choice (serving without graphs, for comparisons).
+    runs/warmup None: the harness's (10 warm-ups, 30 runs).
     strict: every shape of the grid needs its test file (else only those found run).
     on_case: called with each result as soon as it is measured (partial results).
+    Each CaseResult.run says how the case ran (profile, padded shapes, CUDA graph or not, host time).
     """
-    from engine.runtime import TrtRunner, loop_counts
+    from engine.harness import get_harness
+    from engine.runtime import TrtRunner
+    from workload.padding import PAD_SPECS
 
     plan = Path(plan_path)
     if not plan.is_file():
         raise EvaluateError(f"engine file {plan} does not exist (build it with build.sh or `python -m engine build`)")
-    loop_counts(mode, model, warmup, runs)                  # bad mode / counts fail before loading anything
+    chosen = get_harness(harness).with_options(cuda_graphs=cuda_graphs)
+    chosen.loops(warmup, runs)                              # bad counts fail before loading anything
     cases, _ = select_cases(model, data_dir, grid, strict)
     results: list[CaseResult] = []
-    with TrtRunner(plan, plugin_libs) as runner:
+    with TrtRunner(plan, plugin_libs, harness=chosen, pad=PAD_SPECS.get(model)) as runner:
         expected = {r.name for r in rules(model)}
         lacking = sorted(expected - set(runner.output_names))
         if lacking:
@@ -132,9 +140,11 @@ def evaluate_plan(model: str, plan_path: str | Path, data_dir: str | Path, *,
                 raise EvaluateError(f"{path.name}: {exc}") from None
             del outputs, reference        # decoder_out at bs 64 is 682 MB, twice
             gc.collect()
-            latency = runner.time(feeds, mode=mode, warmup=warmup, runs=runs, model=model)
+            m = runner.measure(feeds, warmup=warmup, runs=runs)
             del feeds
-            results.append(CaseResult(b, t, latency, errors))
+            results.append(CaseResult(b, t, m.latency_ms, errors,
+                                      run={"harness": chosen.label, "profile": m.profile, "cuda_graph": m.cuda_graph,
+                                           "graph_note": m.graph_note, "host_ms": m.host_ms, "shapes": m.shapes}))
             if on_case is not None:
                 on_case(results[-1])
     return results
@@ -147,7 +157,7 @@ def case_row(case: CaseResult) -> dict[str, Any]:
             "throughput": case.batch * case.length / case.latency_ms * 1000 if case.latency_ms > 0 else None,
             "a0": e.a0, "r0": e.r0, "a1": e.a1, "r1": e.r1, "good": bool(e.good),
             "worst_ratio": e.worst_ratio if math.isfinite(e.worst_ratio) else None, "penalty": case.penalty
-            if math.isfinite(case.penalty) else None}
+            if math.isfinite(case.penalty) else None, **case.run}
 
 
 def rows_json(cases: Iterable[CaseResult]) -> list[dict[str, Any]]:
@@ -223,14 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="encoder.plan", help="encoder engine (default encoder.plan)")
     p.add_argument("--decoder", default="decoder.plan", help="decoder engine (default decoder.plan)")
     p.add_argument("--data", default=DEFAULT_DATA, help=f"test data folder (default {DEFAULT_DATA})")
-    p.add_argument("--contest", action="store_true", help="contest timing loop (time_ns, mean) instead of the "
-                                                          "robust CUDA-event median")
-    p.add_argument("--runs", type=int, help="timed runs per case (default: robust 30; contest 2 encoder, 30 decoder)")
-    p.add_argument("--warmup", type=int, help="warm-up runs (default: robust 10; contest 2 encoder, 10 decoder)")
+    p.add_argument("--harness", default="serving", choices=("contest", "serving"),
+                   help="contest: the organisers' loop on profile 0; serving (default): profile per shape, "
+                        "CUDA graphs, CUDA-event median")
+    p.add_argument("--contest", action="store_true", help="same as --harness contest")
+    p.add_argument("--no-cuda-graphs", action="store_true", help="serving without CUDA-graph replay")
+    p.add_argument("--runs", type=int, help="timed runs per case (default 30)")
+    p.add_argument("--warmup", type=int, help="warm-up runs per case (default 10)")
     p.add_argument("--plugins", nargs="*", default=[], help="plugin libraries or folders of *.so to load too")
     p.add_argument("--no-cwd-plugins", action="store_true", help="do not load the working directory's *.so")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--grid", help="BATCHxFRAMES comma list, e.g. 1x16,64x1024 (default: every test case found)")
+    p.add_argument("--grid", help="all (the judged grid, batch <= 16; default: every such case found), stress "
+                                  "(batch 64), full (both) or a BATCHxFRAMES comma list, e.g. 1x16,16x1024")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -248,9 +262,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from workload.errors import WorkloadError
 
     models = _parse_models(args.models)
-    mode = "contest" if args.contest else "robust"
+    harness = "contest" if args.contest else args.harness
+    if args.no_cuda_graphs and harness == "contest":
+        raise EvaluateError("--no-cuda-graphs is for --harness serving (the contest harness uses none)")
+    named = {"all": GRID, "stress": STRESS_GRID, "full": ALL_SHAPES}
     try:
-        grid = parse_grid(args.grid) if args.grid else None
+        grid = named.get((args.grid or "").strip().lower()) or (parse_grid(args.grid) if args.grid else None)
     except WorkloadError as exc:
         raise EvaluateError(str(exc)) from None
     plans = {"encoder": Path(args.encoder), "decoder": Path(args.decoder)}
@@ -259,7 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise EvaluateError(f"engine file {plans[m]} does not exist (build it with build.sh)")
         select_cases(m, args.data, grid, strict=grid is not None)
     libs = plugin_libraries(args.plugins, None if args.no_cwd_plugins else Path.cwd())
-    result: dict[str, Any] = {**environment(), "mode": mode, "runs": args.runs, "warmup": args.warmup,
+    result: dict[str, Any] = {**environment(), "harness": harness, "cuda_graphs": not args.no_cuda_graphs
+                              and harness == "serving", "runs": args.runs, "warmup": args.warmup,
                               "command": " ".join(shlex.quote(a) for a in sys.argv), "models": {}}
     total = 0.0
     for m in models:
@@ -267,13 +285,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if missing:
             print(f"note: {m}: no test file for {', '.join(f'{b}x{t}' for b, t in missing)}; skipped",
                   file=sys.stderr)
-        cases = evaluate_plan(m, plans[m], args.data, grid=grid, mode=mode, runs=args.runs, warmup=args.warmup,
-                              plugin_libs=libs, strict=False, progress=not args.no_progress)
+        cases = evaluate_plan(m, plans[m], args.data, grid=grid, harness=harness,
+                              cuda_graphs=False if args.no_cuda_graphs else None, runs=args.runs,
+                              warmup=args.warmup, plugin_libs=libs, strict=False, progress=not args.no_progress)
         rows = rows_json(cases)
         summary = model_summary(cases)
         result["models"][m] = {"plan": str(plans[m]), "cases": rows, **summary}
         total += objective(cases)
-        print(f"\n{m} ({plans[m]}, {mode} timing)")
+        print(f"\n{m} ({plans[m]}, {harness} harness)")
         print(format_table(rows))
         obj = summary["objective"]
         print(f"{m}: objective {obj:.3f} ms" if obj is not None else f"{m}: objective inf",

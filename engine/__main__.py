@@ -10,7 +10,9 @@ Bad input gives one line `error: ...` on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 from engine.errors import EngineError, first_line
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--log", help="TensorRT build log (default: next to --out, .build.log)")
     b.add_argument("--no-progress", action="store_true", help="no elapsed-time line while building")
     b.add_argument("--no-layer-info", action="store_true", help="skip the inspector's .layers.json")
+    b.add_argument("--report", help="also write the build report (settings, profiles, ignored knobs, "
+                                    "rewrite sites, times) as JSON here")
 
     i = sub.add_parser("inspect", help="per-layer precisions of an engine",
                        description="Run the engine inspector and summarize precisions (per group with --model).")
@@ -85,7 +89,9 @@ def _cmd_build(args) -> int:
                               f"(write it with `python -m workload data`)")
     elif args.calibration:
         print(f"note: {config.model} config uses no int8; --calibration is not used", file=sys.stderr)
+    t0 = time.monotonic()
     prepared = prepare_onnx(args.onnx, config, work / "prepared")
+    prepare_s = time.monotonic() - t0
     if prepared.sites:
         print("rewrites: " + ", ".join(f"{k} {v}" for k, v in prepared.sites.items()), file=sys.stderr)
     log_path = Path(args.log) if args.log else out.with_name(out.stem + ".build.log")
@@ -95,6 +101,11 @@ def _cmd_build(args) -> int:
     print(f"{out}: {report.plan_bytes / 2**20:.1f} MiB in {report.build_s:.1f} s "
           f"(TensorRT {report.tensorrt}, flags {','.join(report.flags) or 'none'}"
           f"{', cleared ' + ','.join(report.flags_cleared) if report.flags_cleared else ''}; log {log_path})")
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps({**report.to_dict(), "sites": prepared.sites,
+                                                 "prepare_s": prepare_s, "config": config.to_dict()},
+                                                indent=1, default=str))
     for knob, why in report.ignored.items():
         print(f"warning: {knob} ignored: {why}", file=sys.stderr)
     for note in report.notes:

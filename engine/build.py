@@ -50,6 +50,9 @@ class BuildReport:
     calibration: dict[str, Any] | None = None
     timing_cache: dict[str, Any] | None = None
     layer_info_path: str | None = None
+    layout: str = "single"                                    # BuildConfig.describe_layout()
+    profiles: list[dict[str, Any]] = field(default_factory=list)   # per profile: role, batch, frames, opt
+    preview_features: dict[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,16 +89,24 @@ def _network_inputs(network) -> list:
     return [network.get_input(i) for i in range(network.num_inputs)]
 
 
-def _add_profile(trt, builder, config, network, model: str, opt_shape) -> dict[str, list]:
-    from workload.shapes import profile_shapes
+def _add_profiles(builder, bconfig, network, config: BuildConfig, report: BuildReport) -> None:
+    """One optimization profile per ProfileSpec of the config's layout, in index order."""
+    from engine.profiles import layout_profiles
 
-    shapes = profile_shapes(model, opt_shape)
+    for spec in layout_profiles(config):
+        _add_profile(builder, bconfig, network, spec.input_shapes(config.model))
+        report.profiles.append({"role": spec.role, "batch": list(spec.batch), "frames": list(spec.frames),
+                                "opt": list(spec.opt)})
+    report.layout = config.describe_layout()
+
+
+def _add_profile(builder, config, network, shapes: dict[str, tuple]) -> dict[str, list]:
     profile = builder.create_optimization_profile()
     used = {}
     for tensor in _network_inputs(network):
         name = tensor.name
         if name not in shapes:
-            raise BuildError(f"network input {name!r} has no profile shape; {model} profiles cover "
+            raise BuildError(f"network input {name!r} has no profile shape; the profiles cover "
                              f"{', '.join(shapes)}")
         lo, opt, hi = shapes[name]
         rank = len(tuple(tensor.shape))
@@ -262,6 +273,10 @@ def _apply_settings(trt, config, s, report: BuildReport) -> None:
     if s.max_aux_streams is not None:
         if optional("max_aux_streams", lambda: setattr(config, "max_aux_streams", s.max_aux_streams)):
             report.max_aux_streams = s.max_aux_streams
+    for name, on in s.preview_features.items():
+        if optional(f"preview_features.{name}",
+                    lambda n=name, v=on: config.set_preview_feature(getattr(trt.PreviewFeature, n), v)):
+            report.preview_features[name] = on
     if s.detailed_profiling:
         optional("profiling_verbosity",
                  lambda: setattr(config, "profiling_verbosity", trt.ProfilingVerbosity.DETAILED))
@@ -315,7 +330,7 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
         report.network_layers = network.num_layers
         bconfig = builder.create_builder_config()
         _apply_settings(trt, bconfig, s, report)
-        _add_profile(trt, builder, bconfig, network, config.model, config.opt_shape)
+        _add_profiles(builder, bconfig, network, config, report)
         _apply_layer_precisions(trt, network, config, report)
         try:
             if s.calibrator is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from workload.shapes import GRID, MODELS
+from workload.shapes import MAX_LEN, MIN_LEN, MODELS, STRESS_MAX_BATCH
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CONSTRAINTS = ("none", "prefer", "obey")
@@ -22,6 +22,10 @@ CONSTRAINTS = ("none", "prefer", "obey")
 # builder keeps only those the installed TensorRT has and logs the rest.
 TACTIC_SOURCES = ("CUBLAS", "CUBLAS_LT", "CUDNN", "EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS")
 CALIBRATORS = ("entropy2", "minmax")
+# Optimization-profile layouts (engine/profiles.py says what each builds).
+LAYOUTS = ("single", "per_batch", "buckets")
+DEFAULT_BATCH_BUCKETS = (1, 4, 16)
+DEFAULT_FRAME_BUCKETS = (64, 256, 1024)
 
 
 class ConfigError(ValueError):
@@ -45,13 +49,23 @@ class BuildConfig:
     max_aux_streams: int | None = None                     # None: TensorRT decides
     calibrator: str = "entropy2"                           # used when int8 or a group is int8
     sparse_weights: bool = False
+    # Optimization profiles (engine/profiles.py). single: one profile over the whole range;
+    # per_batch: profile 0 over the whole range + one per batch bucket, frames dynamic;
+    # buckets: profile 0 + one static profile per (batch bucket, frames bucket), inputs padded up.
+    layout: str = "single"
+    batch_buckets: list[int] | None = None                 # None: DEFAULT_BATCH_BUCKETS up to max_batch
+    frame_buckets: list[int] | None = None                 # buckets only; None: DEFAULT_FRAME_BUCKETS
+    contest_profile: bool = True                           # profile 0 spans the whole range (contest harness)
+    max_batch: int = 16                                    # the judged grid's; 64 for the stress grid
+    preview_features: dict[str, bool] = field(default_factory=dict)   # trt.PreviewFeature name -> on/off
 
     def __post_init__(self) -> None:
-        if self.opt_shape is not None:
-            self.opt_shape = tuple(int(x) for x in self.opt_shape)  # YAML gives lists
+        if isinstance(self.opt_shape, (list, tuple)):
+            self.opt_shape = tuple(self.opt_shape)          # YAML gives lists
         self.validate()
 
     def validate(self) -> None:
+        self._check_types()
         if self.model not in MODELS:
             raise ConfigError(f"model: {self.model!r} is not one of {', '.join(MODELS)}")
         for group, prec in self.layer_precision.items():
@@ -67,16 +81,82 @@ class BuildConfig:
             raise ConfigError(f"opt_level: {self.opt_level} is outside 0..5")
         if self.workspace_mib <= 0:
             raise ConfigError(f"workspace_mib: {self.workspace_mib} must be positive")
+        if not 1 <= self.max_batch <= STRESS_MAX_BATCH:
+            raise ConfigError(f"max_batch: {self.max_batch} is outside 1..{STRESS_MAX_BATCH}")
         if self.opt_shape is not None:
             if len(self.opt_shape) != 2:
-                raise ConfigError(f"opt_shape: {self.opt_shape} must be [batch, frames]")
+                raise ConfigError(f"opt_shape: {list(self.opt_shape)} must be [batch, frames]")
             b, t = self.opt_shape
-            bmin, bmax = min(g[0] for g in GRID), max(g[0] for g in GRID)
-            tmin, tmax = min(g[1] for g in GRID), max(g[1] for g in GRID)
-            if not (bmin <= b <= bmax and tmin <= t <= tmax):
-                raise ConfigError(f"opt_shape: {list(self.opt_shape)} is outside the profile [{bmin}..{bmax}]x[{tmin}..{tmax}]")
+            if not (1 <= b <= self.max_batch and MIN_LEN <= t <= MAX_LEN):
+                raise ConfigError(f"opt_shape: {list(self.opt_shape)} is outside the profile "
+                                  f"[1..{self.max_batch}]x[{MIN_LEN}..{MAX_LEN}]")
         if self.calibrator not in CALIBRATORS:
             raise ConfigError(f"calibrator: {self.calibrator!r} is not one of {', '.join(CALIBRATORS)}")
+        self._check_layout()
+
+    def _check_types(self) -> None:
+        """Bools are bools and ints are ints: YAML's `fp16: "no"` must not build an FP16 engine."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = FIELD_KINDS.get(f.name)
+            if kind is None or (value is None and f.name in OPTIONAL_FIELDS):
+                continue
+            if kind is bool and not isinstance(value, bool):
+                raise ConfigError(f"{f.name}: {value!r} must be true or false")
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{f.name}: {value!r} must be an integer")
+            if kind is str and not isinstance(value, str):
+                raise ConfigError(f"{f.name}: {value!r} must be a string")
+            if kind == "ints" and (not isinstance(value, (list, tuple)) or not value
+                                   or any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
+                raise ConfigError(f"{f.name}: {value!r} must be a non-empty list of integers")
+            if kind == "strs" and (not isinstance(value, (list, tuple))
+                                   or any(not isinstance(v, str) for v in value)):
+                raise ConfigError(f"{f.name}: {value!r} must be a list of names")
+            if kind == "str->str" and (not isinstance(value, dict)
+                                       or any(not isinstance(k, str) or not isinstance(v, str)
+                                              for k, v in value.items())):
+                raise ConfigError(f"{f.name}: {value!r} must map names to precisions")
+            if kind == "str->bool" and (not isinstance(value, dict)
+                                        or any(not isinstance(k, str) or not isinstance(v, bool)
+                                               for k, v in value.items())):
+                raise ConfigError(f"{f.name}: {value!r} must map feature names to true/false")
+
+    def _check_layout(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        for name, values, lo, hi in (("batch_buckets", self.batch_buckets, 1, self.max_batch),
+                                     ("frame_buckets", self.frame_buckets, MIN_LEN, MAX_LEN)):
+            if values is None:
+                continue
+            if list(values) != sorted(set(values)):
+                raise ConfigError(f"{name}: {list(values)} must be increasing without repeats")
+            if values[0] < lo or values[-1] > hi:
+                raise ConfigError(f"{name}: {list(values)} must lie in {lo}..{hi}")
+        if self.layout == "single" and (self.batch_buckets or self.frame_buckets):
+            raise ConfigError("batch_buckets/frame_buckets need layout per_batch or buckets")
+        if self.layout == "per_batch" and self.frame_buckets:
+            raise ConfigError("frame_buckets need layout buckets (per_batch keeps frames dynamic)")
+        if self.layout == "single" and not self.contest_profile:
+            raise ConfigError("contest_profile: false needs layout per_batch or buckets")
+        if not self.contest_profile:     # without profile 0 every shape must fit some bucket
+            if self.buckets_of_batch[-1] < self.max_batch:
+                raise ConfigError(f"batch_buckets {self.buckets_of_batch} do not reach max_batch {self.max_batch} "
+                                  "and contest_profile is false: larger batches could not run")
+            if self.layout == "buckets" and self.buckets_of_frames[-1] < MAX_LEN:
+                raise ConfigError(f"frame_buckets {self.buckets_of_frames} do not reach {MAX_LEN} frames "
+                                  "and contest_profile is false: longer inputs could not run")
+
+    @property
+    def buckets_of_batch(self) -> list[int]:
+        """The batch buckets in effect (the default set capped at max_batch, which it always reaches)."""
+        if self.batch_buckets is not None:
+            return list(self.batch_buckets)
+        return sorted({b for b in DEFAULT_BATCH_BUCKETS if b < self.max_batch} | {self.max_batch})
+
+    @property
+    def buckets_of_frames(self) -> list[int]:
+        return list(self.frame_buckets) if self.frame_buckets is not None else list(DEFAULT_FRAME_BUCKETS)
 
     @property
     def uses_int8(self) -> bool:
@@ -92,6 +172,15 @@ class BuildConfig:
         if d["opt_shape"] is not None:
             d["opt_shape"] = list(d["opt_shape"])
         return d
+
+    def describe_layout(self) -> str:
+        """'single', 'per_batch[1,4,16]', 'buckets[1,4,16]x[64,256,1024]' (+ '-nocontest')."""
+        if self.layout == "single":
+            return "single"
+        text = f"{self.layout}[{','.join(map(str, self.buckets_of_batch))}]"
+        if self.layout == "buckets":
+            text += f"x[{','.join(map(str, self.buckets_of_frames))}]"
+        return text + ("" if self.contest_profile else "-nocontest")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":
@@ -127,6 +216,17 @@ class BuildConfig:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         return cls.from_dict(data)
+
+
+# What _check_types checks per field ("ints": list of ints, "str->bool": mapping, ...).
+FIELD_KINDS: dict[str, Any] = {
+    "model": str, "passes": "strs", "plugins": "strs", "fp16": bool, "int8": bool, "tf32": bool,
+    "layer_precision": "str->str", "precision_constraints": str, "tactic_sources": "strs",
+    "workspace_mib": int, "opt_level": int, "opt_shape": "ints", "max_aux_streams": int, "calibrator": str,
+    "sparse_weights": bool, "layout": str, "batch_buckets": "ints", "frame_buckets": "ints",
+    "contest_profile": bool, "max_batch": int, "preview_features": "str->bool",
+}
+OPTIONAL_FIELDS = {"tactic_sources", "opt_shape", "max_aux_streams", "batch_buckets", "frame_buckets"}
 
 
 def baseline(model: str) -> BuildConfig:

@@ -42,7 +42,9 @@ def engine_information(engine: Any, trt: Any) -> dict[str, Any]:
         raise EngineError("create_engine_inspector returned nothing")
     text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
     try:
-        info = json.loads(text)
+        # TensorRT 8.6 writes raw control characters (newlines of Myelin node names) inside
+        # strings ("Invalid control character" on the H200): accept them.
+        info = json.loads(text, strict=False)
     except ValueError as exc:
         raise EngineError(f"the inspector's JSON does not parse: {first_line(exc)}") from None
     if isinstance(info, list):              # be lenient: a bare layer list

@@ -1,32 +1,34 @@
-"""Run an engine by tensor name: TrtRunner(plan).infer(feeds) and .time(feeds).
+"""Run an engine by tensor name: TrtRunner(plan, harness).infer(feeds) and .measure(feeds).
 
 Uses only the API TensorRT 8.6, 10 and 11 share: named I/O tensors
-(num_io_tensors, get_tensor_name/mode/dtype), set_input_shape,
-set_tensor_address, execute_async_v3; CUDA through cuda-python. One execution
-context on optimization profile 0, as the contest's harness.
+(num_io_tensors, get_tensor_name/mode/dtype), get_tensor_profile_shape,
+set_optimization_profile_async, set_input_shape, set_tensor_address,
+execute_async_v3; CUDA (and CUDA graphs) through cuda-python.
 
-Timing modes:
-- "robust": CUDA events around each execute_async_v3 after warm-up; the median of
-  the runs (default 10 warm-up, 30 runs). What the search optimizes.
-- "contest": the harness's loop: warm-up runs, then `runs` executions each followed
-  by a stream synchronize, timed as a whole with time.time_ns; the mean
-  (CONTEST_LOOPS: encoder 2 + 2, decoder 10 + 30).
+The harness (engine/harness.py) decides how: "contest" runs profile 0 on one
+context, synchronously, timed with time_ns (the organisers' loop); "serving"
+picks for each input shape the profile that holds it (`choose_profile`: a
+fixed-batch profile before a dynamic-batch one, then the least padding), pads
+the inputs up to it and trims the outputs back (workload.padding), and replays a
+CUDA graph captured per (profile, shape) after one warm enqueue. A graph whose
+replay does not reproduce the enqueue's outputs bit for bit, or an engine that
+refuses capture, runs plain enqueues instead; `measure` says which.
 """
 from __future__ import annotations
 
 import statistics
 import time as _time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from engine.errors import InferenceError, InputError, PlanError
+from engine.errors import CudaError, InferenceError, InputError, PlanError, first_line
+from engine.harness import HARNESSES, Harness
 
-# (warm-up runs, timed runs) of the contest's testEncoderAndDecoder.py
-CONTEST_LOOPS = {"encoder": (2, 2), "decoder": (10, 30)}
-ROBUST_DEFAULTS = (10, 30)
-MODES = ("robust", "contest")
+Shapes = Mapping[str, tuple[int, ...]]
+ProfileShapes = Mapping[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]   # name -> min, opt, max
 
 
 # --- pure helpers (CPU-testable) ------------------------------------------------------
@@ -75,41 +77,94 @@ def check_rank(name: str, shape: Sequence[int], engine_shape: Sequence[int]) -> 
             raise InputError(f"input {name}: shape {shape} does not fit the engine's {engine_shape}")
 
 
-def loop_counts(mode: str, model: str | None, warmup: int | None, runs: int | None) -> tuple[int, int]:
-    """(warm-up, runs) for a timing mode; explicit values win over the mode's defaults."""
-    if mode not in MODES:
-        raise InputError(f"timing mode {mode!r} is not one of {', '.join(MODES)}")
-    if mode == "contest":
-        if (warmup is None or runs is None) and model not in CONTEST_LOOPS:
-            raise InputError(f"contest timing needs warmup and runs, or a model of {', '.join(CONTEST_LOOPS)}")
-        dw, dr = CONTEST_LOOPS.get(model, (None, None))
-    else:
-        dw, dr = ROBUST_DEFAULTS
-    w = dw if warmup is None else int(warmup)
-    r = dr if runs is None else int(runs)
-    if w < 0 or r < 1:
-        raise InputError(f"warmup {w} must be >= 0 and runs {r} >= 1")
-    return w, r
-
-
-def summarize_ms(samples: Sequence[float], mode: str) -> float:
+def summarize_ms(samples: Sequence[float], timing: str) -> float:
     """robust: the median of per-run times; contest: the mean."""
     if not samples:
         raise InputError("no timing samples")
-    return float(statistics.median(samples)) if mode == "robust" else float(statistics.fmean(samples))
+    return float(statistics.median(samples)) if timing == "robust" else float(statistics.fmean(samples))
+
+
+def _fits(shape: Sequence[int], lo: Sequence[int], hi: Sequence[int]) -> bool:
+    return len(shape) == len(lo) and all(a <= s <= b for a, s, b in zip(lo, shape, hi))
+
+
+def choose_profile(profiles: Sequence[ProfileShapes], shapes: Shapes, pad=None,
+                   allowed: Sequence[int] | None = None) -> tuple[int, dict[str, tuple[int, ...]]] | None:
+    """(profile index, the input shapes to run it at) for these input shapes, or None.
+
+    Without `pad` (a workload.padding.PadSpec) only a profile that holds the shapes as they
+    are qualifies. With it, a profile may also pad batch and frames axes up to its minimum
+    (a static bucket's size). Ranking: a profile whose batch is fixed before one whose batch
+    is dynamic (the dynamic batch dimension is what costs TensorRT 8.6 its floor), then the
+    fewest padded elements, then the tightest profile.
+    """
+    best = None
+    for index in (range(len(profiles)) if allowed is None else allowed):
+        prof = profiles[index]
+        if set(prof) != set(shapes):
+            continue
+        target, ok = {}, True
+        for name, shape in shapes.items():
+            lo, _, hi = prof[name]
+            want = list(shape)
+            axes = pad.paddable_axes(name) if pad is not None else set()
+            for axis, dim in enumerate(shape):
+                if axis < len(lo) and dim < lo[axis] and axis in axes:
+                    want[axis] = lo[axis]
+            if not _fits(want, lo, hi):
+                ok = False
+                break
+            target[name] = tuple(want)
+        if not ok:
+            continue
+        dynamic_batch = pad is not None and any(
+            prof[n][0][a] != prof[n][2][a] for n, a in pad.batch_axes.items() if n in prof)
+        padded = sum(int(np.prod(target[n], dtype=np.int64)) - int(np.prod(shapes[n], dtype=np.int64))
+                     for n in shapes)
+        volume = sum(int(np.prod(prof[n][2], dtype=np.int64)) for n in shapes)
+        key = (dynamic_batch, padded, volume, index)
+        if best is None or key < best[0]:
+            best = (key, index, target)
+    return None if best is None else (best[1], best[2])
+
+
+@dataclass
+class Measurement:
+    """One timed shape: what ran and how long it took."""
+    latency_ms: float
+    host_ms: float                 # median host time of one enqueue / graph launch call
+    profile: int
+    shapes: dict[str, list[int]]   # the (padded) input shapes that ran
+    cuda_graph: bool               # True: graph replays were timed
+    graph_note: str | None = None  # why no graph (not capturable, replay differs, graphs off)
 
 
 # --- the runner ---------------------------------------------------------------------------
-class TrtRunner:
-    """One deserialized engine, one execution context (profile 0), device buffers reused across calls."""
+@dataclass
+class _Slot:
+    """One execution context on one optimization profile, with buffers sized for its maximum shapes."""
+    context: Any
+    profile: int
+    buffers: dict[str, int] = field(default_factory=dict)          # tensor name -> device pointer
+    capacity: dict[str, int] = field(default_factory=dict)         # tensor name -> bytes
+    graphs: dict[tuple, Any] = field(default_factory=dict)         # shape key -> cudaGraphExec_t
+    no_graph: dict[tuple, str] = field(default_factory=dict)       # shape key -> why not
+    shapes: tuple = ()                                             # the input shapes set last
 
-    def __init__(self, plan_path: str | Path, plugin_libs: Sequence[str | Path] = ()) -> None:
+
+class TrtRunner:
+    """One deserialized engine; one execution context per optimization profile it uses."""
+
+    def __init__(self, plan_path: str | Path, plugin_libs: Sequence[str | Path] = (),
+                 harness: Harness | None = None, pad=None) -> None:
         from engine.trt_compat import cuda_api, get_logger, import_tensorrt
 
         self._closed = True
         trt = import_tensorrt()
         self.trt = trt
         self.cuda = cuda_api()
+        self.harness = harness or HARNESSES["contest"]
+        self.pad = pad if self.harness.select_profiles else None
         path = Path(plan_path)
         if not path.is_file():
             raise PlanError(f"engine file {path} does not exist")
@@ -131,9 +186,6 @@ class TrtRunner:
             raise PlanError(f"TensorRT {getattr(trt, '__version__', '?')} cannot load {path}"
                             + (f": {errors}" if errors else "") +
                             " (built by another TensorRT version or GPU, or a plugin library is missing?)")
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise PlanError(f"cannot create an execution context for {path} (out of GPU memory?)")
         self.input_names: list[str] = []
         self.output_names: list[str] = []
         self.dtypes: dict[str, np.dtype] = {}
@@ -145,132 +197,268 @@ class TrtRunner:
         for name in self.input_names:
             if hasattr(self.engine, "is_shape_inference_io") and self.engine.is_shape_inference_io(name):
                 raise PlanError(f"input {name} is a shape tensor; TrtRunner feeds execution tensors only")
+        count = int(getattr(self.engine, "num_optimization_profiles", 1))
+        self.profiles: list[dict[str, tuple]] = [
+            {n: tuple(tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(n, k))
+             for n in self.input_names} for k in range(count)]
         self.stream = self.cuda.stream_create()
-        self._buffers: dict[str, list[int]] = {}      # name -> [device pointer, capacity in bytes]
+        self._slots: dict[int, _Slot] = {}
         self._events: tuple[Any, Any] | None = None
         self._out_shapes: dict[str, tuple[int, ...]] = {}
         self._closed = False
+        self._slot(0)                      # fail here, not at the first case, if no context can be made
 
     # --- introspection ---
     def engine_shape(self, name: str) -> tuple[int, ...]:
         return tuple(int(d) for d in self.engine.get_tensor_shape(name))
 
-    def profile_shape(self, name: str) -> tuple[tuple[int, ...], ...]:
-        """(min, opt, max) of an input in profile 0."""
-        return tuple(tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(name, 0))
+    def profile_shape(self, name: str, profile: int = 0) -> tuple[tuple[int, ...], ...]:
+        """(min, opt, max) of an input in a profile."""
+        return self.profiles[profile][name]
+
+    @property
+    def num_profiles(self) -> int:
+        return len(self.profiles)
 
     def device_memory_bytes(self) -> int:
-        return sum(cap for _, cap in self._buffers.values())
+        return sum(sum(s.capacity.values()) for s in self._slots.values())
 
-    # --- buffers ---
-    def _buffer(self, name: str, nbytes: int) -> int:
-        entry = self._buffers.get(name)
-        if entry is None or entry[1] < nbytes:
-            if entry is not None:
-                self.cuda.free(entry[0])
-                self._buffers.pop(name)
-            # Grow with headroom so a sweep over rising shapes does not reallocate every time.
-            cap = max(int(nbytes * 1.25), 256) if entry is not None else max(int(nbytes), 256)
-            self._buffers[name] = [self.cuda.malloc(cap), cap]
-        return self._buffers[name][0]
+    # --- contexts and buffers ---
+    def _slot(self, profile: int) -> _Slot:
+        slot = self._slots.get(profile)
+        if slot is not None:
+            return slot
+        context = self.engine.create_execution_context()
+        if context is None:
+            raise PlanError(f"cannot create an execution context for {self.plan_path} (out of GPU memory?)")
+        if profile != 0 or self.num_profiles > 1:
+            from engine.trt_compat import get_logger
+            sink = get_logger(self.trt).sink
+            sink.clear_errors()
+            try:
+                ok = context.set_optimization_profile_async(profile, self.cuda.handle(self.stream))
+            except RuntimeError:          # the Python binding raises where the C++ call returns false
+                ok = False
+            self.cuda.stream_sync(self.stream)
+            if ok is False:
+                errors = " | ".join(sink.last_errors(2))
+                raise PlanError(f"{self.plan_path.name}: TensorRT refused optimization profile {profile}"
+                                + (f": {errors}" if errors else ""))
+        slot = _Slot(context=context, profile=profile)
+        # Buffers for the profile's largest shapes, allocated once: a captured graph keeps their
+        # addresses, so they must never move.
+        for name in self.input_names:
+            if not context.set_input_shape(name, self.profiles[profile][name][2]):
+                raise PlanError(f"{self.plan_path.name}: profile {profile} refuses its own maximum shape of {name}")
+        sizes = {name: int(np.prod(self.profiles[profile][name][2], dtype=np.int64)) * self.dtypes[name].itemsize
+                 for name in self.input_names}
+        for name in self.output_names:
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise PlanError(f"output {name} has no static shape ({list(shape)}) at profile {profile}'s maximum")
+            sizes[name] = int(np.prod(shape, dtype=np.int64)) * self.dtypes[name].itemsize
+        for name, nbytes in sizes.items():
+            slot.buffers[name] = self.cuda.malloc(max(nbytes, 256))
+            slot.capacity[name] = max(nbytes, 256)
+            context.set_tensor_address(name, slot.buffers[name])
+        self._slots[profile] = slot
+        return slot
 
-    def _prepare(self, feeds: Mapping[str, Any]) -> None:
-        """Check and copy the feeds, set shapes and every tensor address; outputs' shapes in _out_shapes."""
+    def select(self, shapes: Shapes) -> tuple[int, dict[str, tuple[int, ...]]]:
+        """(profile, padded shapes) the harness runs these input shapes at; InputError if none holds them."""
+        allowed = None if self.harness.select_profiles else [0]
+        choice = choose_profile(self.profiles, shapes, self.pad, allowed)
+        if choice is None:
+            name = next(iter(shapes))
+            lo, _, hi = self.profiles[0][name]
+            where = "any optimization profile" if self.harness.select_profiles else "optimization profile 0"
+            raise InputError(f"input {name}: shape {list(shapes[name])} is outside {where} "
+                             f"(profile 0: {list(lo)} .. {list(hi)}; {self.num_profiles} profile(s))")
+        return choice
+
+    def _prepare(self, feeds: Mapping[str, Any]) -> tuple[_Slot, dict[str, tuple[int, ...]]]:
+        """Check, pad and copy the feeds into the chosen profile's buffers and set its shapes.
+        Returns the slot and the true (unpadded) input shapes."""
         if self._closed:
             raise InferenceError("this TrtRunner is closed")
         check_feed_names(self.input_names, feeds)
-        hosts = []
+        arrays = {}
         for name in self.input_names:
             arr = cast_feed(name, feeds[name], self.dtypes[name])
             check_rank(name, arr.shape, self.engine_shape(name))
-            if not self.context.set_input_shape(name, tuple(int(d) for d in arr.shape)):
-                lo, _, hi = self.profile_shape(name)
-                raise InputError(f"input {name}: shape {list(arr.shape)} is outside optimization profile 0 "
-                                 f"({list(lo)} .. {list(hi)})")
-            ptr = self._buffer(name, arr.nbytes)
-            self.cuda.memcpy_htod_async(ptr, arr.ctypes.data, arr.nbytes, self.stream)
-            self.context.set_tensor_address(name, ptr)
-            hosts.append(arr)
+            arrays[name] = arr
+        true_shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()}
+        profile, target = self.select(true_shapes)
+        if target != true_shapes:
+            from workload.padding import pad_feeds
+            arrays = pad_feeds(self.pad, arrays, target)
+        slot = self._slot(profile)
+        for name in self.input_names:
+            arr = arrays[name]
+            if not slot.context.set_input_shape(name, tuple(int(d) for d in arr.shape)):
+                raise InputError(f"input {name}: TensorRT refused shape {list(arr.shape)} on profile {profile}")
+            self.cuda.memcpy_htod_async(slot.buffers[name], arr.ctypes.data, arr.nbytes, self.stream)
+        slot.shapes = tuple((n, tuple(arrays[n].shape)) for n in self.input_names)
         self._out_shapes = {}
         for name in self.output_names:
-            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            shape = tuple(int(d) for d in slot.context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
                 raise InferenceError(f"output {name} has no static shape ({list(shape)}) after setting the inputs")
             self._out_shapes[name] = shape
-            nbytes = int(np.prod(shape, dtype=np.int64)) * self.dtypes[name].itemsize
-            self.context.set_tensor_address(name, self._buffer(name, nbytes))
         self.cuda.stream_sync(self.stream)      # host arrays must outlive the copies
-        del hosts
+        return slot, true_shapes
 
-    def _execute(self) -> None:
-        if not self.context.execute_async_v3(self.cuda.handle(self.stream)):
+    def _enqueue(self, slot: _Slot) -> None:
+        if not slot.context.execute_async_v3(self.cuda.handle(self.stream)):
             from engine.trt_compat import get_logger
             errors = " | ".join(get_logger(self.trt).sink.last_errors(2))
             raise InferenceError("execute_async_v3 returned False" + (f": {errors}" if errors else ""))
 
-    # --- public API ---
-    def infer(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once; outputs as numpy arrays in the engine's dtypes."""
-        self._prepare(feeds)
-        self._execute()
+    def _outputs(self, slot: _Slot) -> dict[str, np.ndarray]:
         out = {}
         for name in self.output_names:
             host = np.empty(self._out_shapes[name], dtype=self.dtypes[name])
-            self.cuda.memcpy_dtoh_async(host.ctypes.data, self._buffers[name][0], host.nbytes, self.stream)
+            self.cuda.memcpy_dtoh_async(host.ctypes.data, slot.buffers[name], host.nbytes, self.stream)
             out[name] = host
         self.cuda.stream_sync(self.stream)
         return out
 
-    def time(self, feeds: Mapping[str, Any], mode: str = "robust", warmup: int | None = None,
-             runs: int | None = None, model: str | None = None) -> float:
-        """Latency in ms of one execution with these feeds (inputs copied once, outside the timing)."""
-        w, r = loop_counts(mode, model, warmup, runs)
-        self._prepare(feeds)
+    def _replay_matches(self, slot: _Slot, expected: dict[str, np.ndarray]) -> str | None:
+        """None when the graph's outputs equal the enqueue's bit for bit, or differ no more than two
+        enqueues differ from each other (kernels with atomics); else why not."""
+        got = self._outputs(slot)
+        if all(np.array_equal(got[n], expected[n]) for n in expected):
+            return None
+        self._enqueue(slot)
+        again = self._outputs(slot)
+        if all(np.array_equal(again[n], expected[n]) for n in expected):
+            return "graph replay differs from the enqueue's outputs"
+        for n in expected:
+            noise = np.max(np.abs(again[n].astype(np.float64) - expected[n].astype(np.float64)))
+            diff = np.max(np.abs(got[n].astype(np.float64) - expected[n].astype(np.float64)))
+            if diff > 2 * noise:
+                return f"graph replay differs from the enqueue's {n} by {diff:.3g} (enqueues differ by {noise:.3g})"
+        return None
+
+    def _graph_for(self, slot: _Slot) -> Any | None:
+        """The graph replaying one enqueue at the slot's current shapes, captured on first use; None
+        when graphs are off or this shape cannot use one (the reason is kept in slot.no_graph)."""
+        if not self.harness.cuda_graphs:
+            return None
+        key = slot.shapes
+        if key in slot.graphs:
+            return slot.graphs[key]
+        if key in slot.no_graph:
+            return None
+        from engine.trt_compat import get_logger
+        sink = get_logger(self.trt).sink
+        self._enqueue(slot)                         # warm: TensorRT sets up this shape outside the capture
+        expected = self._outputs(slot)
+        sink.clear_errors()
+        try:
+            self.cuda.begin_capture(self.stream)
+            ok = bool(slot.context.execute_async_v3(self.cuda.handle(self.stream)))
+            graph = self.cuda.end_capture(self.stream)
+            if not ok:
+                self.cuda.graph_destroy(graph)
+                errors = " | ".join(sink.last_errors(1))
+                raise CudaError("enqueue refused during capture" + (f": {errors}" if errors else ""))
+            exe = self.cuda.graph_instantiate(graph)
+            self.cuda.graph_destroy(graph)
+        except Exception as exc:   # a graph is an optimisation: any failure means plain enqueues, with the reason
+            self.cuda.clear_capture_error(self.stream)
+            slot.no_graph[key] = f"not capturable: {type(exc).__name__}: {first_line(exc)}"
+            return None
+        self.cuda.graph_launch(exe, self.stream)
+        mismatch = self._replay_matches(slot, expected)
+        if mismatch:
+            self.cuda.graph_exec_destroy(exe)
+            slot.no_graph[key] = mismatch
+            return None
+        slot.graphs[key] = exe
+        return exe
+
+    def _run(self, slot: _Slot, graph: Any | None) -> None:
+        if graph is not None:
+            self.cuda.graph_launch(graph, self.stream)
+        else:
+            self._enqueue(slot)
+
+    # --- public API ---
+    def infer(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run once the way the harness runs; outputs as numpy arrays (trimmed back where padded)."""
+        slot, true_shapes = self._prepare(feeds)
+        self._run(slot, self._graph_for(slot))
+        out = {}
+        for name in self.output_names:
+            host = np.empty(self._out_shapes[name], dtype=self.dtypes[name])
+            self.cuda.memcpy_dtoh_async(host.ctypes.data, slot.buffers[name], host.nbytes, self.stream)
+            out[name] = host
+        self.cuda.stream_sync(self.stream)
+        if self.pad is not None and dict(slot.shapes) != true_shapes:
+            from workload.padding import trim_outputs
+            out = trim_outputs(self.pad, out, true_shapes)
+        return out
+
+    def measure(self, feeds: Mapping[str, Any], warmup: int | None = None, runs: int | None = None) -> Measurement:
+        """Latency of one run with these feeds (inputs copied once, outside the timing)."""
+        w, r = self.harness.loops(warmup, runs)
+        slot, _ = self._prepare(feeds)
+        graph = self._graph_for(slot)
         for _ in range(w):
-            self._execute()
+            self._run(slot, graph)
             self.cuda.stream_sync(self.stream)
-        if mode == "contest":
+        host = []
+        if self.harness.timing == "contest":
             t0 = _time.time_ns()
             for _ in range(r):
-                self._execute()
+                h0 = _time.perf_counter()
+                self._run(slot, graph)
+                host.append((_time.perf_counter() - h0) * 1e3)
                 self.cuda.stream_sync(self.stream)
-            return summarize_ms([(_time.time_ns() - t0) / 1e6 / r], "contest")
-        if self._events is None:
-            self._events = (self.cuda.event_create(), self.cuda.event_create())
-        start, end = self._events
-        samples = []
-        for _ in range(r):
-            self.cuda.event_record(start, self.stream)
-            self._execute()
-            self.cuda.event_record(end, self.stream)
-            self.cuda.event_sync(end)
-            samples.append(self.cuda.event_elapsed_ms(start, end))
-        return summarize_ms(samples, "robust")
+            latency = summarize_ms([(_time.time_ns() - t0) / 1e6 / r], "contest")
+        else:
+            if self._events is None:
+                self._events = (self.cuda.event_create(), self.cuda.event_create())
+            start, end = self._events
+            samples = []
+            for _ in range(r):
+                self.cuda.event_record(start, self.stream)
+                h0 = _time.perf_counter()
+                self._run(slot, graph)
+                host.append((_time.perf_counter() - h0) * 1e3)
+                self.cuda.event_record(end, self.stream)
+                self.cuda.event_sync(end)
+                samples.append(self.cuda.event_elapsed_ms(start, end))
+            latency = summarize_ms(samples, "robust")
+        note = slot.no_graph.get(slot.shapes) if self.harness.cuda_graphs else "CUDA graphs off"
+        return Measurement(latency, float(statistics.median(host)), slot.profile,
+                           {n: list(s) for n, s in slot.shapes}, graph is not None, note)
+
+    def time(self, feeds: Mapping[str, Any], warmup: int | None = None, runs: int | None = None) -> float:
+        """measure(...).latency_ms"""
+        return self.measure(feeds, warmup, runs).latency_ms
 
     def close(self) -> None:
-        """Free device buffers, events and the stream, then the context and engine. Idempotent."""
+        """Free graphs, device buffers, events and the stream, then the contexts and engine. Idempotent."""
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        errors = []
-        for name, (ptr, _) in list(self._buffers.items()):
-            try:
-                self.cuda.free(ptr)
-            except Exception as exc:
-                errors.append(exc)
-        self._buffers.clear()
+        for slot in self._slots.values():
+            for exe in slot.graphs.values():
+                _quietly(self.cuda.graph_exec_destroy, exe)
+            for ptr in slot.buffers.values():
+                _quietly(self.cuda.free, ptr)
+            slot.graphs.clear()
+            slot.buffers.clear()
         for ev in self._events or ():
-            try:
-                self.cuda.event_destroy(ev)
-            except Exception as exc:
-                errors.append(exc)
+            _quietly(self.cuda.event_destroy, ev)
         self._events = None
-        try:
-            self.cuda.stream_destroy(self.stream)
-        except Exception as exc:
-            errors.append(exc)
-        # Order matters: the context before the engine before the runtime.
-        self.context = None
+        _quietly(self.cuda.stream_destroy, self.stream)
+        # Order matters: the contexts before the engine before the runtime.
+        for slot in self._slots.values():
+            slot.context = None
+        self._slots.clear()
         self.engine = None
         self.runtime = None
 
@@ -285,6 +473,13 @@ class TrtRunner:
             self.close()
         except Exception:
             pass
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        pass
 
 
 def _np_dtype(trt: Any, dtype: Any) -> np.dtype:

@@ -22,7 +22,7 @@ from engine.errors import BuildError
 # IBuilderConfig members whose presence differs between TensorRT releases.
 CONFIG_ATTRS = ("builder_optimization_level", "max_aux_streams", "profiling_verbosity", "progress_monitor",
                 "set_tactic_sources", "set_memory_pool_limit", "set_calibration_profile", "int8_calibrator",
-                "create_timing_cache", "set_timing_cache", "set_flag", "clear_flag")
+                "create_timing_cache", "set_timing_cache", "set_flag", "clear_flag", "set_preview_feature")
 
 CONSTRAINT_FLAGS = {"obey": "OBEY_PRECISION_CONSTRAINTS", "prefer": "PREFER_PRECISION_CONSTRAINTS"}
 CALIBRATOR_CLASSES = {"entropy2": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator"}
@@ -41,6 +41,7 @@ class Capabilities:
     progress_monitor: bool = False
     inspector: bool = True
     profiling_verbosity: frozenset[str] = frozenset()
+    preview_features: frozenset[str] = frozenset()  # trt.PreviewFeature members
     # cuDNN really loadable (not only its loader): without it the CUDNN tactic source has
     # no kernels, and TensorRT < 10 aborts the process when it serializes a timing cache.
     cudnn: bool = True
@@ -78,6 +79,7 @@ class BuilderSettings:
     max_aux_streams: int | None = None              # None: TensorRT decides
     detailed_profiling: bool = False                # ProfilingVerbosity.DETAILED (the inspector needs it)
     calibrator: str | None = None                   # "entropy2" | "minmax" when INT8 calibration runs
+    preview_features: dict[str, bool] = field(default_factory=dict)   # PreviewFeature name -> on/off
     ignored: dict[str, str] = field(default_factory=dict)   # knob -> why it has no effect here
     notes: list[str] = field(default_factory=list)
 
@@ -156,6 +158,15 @@ def builder_settings(config: BuildConfig, caps: Capabilities) -> BuilderSettings
             s.max_aux_streams = int(config.max_aux_streams)
         else:
             s.ignored["max_aux_streams"] = "IBuilderConfig has no max_aux_streams"
+
+    for name, on in config.preview_features.items():
+        # Preview features change which builder path runs, not the model's numerics: a missing
+        # one is ignored with its reason, like the other speed-only knobs.
+        if name in caps.preview_features and "set_preview_feature" in attrs:
+            s.preview_features[name] = bool(on)
+        else:
+            have = ", ".join(sorted(caps.preview_features)) or "none"
+            s.ignored[f"preview_features.{name}"] = f"this TensorRT has no PreviewFeature.{name} (it has {have})"
 
     s.detailed_profiling = "DETAILED" in caps.profiling_verbosity and "profiling_verbosity" in attrs
     if not s.detailed_profiling:

@@ -84,6 +84,7 @@ def capabilities(trt=None) -> Capabilities:
         and hasattr(cfg_cls, "progress_monitor"),
         inspector=hasattr(getattr(trt, "ICudaEngine", object), "create_engine_inspector"),
         profiling_verbosity=frozenset(enum_members(getattr(trt, "ProfilingVerbosity", None))),
+        preview_features=frozenset(enum_members(getattr(trt, "PreviewFeature", None))),
         cudnn=cudnn_loadable(trt),
     )
 
@@ -427,6 +428,40 @@ class CudaApi:
 
     def event_destroy(self, event: Any) -> None:
         self.call("cudaEventDestroy", event)
+
+    # CUDA graphs: capture one enqueue on a stream, replay it with one launch.
+    def begin_capture(self, stream: Any) -> None:
+        # Thread-local: another thread's unrelated CUDA calls do not break our capture (as trtexec).
+        self.call("cudaStreamBeginCapture", stream, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)
+
+    def end_capture(self, stream: Any) -> Any:
+        return self.call("cudaStreamEndCapture", stream)
+
+    def graph_instantiate(self, graph: Any) -> Any:
+        return self.call("cudaGraphInstantiate", graph, 0)
+
+    def graph_launch(self, graph_exec: Any, stream: Any) -> None:
+        self.call("cudaGraphLaunch", graph_exec, stream)
+
+    def graph_destroy(self, graph: Any) -> None:
+        if graph is not None:
+            self.call("cudaGraphDestroy", graph)
+
+    def graph_exec_destroy(self, graph_exec: Any) -> None:
+        self.call("cudaGraphExecDestroy", graph_exec)
+
+    def clear_capture_error(self, stream: Any) -> None:
+        """After a failed capture: leave capture mode if still in it, and clear the error it left."""
+        try:
+            status = self.call("cudaStreamIsCapturing", stream)
+            if status != self.rt.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone:
+                res = self.rt.cudaStreamEndCapture(stream)
+                graph = res[1] if isinstance(res, tuple) and len(res) > 1 else None
+                if graph is not None:
+                    self.rt.cudaGraphDestroy(graph)
+        except Exception:
+            pass
+        self.rt.cudaGetLastError()
 
     def device_name(self, device: int | None = None) -> str:
         if device is None:

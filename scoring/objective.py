@@ -15,8 +15,8 @@ latency and more the further it misses. Lower is better.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
 from scoring.metrics import CaseErrors
 
@@ -29,6 +29,7 @@ class CaseResult:
     length: int
     latency_ms: float
     errors: CaseErrors
+    run: dict[str, Any] = field(default_factory=dict)   # how it ran: profile, cuda_graph, host_ms, ...
 
     @property
     def penalty(self) -> float:

@@ -12,12 +12,18 @@ HYP_LEN = 64              # hyps_pad_sos_eos is fixed to [B, 10, 64] (contest se
 VOCAB_SIZE = 4233         # AISHELL-1 character vocabulary of the contest model
 SOS = EOS = VOCAB_SIZE - 1
 
-# The judging grid is not in the sources: batch x length, see README "Test grid".
-BATCHES = (1, 4, 16, 64)
+# The organisers' final harness skips every case with batch > 16: the judged grid is
+# batch {1, 4, 16} x length {16, 64, 256, 1024} (README "Test grid"). Batch 64, the
+# reference build's profile maximum, is kept as an optional stress grid.
+BATCHES = (1, 4, 16)
+STRESS_BATCHES = (64,)
 LENGTHS = (16, 64, 256, 1024)
-GRID = tuple((b, t) for b in BATCHES for t in LENGTHS)
+GRID = tuple((b, t) for b in BATCHES for t in LENGTHS)              # the objective's shapes
+STRESS_GRID = tuple((b, t) for b in STRESS_BATCHES for t in LENGTHS)
+ALL_SHAPES = GRID + STRESS_GRID
 
 MIN_BATCH, MAX_BATCH = min(BATCHES), max(BATCHES)
+STRESS_MAX_BATCH = max(STRESS_BATCHES)
 MIN_LEN, MAX_LEN = min(LENGTHS), max(LENGTHS)
 
 MODELS = ("encoder", "decoder")
@@ -28,25 +34,25 @@ def encoder_out_len(frames: int) -> int:
     return ((frames - 1) // 2 - 1) // 2
 
 
-def profile_shapes(model: str, opt: tuple[int, int] | None = None) -> dict[str, tuple[tuple, tuple, tuple]]:
+def input_shapes(model: str, batch: int, frames: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every input of `model` for a test case of `batch` x `frames` input frames."""
+    if model == "encoder":
+        return {"speech": (batch, frames, FEATURE_DIM), "speech_lengths": (batch,)}
+    if model == "decoder":
+        return {"encoder_out": (batch, encoder_out_len(frames), D_MODEL), "encoder_out_lens": (batch,),
+                "hyps_pad_sos_eos": (batch, BEAM, HYP_LEN), "hyps_lens_sos": (batch, BEAM),
+                "ctc_score": (batch, BEAM)}
+    raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+
+
+def profile_shapes(model: str, opt: tuple[int, int] | None = None, *,
+                   batch: tuple[int, int] = (MIN_BATCH, MAX_BATCH),
+                   frames: tuple[int, int] = (MIN_LEN, MAX_LEN)) -> dict[str, tuple[tuple, tuple, tuple]]:
     """min/opt/max shape of every input for one optimization profile.
 
-    `opt` is (batch, length) in input frames; default is the largest test shape,
-    as the contest's reference build did.
+    `batch` and `frames` are (min, max) ranges in input frames; `opt` is (batch,
+    frames), default the largest shape of the ranges, as the contest's reference build did.
     """
-    ob, ot = opt if opt is not None else (MAX_BATCH, MAX_LEN)
-    if model == "encoder":
-        return {
-            "speech": ((MIN_BATCH, MIN_LEN, FEATURE_DIM), (ob, ot, FEATURE_DIM), (MAX_BATCH, MAX_LEN, FEATURE_DIM)),
-            "speech_lengths": ((MIN_BATCH,), (ob,), (MAX_BATCH,)),
-        }
-    if model == "decoder":
-        lo, mid, hi = encoder_out_len(MIN_LEN), encoder_out_len(ot), encoder_out_len(MAX_LEN)
-        return {
-            "encoder_out": ((MIN_BATCH, lo, D_MODEL), (ob, mid, D_MODEL), (MAX_BATCH, hi, D_MODEL)),
-            "encoder_out_lens": ((MIN_BATCH,), (ob,), (MAX_BATCH,)),
-            "hyps_pad_sos_eos": ((MIN_BATCH, BEAM, HYP_LEN), (ob, BEAM, HYP_LEN), (MAX_BATCH, BEAM, HYP_LEN)),
-            "hyps_lens_sos": ((MIN_BATCH, BEAM), (ob, BEAM), (MAX_BATCH, BEAM)),
-            "ctc_score": ((MIN_BATCH, BEAM), (ob, BEAM), (MAX_BATCH, BEAM)),
-        }
-    raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    lo, hi = input_shapes(model, batch[0], frames[0]), input_shapes(model, batch[1], frames[1])
+    mid = input_shapes(model, *(opt if opt is not None else (batch[1], frames[1])))
+    return {name: (lo[name], mid[name], hi[name]) for name in lo}

@@ -19,6 +19,7 @@ import itertools
 import json
 import time
 import types
+import weakref
 from typing import Any
 
 import numpy as np
@@ -89,16 +90,37 @@ _OP_TYPES = {"Conv": "CONVOLUTION", "Sigmoid": "ACTIVATION", "Softmax": "SOFTMAX
              "ReduceMean": "REDUCE", "Unsqueeze": "SHUFFLE", "Reshape": "SHUFFLE", "Cast": "CAST", "Shape": "SHAPE",
              "Sqrt": "UNARY", "Floor": "UNARY", "LayerNormalization": "NORMALIZATION", "Identity": "IDENTITY"}
 _ONNX_DT = {1: "FLOAT", 10: "HALF", 6: "INT32", 7: "INT32", 9: "BOOL", 3: "INT8"}
+# trt.PreviewFeature (NvInfer.h of 8.6.0: enum class PreviewFeature) and which are on by default.
+PREVIEW_86 = ["FASTER_DYNAMIC_SHAPES_0805", "DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805", "PROFILE_SHARING_0806"]
+PREVIEW_10 = ["PROFILE_SHARING_0806"]                      # deprecated in 10: profiles are always shareable
+PREVIEW_ON_86 = {"FASTER_DYNAMIC_SHAPES_0805", "DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805"}
+NOT_CAPTURABLE = "The CUDA stream is in capturing mode, but this TRT engine is not stream capturable"
 _FMT = {"FLOAT": "Row major linear FP32", "HALF": "Row major linear FP16 format", "INT8": "Row major Int8 format",
         "INT32": "Row major linear Int32", "BOOL": "Row major linear BOOL"}
 
 
+def split_plan(data: bytes) -> tuple[dict, bytes]:
+    """(header, ONNX bytes) of a fake plan; tests read what the build stored (profiles, preview, capturable)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if header.get("fake_plan") != 1:
+        raise ValueError("not a fake plan")
+    return header, data[8 + n:]
+
+
 def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
-    """A fake `tensorrt` module; '10.x' adds IProgressMonitor, '11.x' drops FP16/INT8/constraints/calibrators."""
+    """A fake `tensorrt` module; '10.x' adds IProgressMonitor, '11.x' drops FP16/INT8/constraints/calibrators.
+
+    Test switches: `trt._capturable = False` before a build makes that engine refuse CUDA-graph
+    capture (execute_async_v3 on a capturing stream logs NOT_CAPTURABLE and returns False).
+    `trt._stats`: executions (enqueues run now), captured (enqueues recorded into a graph),
+    graph_launches (cudaGraphLaunch calls, counted by the fake cudart after `install`), builds.
+    """
     major = int(version.split(".")[0])
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
-    trt._stats = {"executions": 0, "builds": 0}            # for tests: what the code under test did
+    trt._stats = {"executions": 0, "captured": 0, "graph_launches": 0, "builds": 0}
+    trt._capturable = True
     BuilderFlag = _enum("BuilderFlag", FLAGS_11 if major >= 11 else FLAGS_86)
     DataType = _enum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8", "FP8"])
     LayerType = _enum("LayerType", LAYER_TYPES)
@@ -111,8 +133,9 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
     Severity = _enum("Severity", ["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"])
     NetworkDefinitionCreationFlag = _enum(
         "NetworkDefinitionCreationFlag", ["EXPLICIT_BATCH", "EXPLICIT_PRECISION"] if major < 11 else ["STRONGLY_TYPED"])
+    PreviewFeature = _enum("PreviewFeature", PREVIEW_86 if major < 10 else PREVIEW_10)
     for e in (BuilderFlag, DataType, LayerType, TensorIOMode, MemoryPoolType, TacticSource, ProfilingVerbosity,
-              LayerInformationFormat, NetworkDefinitionCreationFlag):
+              LayerInformationFormat, NetworkDefinitionCreationFlag, PreviewFeature):
         setattr(trt, e.__name__, e)
     trt.float32, trt.float16, trt.int8, trt.int32, trt.bool = (DataType.FLOAT, DataType.HALF, DataType.INT8,
                                                                DataType.INT32, DataType.BOOL)
@@ -154,6 +177,10 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
 
     def _say(logger, severity: str, msg: str) -> None:
         logger.log(getattr(Severity, severity), msg)
+
+    def _usage_error(logger, where: str, condition: str) -> None:
+        _say(logger, "ERROR", f"3: [{where}] Error Code 3: API Usage Error (Parameter check failed at: {where}, "
+                              f"condition: {condition}. )")
 
     # --- plugins ---
     class _Creator:
@@ -323,10 +350,12 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
 
     class IBuilderConfig(_Strict):
         _fields = ("_flags", "_pools", "_tactics", "_profiles", "_calib_profile", "_calibrator", "_cache",
-                   "_opt_level", "_aux", "_verbosity", "_monitor")
+                   "_opt_level", "_aux", "_verbosity", "_monitor", "_preview")
 
         def __init__(self):
             self._flags = {BuilderFlag.TF32} if hasattr(BuilderFlag, "TF32") else set()
+            on = PREVIEW_ON_86 if major < 10 else set(PREVIEW_10)
+            self._preview = {f for f in PreviewFeature.__members__.values() if f.name in on}
             self._pools, self._tactics, self._profiles = {}, (1 << len(TacticSource.__members__)) - 1, []
             self._calib_profile = self._calibrator = self._cache = self._monitor = None
             self._opt_level, self._aux, self._verbosity = 3, -1, ProfilingVerbosity.LAYER_NAMES_ONLY
@@ -359,6 +388,15 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
 
         def get_tactic_sources(self):
             return self._tactics
+
+        def set_preview_feature(self, feature, enable):
+            _need(_is(feature, PreviewFeature) and isinstance(enable, bool),
+                  f"set_preview_feature(feature: PreviewFeature, enable: bool), got {feature!r}, {enable!r}")
+            (self._preview.add if enable else self._preview.discard)(feature)
+
+        def get_preview_feature(self, feature):
+            _need(_is(feature, PreviewFeature), "get_preview_feature(feature: PreviewFeature)")
+            return feature in self._preview
 
         def add_optimization_profile(self, profile):
             _need(isinstance(profile, IOptimizationProfile), "add_optimization_profile(profile)")
@@ -484,15 +522,18 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
             if not config._profiles:
                 _say(log, "ERROR", "Network has dynamic or shape inputs, but no optimization profile has been defined.")
                 return None
-            missing = [t.name for t in network._inputs if t.name not in config._profiles[0].shapes]
-            if missing:
-                _say(log, "ERROR", f"profile lacks {missing}")
-                return None
-            for t in network._inputs:
-                lo, opt, hi = config._profiles[0].shapes[t.name]
-                if len(lo) != len(t.shape) or any(d >= 0 and not lo[i] == hi[i] == d for i, d in enumerate(t.shape)):
-                    _say(log, "ERROR", f"{t.name}: profile {lo}..{hi} does not fit {t.shape}")
+            for k, profile in enumerate(config._profiles):
+                missing = [t.name for t in network._inputs if t.name not in profile.shapes]
+                if missing:
+                    _say(log, "ERROR", f"4: [network.cpp::validate::3062] Error Code 4: Internal Error "
+                                       f"({missing[0]}: dynamic input is missing dimensions in profile {k}.)")
                     return None
+                for t in network._inputs:
+                    lo, opt, hi = profile.shapes[t.name]
+                    if len(lo) != len(t.shape) or any(d >= 0 and not lo[i] == hi[i] == d
+                                                      for i, d in enumerate(t.shape)):
+                        _say(log, "ERROR", f"{t.name}: profile {k} {lo}..{hi} does not fit {t.shape}")
+                        return None
             int8 = hasattr(BuilderFlag, "INT8") and BuilderFlag.INT8 in config._flags
             calibration_batches = 0
             if int8:
@@ -518,7 +559,9 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
             if config._cache is not None:
                 config._cache.entries.add(f"tactic-{next(counter)}")
             precisions = {i: l._precision.name for i, l in enumerate(network._layers) if l._precision is not None}
-            header = {"fake_plan": 1, "profile": {k: [list(s) for s in v] for k, v in config._profiles[0].shapes.items()},
+            header = {"fake_plan": 1,
+                      "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config._profiles],
+                      "preview": sorted(f.name for f in config._preview), "capturable": bool(trt._capturable),
                       "flags": sorted(f.name for f in config._flags), "precisions": precisions,
                       "verbosity": config._verbosity.name, "calibration_batches": calibration_batches,
                       "layers": [[l.name, l.type.name, [t.dtype.name for t in l._outputs]] for l in network._layers]}
@@ -536,22 +579,20 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
         def deserialize_cuda_engine(self, serialized_engine):
             data = memoryview(serialized_engine).tobytes()
             try:
-                n = int.from_bytes(data[:8], "little")
-                header = json.loads(data[8:8 + n])
-                assert header["fake_plan"] == 1
+                header, model = split_plan(data)
             except Exception:
                 _say(self._logger, "ERROR", "1: [stdArchiveReader.cpp::StdArchiveReader::32] Error Code 1: Serialization "
                                             "assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match")
                 return None
-            return ICudaEngine(header, data[8 + n:])
+            return ICudaEngine(header, model, self._logger)
     trt.Runtime = Runtime
 
     class ICudaEngine(_Strict):
-        _fields = ("_header", "_model", "_io")
+        _fields = ("_header", "_model", "_io", "_logger", "_contexts")
 
-        def __init__(self, header, model_bytes):
+        def __init__(self, header, model_bytes, logger):
             import onnx
-            self._header, self._model = header, model_bytes
+            self._header, self._model, self._logger, self._contexts = header, model_bytes, logger, weakref.WeakSet()
             proto = onnx.load_from_string(model_bytes)
             self._io = []
             for vi, mode in [(v, TensorIOMode.INPUT) for v in proto.graph.input] + \
@@ -562,6 +603,7 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
 
         num_io_tensors = property(lambda self: len(self._io))
         num_layers = property(lambda self: len(self._header["layers"]))
+        num_optimization_profiles = property(lambda self: len(self._header["profiles"]))
 
         def _find(self, name):
             _need(isinstance(name, str), "name: str")
@@ -569,6 +611,16 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
                 if io[0] == name:
                     return io
             raise KeyError(name)
+
+        def _names(self, mode):
+            return [n for n, m, _, _ in self._io if m == mode]
+
+        def _sharing(self):
+            """Whether contexts may share a profile: on 8.6 only with PreviewFeature.PROFILE_SHARING_0806."""
+            return major >= 10 or "PROFILE_SHARING_0806" in self._header["preview"]
+
+        def _in_use(self, index, other):
+            return any(c is not other and c._profile == index for c in self._contexts)
 
         def get_tensor_name(self, index):
             _need(isinstance(index, int), "get_tensor_name(index: int)")
@@ -588,53 +640,79 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
             return False
 
         def get_tensor_profile_shape(self, name, profile_index):
-            _need(isinstance(profile_index, int), "get_tensor_profile_shape(name, profile_index: int)")
-            return [tuple(s) for s in self._header["profile"][name]]
+            _need(isinstance(name, str) and isinstance(profile_index, int),
+                  "get_tensor_profile_shape(name: str, profile_index: int)")
+            profiles = self._header["profiles"]
+            if not 0 <= profile_index < len(profiles) or name not in profiles[0]:
+                _usage_error(self._logger, "engine.cpp::getProfileShape",
+                             "profileIndex >= 0 && profileIndex < getNbOptimizationProfiles() && isInput(tensorName)")
+                return [(), (), ()]          # three Dims{-1}: no dimensions
+            return [tuple(s) for s in profiles[profile_index][name]]
 
         def create_execution_context(self):
-            return IExecutionContext(self)
+            context = IExecutionContext(self)
+            self._contexts.add(context)
+            return context
 
         def create_engine_inspector(self):
             return EngineInspector(self)
 
     class IExecutionContext(_Strict):
-        _fields = ("_engine", "_shapes", "_addr", "_session")
+        _fields = ("_engine", "_shapes", "_addr", "_session", "_profile")
 
         def __init__(self, engine):
             import onnxruntime as ort
             self._engine, self._shapes, self._addr = engine, {}, {}
             self._session = ort.InferenceSession(engine._model, providers=["CPUExecutionProvider"])
+            # 8.6 (NvInferRuntime.h, setOptimizationProfileAsync): a new context gets profile 0 only when no
+            # live context holds it; otherwise it has none until set_optimization_profile_async.
+            self._profile = 0 if engine._sharing() or not engine._in_use(0, self) else -1
+
+        @property
+        def active_optimization_profile(self):
+            return self._profile
+
+        def set_optimization_profile_async(self, profile_index, stream_handle):
+            _need(isinstance(profile_index, int) and isinstance(stream_handle, int),
+                  "set_optimization_profile_async(profile_index: int, stream_handle: int)")
+            engine = self._engine
+            where = "executionContext.cpp::setOptimizationProfileInternal"
+            if not 0 <= profile_index < engine.num_optimization_profiles:
+                _usage_error(engine._logger, where,
+                             "profileIndex >= 0 && profileIndex < mEngine.getNbOptimizationProfiles()")
+                raise RuntimeError("Error in set optimization profile async.")      # the binding's PY_ASSERT
+            if not engine._sharing() and engine._in_use(profile_index, self):
+                _usage_error(engine._logger, where, f"!mEngine.isProfileInUse({profile_index}): the optimization "
+                             "profile is used by another execution context (PreviewFeature.PROFILE_SHARING_0806)")
+                raise RuntimeError("Error in set optimization profile async.")
+            if profile_index != self._profile:
+                self._shapes = {}                # input shapes must be set again on the new profile
+            self._profile = profile_index
+            return True
 
         def set_input_shape(self, name, shape):
             io = self._engine._find(name)
             _need(io[1] == TensorIOMode.INPUT, f"{name} is not an input")
             shape = tuple(int(d) for d in shape)
-            lo, _, hi = self._engine._header["profile"][name]
+            if self._profile < 0:
+                _usage_error(self._engine._logger, "executionContext.cpp::setInputShape", "mOptimizationProfile >= 0")
+                return False
+            lo, _, hi = self._engine._header["profiles"][self._profile][name]
             if len(shape) != len(lo) or any(not a <= s <= b for a, s, b in zip(lo, shape, hi)):
+                _usage_error(self._engine._logger, "executionContext.cpp::setInputShape",
+                             f"satisfyProfile Runtime dimension does not satisfy any optimization profile ({name})")
                 return False
             self._shapes[name] = shape
             return True
-
-        def _inputs(self):
-            feeds = {}
-            for name, mode, dt, _ in self._engine._io:
-                if mode == TensorIOMode.INPUT:
-                    shape = self._shapes[name]
-                    n = int(np.prod(shape, dtype=np.int64))
-                    arr = np.empty(shape, dtype=np_of[dt.name])
-                    if n:
-                        ctypes.memmove(arr.ctypes.data, self._addr[name], arr.nbytes)
-                    feeds[name] = arr
-            return feeds
 
         def get_tensor_shape(self, name):
             io = self._engine._find(name)
             if io[1] == TensorIOMode.INPUT:
                 return self._shapes.get(name, io[3])
-            if any(n not in self._shapes for n, m, _, _ in self._engine._io if m == TensorIOMode.INPUT):
+            inputs = self._engine._names(TensorIOMode.INPUT)
+            if any(n not in self._shapes for n in inputs):
                 return tuple(-1 for _ in io[3])
-            zeros = {n: np.zeros(self._shapes[n], dtype=np_of[dt.name])
-                     for n, m, dt, _ in self._engine._io if m == TensorIOMode.INPUT}
+            zeros = {n: np.zeros(self._shapes[n], dtype=np_of[self._engine._find(n)[2].name]) for n in inputs}
             return tuple(self._session.run([name], zeros)[0].shape)
 
         def set_tensor_address(self, name, memory):
@@ -643,20 +721,54 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
             self._addr[name] = memory
             return True
 
-        def execute_async_v3(self, stream_handle):
-            _need(isinstance(stream_handle, int), f"execute_async_v3(stream_handle: int), got "
-                                                  f"{type(stream_handle).__name__}")
-            names = [n for n, m, _, _ in self._engine._io if m == TensorIOMode.OUTPUT]
-            if any(n not in self._addr for n, _, _, _ in self._engine._io):
-                return False
-            trt._stats["executions"] += 1
-            outs = self._session.run(names, self._inputs())
-            fp16 = "FP16" in self._engine._header["flags"]
-            for name, value in zip(names, outs):
+        def _compute(self, shapes, addr):
+            """One inference on the device buffers at `addr`; False where a buffer is not (big enough) device memory."""
+            engine = self._engine
+            feeds = {}
+            for name in engine._names(TensorIOMode.INPUT):
+                arr = np.empty(shapes[name], dtype=np_of[engine._find(name)[2].name])
+                if not _inside(addr[name], arr.nbytes):
+                    return False
+                ctypes.memmove(arr.ctypes.data, addr[name], arr.nbytes)
+                feeds[name] = arr
+            names = engine._names(TensorIOMode.OUTPUT)
+            fp16 = "FP16" in engine._header["flags"]
+            for name, value in zip(names, self._session.run(names, feeds)):
                 if fp16 and value.dtype == np.float32:
                     value = value.astype(np.float16).astype(np.float32)
                 value = np.ascontiguousarray(value)
-                ctypes.memmove(self._addr[name], value.ctypes.data, value.nbytes)
+                if not _inside(addr[name], value.nbytes):
+                    return False
+                ctypes.memmove(addr[name], value.ctypes.data, value.nbytes)
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            _need(isinstance(stream_handle, int), f"execute_async_v3(stream_handle: int), got "
+                                                  f"{type(stream_handle).__name__}")
+            engine, log = self._engine, self._engine._logger
+            if self._profile < 0 or any(n not in self._addr for n, _, _, _ in engine._io) \
+                    or any(n not in self._shapes for n in engine._names(TensorIOMode.INPUT)):
+                _usage_error(log, "executionContext.cpp::enqueueV3",
+                             "profile set, all input shapes specified and all tensor addresses set")
+                return False
+            capture = _CAPTURE.get(stream_handle)
+            if capture is not None:              # recorded into the graph, run at each cudaGraphLaunch
+                if not engine._header["capturable"]:
+                    _say(log, "ERROR", NOT_CAPTURABLE)
+                    return False
+                if capture["status"] != "active":
+                    _say(log, "ERROR", "1: [executionContext.cpp::enqueueV3] Error Code 1: Cuda Runtime "
+                                       "(operation failed due to a previous error during capture)")
+                    return False
+                snapshot = (dict(self._shapes), dict(self._addr))
+                capture["ops"].append(lambda: self._compute(*snapshot))
+                trt._stats["captured"] += 1
+                return True
+            trt._stats["executions"] += 1
+            if not self._compute(self._shapes, self._addr):
+                _say(log, "ERROR", "1: [executionContext.cpp::enqueueV3] Error Code 1: Cuda Runtime "
+                                   "(an illegal memory access was encountered)")
+                return False
             time.sleep(0.0001)
             return True
 
@@ -691,15 +803,38 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
 
 # --- cuda-python runtime -------------------------------------------------------------------------------
 _MEMORY: dict[int, Any] = {}       # device pointer -> ctypes buffer (real host memory)
+# CUDA graphs. While a stream captures, work submitted to it is recorded as callables (returning
+# False on failure) and run at each cudaGraphLaunch; the fake execution context looks its stream
+# up here. Reset by make_cudart (stream handles restart with each fake).
+_CAPTURE: dict[int, dict] = {}     # capturing stream handle -> {"ops": [...], "status": "active"|"invalidated", "mode"}
+_GRAPHS: dict[int, list] = {}      # cudaGraph_t -> recorded ops
+_GRAPH_EXECS: dict[int, list] = {} # cudaGraphExec_t -> recorded ops (what close() must destroy)
+
+
+def _inside(ptr: int, n: int) -> bool:
+    """Whether [ptr, ptr + n) lies in one live device allocation."""
+    return any(base <= ptr and ptr + n <= base + ctypes.sizeof(buf) for base, buf in _MEMORY.items())
 
 
 def make_cudart() -> types.ModuleType:
     rt = types.ModuleType("cuda.bindings.runtime")
     rt.cudaError_t = _enum("cudaError_t", ["cudaSuccess", "cudaErrorInvalidValue", "cudaErrorMemoryAllocation",
-                                           "cudaErrorInvalidDevice", "cudaErrorInvalidResourceHandle"])
+                                           "cudaErrorInvalidDevice", "cudaErrorInvalidResourceHandle",
+                                           "cudaErrorIllegalAddress", "cudaErrorIllegalState",
+                                           "cudaErrorStreamCaptureUnsupported", "cudaErrorStreamCaptureInvalidated"])
     rt.cudaMemcpyKind = _enum("cudaMemcpyKind", ["cudaMemcpyHostToHost", "cudaMemcpyHostToDevice",
                                                  "cudaMemcpyDeviceToHost", "cudaMemcpyDeviceToDevice"])
-    ok = rt.cudaError_t.cudaSuccess
+    rt.cudaStreamCaptureMode = _enum("cudaStreamCaptureMode", ["cudaStreamCaptureModeGlobal",
+                                                               "cudaStreamCaptureModeThreadLocal",
+                                                               "cudaStreamCaptureModeRelaxed"])
+    rt.cudaStreamCaptureStatus = _enum("cudaStreamCaptureStatus", ["cudaStreamCaptureStatusNone",
+                                                                   "cudaStreamCaptureStatusActive",
+                                                                   "cudaStreamCaptureStatusInvalidated"])
+    rt._stats = {"graph_launches": 0}      # install() shares trt._stats
+    err = rt.cudaError_t
+    ok = err.cudaSuccess
+    for registry in (_CAPTURE, _GRAPHS, _GRAPH_EXECS):
+        registry.clear()
     handles = itertools.count(0x1000)
     streams: set[int] = set()
     events: dict[int, float] = {}
@@ -716,11 +851,22 @@ def make_cudart() -> types.ModuleType:
 
     rt.cudaStream_t = type("cudaStream_t", (_Handle,), {})
     rt.cudaEvent_t = type("cudaEvent_t", (_Handle,), {})
+    rt.cudaGraph_t = type("cudaGraph_t", (_Handle,), {})
+    rt.cudaGraphExec_t = type("cudaGraphExec_t", (_Handle,), {})
+
+    def _unsafe_during_capture():
+        """cudaMalloc / synchronizing a capturing stream: prohibited (and the capture invalidated) unless Relaxed."""
+        strict = [c for c in _CAPTURE.values() if c["mode"] != rt.cudaStreamCaptureMode.cudaStreamCaptureModeRelaxed]
+        for c in strict:
+            c["status"] = "invalidated"
+        return bool(strict)
 
     def cudaMalloc(size):
         _need(isinstance(size, int), "cudaMalloc(size: int)")
         if size <= 0:
             return (rt.cudaError_t.cudaErrorInvalidValue, None)
+        if _unsafe_during_capture():
+            return (err.cudaErrorStreamCaptureUnsupported, None)
         buf = ctypes.create_string_buffer(size)
         ptr = ctypes.addressof(buf)
         _MEMORY[ptr] = buf
@@ -732,16 +878,25 @@ def make_cudart() -> types.ModuleType:
         del _MEMORY[ptr]
         return (ok,)
 
-    def _inside(ptr, n):
-        return any(base <= ptr and ptr + n <= base + ctypes.sizeof(buf) for base, buf in _MEMORY.items())
-
     def cudaMemcpyAsync(dst, src, count, kind, stream):
         _need(isinstance(stream, rt.cudaStream_t) and int(stream) in streams, "cudaMemcpyAsync: bad stream")
         _need(_is(kind, rt.cudaMemcpyKind), "cudaMemcpyAsync: kind")
         dev = dst if kind == rt.cudaMemcpyKind.cudaMemcpyHostToDevice else src
         if not _inside(dev, count):
             return (rt.cudaError_t.cudaErrorInvalidValue,)
-        ctypes.memmove(dst, src, count)
+
+        def copy():
+            if not _inside(dev, count):
+                return False
+            ctypes.memmove(dst, src, count)
+            return True
+        capture = _CAPTURE.get(int(stream))
+        if capture is not None:
+            if capture["status"] != "active":
+                return (err.cudaErrorStreamCaptureInvalidated,)
+            capture["ops"].append(copy)
+            return (ok,)
+        copy()
         return (ok,)
 
     def cudaStreamCreate():
@@ -752,13 +907,75 @@ def make_cudart() -> types.ModuleType:
     def _stream_ok(s):
         return isinstance(s, rt.cudaStream_t) and int(s) in streams
 
-    rt.cudaStreamSynchronize = lambda s: (ok,) if _stream_ok(s) else (rt.cudaError_t.cudaErrorInvalidResourceHandle,)
+    def cudaStreamSynchronize(s):
+        if not _stream_ok(s):
+            return (err.cudaErrorInvalidResourceHandle,)
+        if int(s) in _CAPTURE:
+            _CAPTURE[int(s)]["status"] = "invalidated"
+            return (err.cudaErrorStreamCaptureUnsupported,)
+        return (ok,)
 
     def cudaStreamDestroy(s):
         if not _stream_ok(s):
             return (rt.cudaError_t.cudaErrorInvalidResourceHandle,)
         streams.discard(int(s))
+        _CAPTURE.pop(int(s), None)
         return (ok,)
+
+    # --- CUDA graphs (cuda-python 12 signatures) ---
+    def cudaStreamBeginCapture(stream, mode):
+        _need(_stream_ok(stream) and _is(mode, rt.cudaStreamCaptureMode), "cudaStreamBeginCapture(stream, mode)")
+        if int(stream) in _CAPTURE:
+            return (err.cudaErrorIllegalState,)
+        _CAPTURE[int(stream)] = {"ops": [], "status": "active", "mode": mode}
+        return (ok,)
+
+    def cudaStreamEndCapture(stream):
+        _need(_stream_ok(stream), "cudaStreamEndCapture(stream)")
+        capture = _CAPTURE.pop(int(stream), None)
+        if capture is None:
+            return (err.cudaErrorIllegalState, None)
+        if capture["status"] != "active":
+            return (err.cudaErrorStreamCaptureInvalidated, None)
+        h = next(handles)
+        _GRAPHS[h] = capture["ops"]
+        return (ok, rt.cudaGraph_t(h))
+
+    def cudaStreamIsCapturing(stream):
+        _need(_stream_ok(stream), "cudaStreamIsCapturing(stream)")
+        status = {None: "None", "active": "Active", "invalidated": "Invalidated"}[
+            _CAPTURE.get(int(stream), {}).get("status")]
+        return (ok, getattr(rt.cudaStreamCaptureStatus, f"cudaStreamCaptureStatus{status}"))
+
+    def cudaGraphInstantiate(graph, flags):
+        _need(isinstance(graph, rt.cudaGraph_t) and isinstance(flags, int), "cudaGraphInstantiate(graph, flags: int)")
+        if int(graph) not in _GRAPHS:
+            return (err.cudaErrorInvalidValue, None)
+        h = next(handles)
+        _GRAPH_EXECS[h] = list(_GRAPHS[int(graph)])
+        return (ok, rt.cudaGraphExec_t(h))
+
+    def cudaGraphLaunch(graph_exec, stream):
+        _need(isinstance(graph_exec, rt.cudaGraphExec_t) and _stream_ok(stream), "cudaGraphLaunch(graphExec, stream)")
+        ops = _GRAPH_EXECS.get(int(graph_exec))
+        if ops is None:
+            return (err.cudaErrorInvalidValue,)
+        if int(stream) in _CAPTURE:               # a graph launched into a capture becomes a child graph
+            _CAPTURE[int(stream)]["ops"].extend(ops)
+            return (ok,)
+        rt._stats["graph_launches"] += 1
+        for op in ops:
+            if not op():
+                return (err.cudaErrorIllegalAddress,)
+        return (ok,)
+
+    def _destroy(registry, kind):
+        def destroy(handle):
+            _need(isinstance(handle, kind), f"{kind.__name__} expected")
+            return (ok,) if registry.pop(int(handle), None) is not None else (err.cudaErrorInvalidValue,)
+        return destroy
+    rt.cudaGraphDestroy = _destroy(_GRAPHS, rt.cudaGraph_t)
+    rt.cudaGraphExecDestroy = _destroy(_GRAPH_EXECS, rt.cudaGraphExec_t)
 
     def cudaEventCreate():
         h = next(handles)
@@ -784,8 +1001,9 @@ def make_cudart() -> types.ModuleType:
     def cudaSetDevice(device):
         return (ok,) if device == 0 else (rt.cudaError_t.cudaErrorInvalidDevice,)
 
-    for fn in (cudaMalloc, cudaFree, cudaMemcpyAsync, cudaStreamCreate, cudaStreamDestroy, cudaEventCreate,
-               cudaEventRecord, cudaEventDestroy, cudaSetDevice):
+    for fn in (cudaMalloc, cudaFree, cudaMemcpyAsync, cudaStreamCreate, cudaStreamSynchronize, cudaStreamDestroy,
+               cudaEventCreate, cudaEventRecord, cudaEventDestroy, cudaSetDevice, cudaStreamBeginCapture,
+               cudaStreamEndCapture, cudaStreamIsCapturing, cudaGraphInstantiate, cudaGraphLaunch):
         setattr(rt, fn.__name__, fn)
     rt.cudaGetDevice = lambda: (ok, 0)
     rt.cudaGetLastError = lambda: (ok,)
@@ -807,6 +1025,7 @@ def install(monkeypatch, version: str = "8.6.0"):
 
     trt = make_tensorrt(version)
     rt = make_cudart()
+    rt._stats = trt._stats                 # graph launches counted beside the executions
     cuda_pkg = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")
     bindings.runtime = rt

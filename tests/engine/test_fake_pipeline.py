@@ -40,11 +40,15 @@ def test_fp32_build_run_inspect(fake_trt, tiny_onnx, tmp_path):
         ref = ort_outputs(tiny_onnx, feeds)
         np.testing.assert_array_equal(out["encoder_out"], ref["encoder_out"])
         np.testing.assert_array_equal(out["encoder_out_lens"], ref["encoder_out_lens"])
+        assert runner.harness.name == "contest"          # the default: the organisers' loop, no graphs
         before = trt._stats["executions"]
-        assert runner.time(feeds, mode="contest", model="encoder") > 0
-        assert trt._stats["executions"] - before == 2 + 2
-        assert runner.time(feeds, mode="robust", warmup=3, runs=7) > 0
-        assert trt._stats["executions"] - before == 4 + 3 + 7
+        m = runner.measure(feeds, warmup=2, runs=3)
+        assert m.latency_ms > 0 and m.profile == 0 and not m.cuda_graph and m.graph_note == "CUDA graphs off"
+        assert m.shapes == {"speech": [4, 64, 80], "speech_lengths": [4]}
+        assert trt._stats["executions"] - before == 2 + 3
+        assert runner.time(feeds) > 0
+        assert trt._stats["executions"] - before == 5 + 10 + 30
+        assert trt._stats["captured"] == trt._stats["graph_launches"] == 0
         out2 = runner.infer(tiny_feeds(1, 16))               # smaller shape after a larger one: buffers reused
         assert out2["encoder_out"].shape == (1, 16, 80)
 

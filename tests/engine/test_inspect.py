@@ -87,3 +87,16 @@ def test_summary_lines():
     lines = summary_lines(SAMPLE, "encoder")
     assert lines[0] == "7 engine layers" and lines[1].startswith("precision: fp16 1")
     assert any(l.strip().startswith("feed_forward:") for l in lines)
+
+
+def test_inspector_json_with_raw_control_characters_parses():
+    # TensorRT 8.6 on the H200 wrote a raw newline inside a Myelin layer name.
+    from types import SimpleNamespace
+
+    from engine.inspect import engine_information
+    text = '{"Layers": [{"Name": "{ForeignNode[a\n...b]}", "LayerType": "Myelin"}], "Bindings": []}'
+    inspector = SimpleNamespace(get_engine_information=lambda fmt: text)
+    engine = SimpleNamespace(create_engine_inspector=lambda: inspector)
+    trt = SimpleNamespace(LayerInformationFormat=SimpleNamespace(JSON="json"))
+    info = engine_information(engine, trt)
+    assert info["Layers"][0]["Name"] == "{ForeignNode[a\n...b]}"

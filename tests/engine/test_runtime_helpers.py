@@ -1,11 +1,12 @@
-"""TrtRunner's pure checks: feed names, casts, ranks, loop counts, summaries."""
+"""TrtRunner's pure checks: feed names, casts, ranks, the harnesses' loop counts, summaries."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from engine.errors import InputError
-from engine.runtime import cast_feed, check_feed_names, check_rank, loop_counts, summarize_ms
+from engine.harness import DEFAULT_HARNESS, HARNESSES, get_harness
+from engine.runtime import cast_feed, check_feed_names, check_rank, summarize_ms
 
 
 def test_feed_names_must_match_exactly():
@@ -37,17 +38,27 @@ def test_check_rank():
         check_rank("hyps", (4, 10, 63), (-1, 10, 64))
 
 
-def test_loop_counts():
-    assert loop_counts("robust", None, None, None) == (10, 30)
-    assert loop_counts("contest", "encoder", None, None) == (2, 2)
-    assert loop_counts("contest", "decoder", None, 5) == (10, 5)
-    assert loop_counts("contest", None, 1, 3) == (1, 3)
-    with pytest.raises(InputError, match="timing mode"):
-        loop_counts("fast", "encoder", None, None)
-    with pytest.raises(InputError, match="needs warmup"):
-        loop_counts("contest", None, None, None)
-    with pytest.raises(InputError, match="runs 0"):
-        loop_counts("robust", None, 1, 0)
+def test_harness_loops():
+    contest, serving = HARNESSES["contest"], HARNESSES["serving"]
+    assert contest.loops() == (10, 30) and serving.loops() == (10, 30)       # the organisers' 10 + 30
+    assert contest.loops(None, 5) == (10, 5) and serving.loops(0, None) == (0, 30)
+    assert serving.loops(1, 3) == (1, 3)
+    for warmup, runs in ((None, 0), (-1, None), (1.5, None), (True, 3), (None, "3")):
+        with pytest.raises(InputError, match="warmup .* runs"):
+            contest.loops(warmup, runs)
+
+
+def test_get_harness_and_variants():
+    assert get_harness("contest") is HARNESSES["contest"] and DEFAULT_HARNESS in HARNESSES
+    with pytest.raises(InputError, match="'fast' is not one of contest, serving"):
+        get_harness("fast")
+    contest, serving = HARNESSES["contest"], HARNESSES["serving"]
+    assert not contest.select_profiles and not contest.cuda_graphs and contest.timing == "contest"
+    assert serving.select_profiles and serving.cuda_graphs and serving.timing == "robust"
+    plain = serving.with_options(cuda_graphs=False)
+    assert not plain.cuda_graphs and serving.cuda_graphs and plain.label == "serving-nographs"
+    assert serving.with_options(cuda_graphs=True) is serving and serving.with_options() is serving
+    assert serving.label == "serving" and contest.label == "contest"
 
 
 def test_summaries():

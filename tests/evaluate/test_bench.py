@@ -17,6 +17,7 @@ if str(ENGINE_TESTS) not in sys.path:
 def load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod                     # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -28,35 +29,65 @@ def test_gpu_slug(name, slug):
     assert load("bench_common").gpu_slug(name) == slug
 
 
-def test_tensorrt_baseline_on_the_fake(monkeypatch, tmp_path, capsys):
+class _Done:
+    """A finished build process, for builds the test runs in-process on the fake TensorRT."""
+    def __init__(self, rc):
+        self.returncode, self.pid = rc, -1
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+
+ONLY = "naive fp32,per_batch fp32"
+
+
+def test_layouts_on_the_fake(monkeypatch, tmp_path, capsys):
     import fake_trt as ft
     import onnx
 
+    from engine.__main__ import main as engine_main
     from engine.probe import tiny_encoder_model, write_cases
 
     ft.install(monkeypatch)
+    layouts = load("layouts")
     work, out = tmp_path / "work", tmp_path / "out"
     (work / "onnx").mkdir(parents=True)
     onnx.save(tiny_encoder_model(), str(work / "onnx" / "encoder.onnx"))
-    write_cases(work / "data", work / "onnx" / "encoder.onnx")
-    out.mkdir()
-    (out / "torch-baselines.json").write_text(json.dumps({"kind": "torch-baselines", "rows": []}))
-    rc = load("baseline").main(["--work", str(work), "--out", str(out), "--models", "encoder,decoder",
-                                "--modes", "robust", "--runs", "2", "--warmup", "0"])
-    # a second run (e.g. after a command time limit) adds its mode to the same file, reusing the plan
-    assert load("baseline").main(["--work", str(work), "--out", str(out), "--models", "encoder", "--modes",
-                                  "contest", "--skip-build"]) == 0
-    result = json.loads((out / "baseline-h100.json").read_text())
-    assert rc == 1                                   # the decoder has no ONNX here: recorded, not fatal
-    assert "does not exist" in result["models"]["decoder"]["error"]
-    enc = result["models"]["encoder"]
-    assert enc["build"]["flags_cleared"] == ["TF32"] and Path(enc["plan"]).is_file()
-    for mode in ("robust", "contest"):
-        assert [(c["batch"], c["length"], c["good"]) for c in enc["modes"][mode]["cases"]] == [(1, 16, True),
-                                                                                            (4, 64, True)]
-        assert enc["modes"][mode]["good_cases"] == 2
-    assert result["gpu"] == "Fake GPU H100" and result["tensorrt"] == "8.6.0" and result["finished"]
-    assert result["torch_baselines"]["kind"] == "torch-baselines" and result["command"]
+    write_cases(work / "data", work / "onnx" / "encoder.onnx", shapes=[(1, 16), (4, 64)])
+    (work / "data" / ".complete").write_text("")
+
+    def start_inline(job, work_dir):     # the real script starts `python -m engine build` processes
+        rc = engine_main(["build", "--config", str(job.config_path), "--onnx", str(work_dir / "onnx" / "encoder.onnx"),
+                          "--out", str(job.plan), "--timing-cache", str(work_dir / "timing-encoder.cache"),
+                          "--work-dir", str(work_dir), "--log", str(job.log), "--no-progress",
+                          "--report", str(job.report)])
+        job.proc, job.status, job.started = _Done(rc), "running", 0.0
+    monkeypatch.setattr(layouts, "start", start_inline)
+    monkeypatch.setattr(layouts.time, "sleep", lambda s: None)
+    rc = layouts.main(["--work", str(work), "--out", str(out), "--models", "encoder",
+                       "--only", ONLY, "--runs", "2", "--warmup", "0"])
+    assert rc == 0
+    result = json.loads((out / "layouts-h100.json").read_text())
+    assert result["finished"] and result["gpu"] == "Fake GPU H100"
+    assert {(b["label"], b["status"]) for b in result["builds"]} == {("naive fp32", "built"), ("per_batch fp32", "built")}
+    per_batch = next(b for b in result["builds"] if b["label"] == "per_batch fp32")
+    assert [p["role"] for p in per_batch["profiles"]] == ["contest", "batch", "batch", "batch"]
+    labels = {r["label"] for r in result["rows"]}
+    assert labels == {"naive fp32 contest", "naive fp32 serving", "per_batch fp32 serving",
+                      "per_batch fp32 serving-nographs", "per_batch fp32 contest"}
+    keys = {"model", "label", "harness", "layout", "precision", "cuda_graph", "bs", "sl", "latency_ms", "good",
+            "a0", "r0", "a1", "r1", "build_s"}              # shared/conventions/results.md
+    for r in result["rows"]:
+        assert keys <= set(r) and r["good"] and r["harness"] in ("contest", "serving")
+        if r["label"] == "per_batch fp32 serving":       # the batch-fixed profile of each shape
+            assert r["profile"] == {1: 1, 4: 2}[r["bs"]]
+        if r["harness"] == "contest":
+            assert r["profile"] == 0 and not r["cuda_graph"]
+    summary = {s["label"]: s for s in result["summary"]}
+    assert summary["naive fp32 contest"]["vs_naive"] == 1.0 and summary["per_batch fp32 serving"]["cases"] == 2
 
 
 def test_torch_baselines_on_cpu(tmp_path):
@@ -67,9 +98,10 @@ def test_torch_baselines_on_cpu(tmp_path):
     generate(tmp_path / "data", grid=[(1, 16)], config=ModelConfig.tiny(), calibration=False, progress=False)
     out = tmp_path / "torch.json"
     rc = load("torch_baselines").main(["--data", str(tmp_path / "data"), "--out", str(out), "--config", "tiny",
-                                       "--device", "cpu", "--variants", "eager-fp32", "--runs", "2", "--warmup", "0"])
+                                       "--device", "cpu", "--variants", "eager-fp32", "--runs", "2", "--warmup", "0",
+                                       "--grid", "1x16"])
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["model"], r["variant"], r["batch"], r["length"], r["good"]) for r in rows] == [
-        ("encoder", "eager-fp32", 1, 16, True), ("decoder", "eager-fp32", 1, 16, True)]
+    assert [(r["model"], r["variant"], r["bs"], r["sl"], r["good"], r["harness"]) for r in rows] == [
+        ("encoder", "eager-fp32", 1, 16, True, "torch"), ("decoder", "eager-fp32", 1, 16, True, "torch")]
     assert all(r["a0"] == 0.0 for r in rows)          # same weights, same device, same arithmetic

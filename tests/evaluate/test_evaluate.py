@@ -41,8 +41,8 @@ def test_rows_and_table():
 def test_select_cases(tmp_path):
     (tmp_path / "encoder-1-16.npz").write_bytes(b"")
     found, missing = ev.select_cases("encoder", tmp_path, strict=False)
-    assert [(b, t) for b, t, _ in found] == [(1, 16)] and len(missing) == 15
-    with pytest.raises(ev.EvaluateError, match=r"15 test file\(s\) missing"):
+    assert [(b, t) for b, t, _ in found] == [(1, 16)] and len(missing) == 11      # the judged grid: 12 shapes
+    with pytest.raises(ev.EvaluateError, match=r"11 test file\(s\) missing"):
         ev.select_cases("encoder", tmp_path)
     with pytest.raises(ev.EvaluateError, match="no decoder test file"):
         ev.select_cases("decoder", tmp_path, strict=False)
@@ -108,12 +108,13 @@ def test_cli_full_run_writes_json(fake_setup, capsys):
     code, out = run_cli(["--models", "encoder", "--data", "data", "--json", "out.json", "--no-progress",
                          "--runs", "3"], capsys)
     assert code == 0, out.err
-    assert "encoder (encoder.plan, robust timing)" in out.out and sum(l.endswith("Good") for l in out.out.splitlines()) == 2
+    assert "encoder (encoder.plan, serving harness)" in out.out and sum(l.endswith("Good") for l in out.out.splitlines()) == 2
     assert "no test file for 1x64" in out.err                  # cases of the grid without data are named
     result = json.loads((fake_setup / "out.json").read_text())
-    assert result["gpu"] == "Fake GPU H100" and result["tensorrt"] == "8.6.0" and result["mode"] == "robust"
+    assert result["gpu"] == "Fake GPU H100" and result["tensorrt"] == "8.6.0" and result["harness"] == "serving"
     enc = result["models"]["encoder"]
     assert [(c["batch"], c["length"], c["good"]) for c in enc["cases"]] == [(1, 16, True), (4, 64, True)]
+    assert all(c["harness"] == "serving" and c["profile"] == 0 for c in enc["cases"])   # how each case ran
     assert enc["good_cases"] == 2 and enc["constraint"] < 0 and result["objective"] == pytest.approx(enc["objective"])
 
 
@@ -123,7 +124,8 @@ def test_contest_mode_uses_the_harness_loop(fake_setup, capsys):
     code, out = run_cli(["--models", "encoder", "--data", "data", "--contest", "--grid", "1x16", "--no-progress"],
                         capsys)
     assert code == 0, out.err
-    assert trt._stats["executions"] - before == 1 + 2 + 2        # one accuracy run, 2 warm-up + 2 timed
+    assert trt._stats["executions"] - before == 1 + 10 + 30      # one accuracy run, the final harness's 10 + 30
+    assert trt._stats["graph_launches"] == 0                     # the organisers' loop replays no graph
 
 
 def test_explicit_grid_needs_every_file(fake_setup, capsys):
