@@ -13,7 +13,8 @@ import signal
 import sys
 
 from search.errors import SearchError
-from search.tuning import TuneOptions, gpu_loop
+from search.options import TuneOptions
+from search.tuning import gpu_loop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The Optuna objective: sample a config, run it as an isolated trial, record what happened.
 
-Every trial leaves, in the study: user_attrs (config YAML, timings, per-shape
-latency, precision counts, constraint or fail_reason) and artifacts
+Every trial leaves, in the study: user_attrs (config YAML, harness, timings,
+per-shape latency, precision counts, constraint or fail_reason) and artifacts
 (optuna.artifacts, shown by optuna-dashboard: config.yaml, result.json,
 eval.txt, layers.json, build.log, or the worker's stderr on failure).
 A failed or timed-out trial raises TrialFailed, which `study.optimize(catch=...)`
@@ -10,20 +10,25 @@ turns into a FAIL trial while the study goes on.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import optuna
 
+from search.errors import SearchError
 from search.grid import shape_label
-from search.runner import CommandBuilder, TrialOutcome, TrialRequest, run_trial, worker_command
+from search.options import TrialOptions
+from search.request import TrialRequest
+from search.runner import CommandBuilder, TrialOutcome, run_trial, worker_command
 from search.space import SearchSpace
 
 log = logging.getLogger("search")
 
-ARTIFACT_FILES_OK = ("config.yaml", "result.json", "eval.txt", "layers.json", "build.log")
-ARTIFACT_FILES_FAILED = ("config.yaml", "worker.stderr.txt", "build.log")
+ARTIFACT_FILES_OK = ("config.yaml", "request.json", "result.json", "eval.txt", "layers.json", "build.log")
+ARTIFACT_FILES_FAILED = ("config.yaml", "request.json", "worker.stderr.txt", "build.log")
+# Per case in user attr "cases": the score, and how the case ran (evaluate.case_row).
+CASE_KEYS = ("batch", "length", "latency_ms", "good", "worst_ratio", "profile", "cuda_graph", "host_ms")
 
 
 class TrialFailed(Exception):
@@ -31,21 +36,15 @@ class TrialFailed(Exception):
 
 
 @dataclass
-class TrialSettings:
-    """What every trial of one tuning process shares."""
+class TrialContext:
+    """What every trial of one tuning process shares: its files, its GPU, the run's TrialOptions."""
     onnx: Path                          # the exported model
     data: Path                          # test data dir
     work_dir: Path                      # trials/ and artifacts/ go here
     timing_cache: Path                  # shared by the trials of this process (one GPU)
     cache_dir: Path                     # prepared ONNX, by pass set
     gpu: str | None = None              # CUDA_VISIBLE_DEVICES of the worker
-    trial_timeout_s: float | None = None
-    mode: str = "robust"
-    runs: int | None = None
-    warmup: int | None = None
-    grid: str | None = None
-    plugin_libs: Sequence[Path] = ()
-    keep_plan: bool = False
+    trial: TrialOptions = field(default_factory=TrialOptions)
 
 
 def artifact_store(work_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
@@ -78,7 +77,7 @@ def result_attrs(result: dict[str, Any]) -> dict[str, Any]:
         "eval_s": result.get("eval_s"),
         "latency_ms": {shape_label((c["batch"], c["length"])): c["latency_ms"] for c in cases},
         "bad_cases": [shape_label((c["batch"], c["length"])) for c in cases if not c.get("good")],
-        "cases": [{k: c.get(k) for k in ("batch", "length", "latency_ms", "good", "worst_ratio")} for c in cases],
+        "cases": [{k: c.get(k) for k in CASE_KEYS if k in c} for c in cases],
         "precision_counts": result.get("precision_counts") or {},
         "sites": result.get("sites") or {},
     }
@@ -90,18 +89,22 @@ def result_attrs(result: dict[str, Any]) -> dict[str, Any]:
 class TrialObjective:
     """Callable for study.optimize: one isolated build + evaluation per trial."""
 
-    def __init__(self, space: SearchSpace, settings: TrialSettings, store=None,
+    def __init__(self, space: SearchSpace, context: TrialContext, store=None,
                  command: CommandBuilder = worker_command) -> None:
+        if space.options.harness != context.trial.harness:
+            raise SearchError(f"the space is for the {space.options.harness} harness, "
+                              f"the trials run on {context.trial.harness}")
         self.space = space
-        self.settings = settings
-        self.store = store if store is not None else artifact_store(settings.work_dir)
+        self.context = context
+        self.store = store if store is not None else artifact_store(context.work_dir)
         self.command = command
 
     def trial_dir(self, trial: optuna.trial.Trial) -> Path:
-        return Path(self.settings.work_dir) / "trials" / trial.study.study_name / f"{trial.number:05d}"
+        return Path(self.context.work_dir) / "trials" / trial.study.study_name / f"{trial.number:05d}"
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
-        s = self.settings
+        s = self.context
+        trial.set_user_attr("harness", s.trial.harness)
         if s.gpu is not None:
             trial.set_user_attr("gpu", str(s.gpu))
         config = self.space.sample(trial)
@@ -113,10 +116,8 @@ class TrialObjective:
         trial.set_user_attr("timing_cache", str(Path(s.timing_cache).resolve()))
 
         req = TrialRequest(config=config_path, onnx=Path(s.onnx), data=Path(s.data), out=out,
-                           timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), mode=s.mode,
-                           runs=s.runs, warmup=s.warmup, grid=s.grid, plugin_libs=tuple(s.plugin_libs),
-                           keep_plan=s.keep_plan)
-        outcome = run_trial(req, gpu=s.gpu, timeout_s=s.trial_timeout_s, command=self.command)
+                           timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), trial=s.trial)
+        outcome = run_trial(req, gpu=s.gpu, command=self.command)
         trial.set_user_attr("status", outcome.status)
         trial.set_user_attr("wall_s", round(outcome.wall_s, 3))
         if not outcome.ok:

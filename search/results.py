@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from engine.config import BuildConfig, ConfigError
 
 from search.errors import SearchError
-from search.storage import best_feasible_trial, feasible_trials, trial_constraint
+from search.storage import best_feasible_trial, feasible_trials, harness_of_study, trial_constraint
 
 
 def config_of(trial: FrozenTrial) -> BuildConfig:
@@ -33,6 +33,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     out: dict[str, Any] = {
         "study": study.study_name,
         "model": study.user_attrs.get("model"),
+        "harness": _harness(study),
         "trials": len(trials),
         "states": {s.name: sum(t.state == s for t in trials) for s in TrialState},
         "feasible": len(feasible),
@@ -45,20 +46,30 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     return out
 
 
+def _harness(study: optuna.Study) -> str | None:
+    try:
+        return harness_of_study(study)
+    except SearchError:
+        return None
+
+
 def format_summary(s: dict[str, Any]) -> str:
     states = ", ".join(f"{k.lower()} {v}" for k, v in s["states"].items() if v)
     best = (f"best feasible {s['best_value']:.3f} ms (trial {s['best_trial']})" if s["best_trial"] is not None
             else "no feasible trial yet")
-    return (f"{s['study']} ({s['model'] or '?'}): {s['trials']} trials ({states or 'none'}); "
+    return (f"{s['study']} ({s['model'] or '?'}, {s['harness'] or '?'} harness): {s['trials']} trials "
+            f"({states or 'none'}); "
             f"{s['feasible']} feasible, {s['infeasible']} infeasible; {best}")
 
 
 def case_table(trial: FrozenTrial) -> str:
     rows = trial.user_attrs.get("cases") or []
-    lines = [f"{'bs':>4} {'sl':>5} {'latency(ms)':>12} {'worst/limit':>12}  check"]
+    lines = [f"{'bs':>4} {'sl':>5} {'latency(ms)':>12} {'worst/limit':>12}  check {'profile':>7} {'graph':>5}"]
     for r in rows:
-        lines.append(f"{r['batch']:>4} {r['length']:>5} {r['latency_ms']:12.3f} {r['worst_ratio']:12.3g}  "
-                     f"{'Good' if r['good'] else 'Bad'}")
+        ratio = f"{r['worst_ratio']:12.3g}" if r.get("worst_ratio") is not None else f"{'inf':>12}"
+        graph = {True: "yes", False: "no"}.get(r.get("cuda_graph"), "-")
+        lines.append(f"{r['batch']:>4} {r['length']:>5} {r['latency_ms']:12.3f} {ratio}  "
+                     f"{'Good' if r['good'] else 'Bad':<5} {r.get('profile', '-')!s:>7} {graph:>5}")
     total = sum(r["latency_ms"] for r in rows)
     lines.append(f"total latency {total:.3f} ms over {len(rows)} cases; objective {trial.value:.3f}")
     return "\n".join(lines)
@@ -66,7 +77,8 @@ def case_table(trial: FrozenTrial) -> str:
 
 def describe_best(study: optuna.Study) -> str:
     best = best_feasible_trial(study)
-    return (f"{study.study_name}: trial {best.number}, objective {best.value:.3f} ms, "
+    harness = best.user_attrs.get("harness") or _harness(study) or "?"
+    return (f"{study.study_name}: {harness} harness, trial {best.number}, objective {best.value:.3f} ms, "
             f"constraint {trial_constraint(best):.3g}\n--- config ---\n{config_of(best).to_yaml()}"
             f"--- test cases ---\n{case_table(best)}")
 
@@ -96,7 +108,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
 
 
 def export_study(study: optuna.Study) -> dict[str, Any]:
-    return {"study": study.study_name, "model": study.user_attrs.get("model"),
+    return {"study": study.study_name, "model": study.user_attrs.get("model"), "harness": _harness(study),
             "summary": _plain(summary(study)),
             "trials": [trial_record(t) for t in study.get_trials(deepcopy=False)]}
 

@@ -4,8 +4,9 @@ one trial, never the study.
 The worker (`python -m search.worker`, found through PYTHONPATH; it keeps our working
 directory, so relative paths mean the same) sees one GPU (CUDA_VISIBLE_DEVICES),
 writes stdout/stderr to files in the trial directory, and is killed with its
-whole process group when it runs past the timeout. Tests swap the command for
-tests/search/fake_trial_worker.py through `command=`.
+whole process group when it runs past the trial timeout (TrialOptions.trial_timeout_s).
+Its only input is request.json in the trial directory (search/request.py). Tests swap
+the command for tests/search/fake_trial_worker.py through `command=`.
 """
 from __future__ import annotations
 
@@ -19,44 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from search.request import TrialRequest, write_request
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KILL_GRACE_S = 10            # SIGTERM first (TensorRT can flush its log), then SIGKILL
 REASON_MAX_CHARS = 500
 
 
-@dataclass
-class TrialRequest:
-    """Everything the worker needs, as paths and plain values."""
-    config: Path                       # the trial's BuildConfig YAML
-    onnx: Path                         # the model as exported (passes are applied by the worker)
-    data: Path                         # test data dir (work/data)
-    out: Path                          # trial directory: result.json, logs, tables
-    timing_cache: Path
-    cache_dir: Path                    # prepared-ONNX cache, keyed by pass set
-    mode: str = "robust"
-    runs: int | None = None
-    warmup: int | None = None
-    grid: str | None = None            # "all" or "1x16,4x64"
-    plugin_libs: Sequence[Path] = ()
-    keep_plan: bool = False
-
-
 def worker_args(req: TrialRequest) -> list[str]:
-    """The worker's command-line arguments (shared by the real and the fake worker)."""
-    args = ["--config", str(req.config), "--onnx", str(req.onnx), "--data", str(req.data),
-            "--out", str(req.out), "--timing-cache", str(req.timing_cache), "--cache-dir", str(req.cache_dir),
-            "--mode", req.mode]
-    if req.runs is not None:
-        args += ["--runs", str(req.runs)]
-    if req.warmup is not None:
-        args += ["--warmup", str(req.warmup)]
-    if req.grid:
-        args += ["--grid", req.grid]
-    for lib in req.plugin_libs:
-        args += ["--plugin-lib", str(lib)]
-    if req.keep_plan:
-        args.append("--keep-plan")
-    return args
+    """The worker's arguments (shared by the real and the fake worker): its request file."""
+    return ["--request", str(req.path)]
 
 
 def worker_command(req: TrialRequest) -> list[str]:
@@ -113,10 +86,12 @@ def _signal_reason(rc: int) -> str:
     return f"worker killed by {name}{hint}"
 
 
-def run_trial(req: TrialRequest, gpu: str | None = None, timeout_s: float | None = None,
+def run_trial(req: TrialRequest, gpu: str | None = None,
               command: CommandBuilder = worker_command) -> TrialOutcome:
-    """Run the worker for one trial and classify how it ended."""
+    """Write the request, run the worker for one trial and classify how it ended."""
     req.out.mkdir(parents=True, exist_ok=True)
+    write_request(req)
+    timeout_s = req.trial.trial_timeout_s
     stdout_path, stderr_path = req.out / "worker.stdout.txt", req.out / "worker.stderr.txt"
     files = {"stdout": stdout_path, "stderr": stderr_path}
     env = dict(os.environ)

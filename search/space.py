@@ -9,9 +9,16 @@ Adding a dimension means adding one Dim there.
 
 Choice sets are fixed per parameter name (Optuna refuses a categorical
 parameter whose choices change within a study), so options that would change
-them (int8) change parameter *names* instead: per-group precision is
+them change parameter *names* instead: per-group precision is
 `prec.fp16.<group>` when only FP16 is on, `prec.int8.<group>` /
-`prec.fp16+int8.<group>` with INT8.
+`prec.fp16+int8.<group>` with INT8; the profile layout is `layout.contest`
+(single only: the organisers' harness runs profile 0, extra profiles would be
+build time for nothing) or `layout.serving` (single, per_batch, buckets).
+
+Profiles (engine/profiles.py): batch_buckets exists for per_batch and buckets,
+frame_buckets for buckets, contest_profile (keep profile 0) for the serving
+harness only. opt_shape is profile 0's opt shape ("max": the largest shape); for
+per_batch its frames are every batch profile's opt frames.
 """
 from __future__ import annotations
 
@@ -21,36 +28,29 @@ from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 
-from engine.config import CALIBRATORS, TACTIC_SOURCES, BuildConfig, baseline
+from engine.config import CALIBRATORS, TACTIC_SOURCES, BuildConfig
 from engine.layer_groups import GROUPS
 from workload.shapes import GRID, MAX_BATCH, MAX_LEN, MODELS
 
 from search.errors import SpaceError
 from search.grid import shape_label
+from search.options import GRANULARITIES, HARNESS_NAMES, SpaceOptions
 
 log = logging.getLogger("search")
 
 # Fixed choice sets (changing one would break resuming an existing study).
 WORKSPACES_MIB = (1024, 4096, 16384)
 AUX_STREAMS = (None, 0, 1, 2)
-OPT_SHAPES = tuple(shape_label(s) for s in GRID)
-DEFAULT_OPT_SHAPE = shape_label((MAX_BATCH, MAX_LEN))   # BuildConfig.opt_shape None means this
+MAX_OPT_SHAPE = "max"                                    # BuildConfig.opt_shape None: max_batch x MAX_LEN
+OPT_SHAPES = (MAX_OPT_SHAPE,) + tuple(shape_label(s) for s in GRID if s != (MAX_BATCH, MAX_LEN))
 AUTO = "auto"                                            # group not pinned: TensorRT chooses
-GRANULARITIES = ("kind", "block")
-
-# The 2022 reference solution's encoder rewrites (encoder-surgeonV6.py). The seed uses
-# those that the registries offer for the model (for the decoder: the ones that apply).
-REFERENCE_REWRITES = ("fold_constants", "layernorm", "encoder_lengths", "attention_mask",
-                      "subsampling_conv", "ffn_2d_matmul", "pos_enc_slice")
-
-
-@dataclass(frozen=True)
-class SpaceOptions:
-    allow_int8: bool = False           # INT8 flag + per-group int8 choice (needs calibration data)
-    max_opt_level: int = 5             # cap the builder optimization level for cheap exploration
-    group_granularity: str = "kind"    # "kind": one group per sublayer kind; "block": per block too
-    num_blocks: int | None = None      # needed for "block"
-    tactic_sources: tuple[str, ...] = TACTIC_SOURCES   # the ones the custom-subset dims may pick
+LAYOUT_CHOICES = {"contest": ("single",), "serving": ("single", "per_batch", "buckets")}
+BATCH_BUCKETS = ("1,4,16", "1,2,4,8,16")
+FRAME_BUCKETS = ("64,256,1024", "16,64,256,1024", "256,1024")
+# trt.PreviewFeature names with a dimension each; one this TensorRT lacks is reported as
+# ignored by the builder (engine/settings.py), so the tuple is fixed.
+PREVIEW_FEATURES = ("FASTER_DYNAMIC_SHAPES_0805",)
+PREVIEW_CHOICES = ("default", "on", "off")
 
 
 def _always(params: Mapping[str, Any]) -> bool:
@@ -128,10 +128,39 @@ def _pinned(params: Mapping[str, Any]) -> bool:
 
 
 def _shape_from_label(label: str) -> tuple[int, int] | None:
-    if label == DEFAULT_OPT_SHAPE:
+    if label == MAX_OPT_SHAPE:
         return None
     b, t = label.split("x")
     return int(b), int(t)
+
+
+def _opt_shape_label(config: BuildConfig) -> str:
+    if config.opt_shape is None or tuple(config.opt_shape) == (config.max_batch, MAX_LEN):
+        return MAX_OPT_SHAPE
+    return shape_label(config.opt_shape)
+
+
+def _ints(label: str) -> list[int]:
+    return [int(x) for x in label.split(",")]
+
+
+def _label(values) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _preview_write(name: str) -> Callable[[dict, Any], None]:
+    def write(fields: dict, choice: str) -> None:
+        if choice != "default":
+            fields["preview_features"][name] = choice == "on"
+    return write
+
+
+def _preview_read(name: str) -> Callable[[BuildConfig], str]:
+    def read(config: BuildConfig) -> str:
+        if name not in config.preview_features:
+            return "default"
+        return "on" if config.preview_features[name] else "off"
+    return read
 
 
 class SearchSpace:
@@ -144,6 +173,8 @@ class SearchSpace:
             raise SpaceError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
         if not 0 <= self.options.max_opt_level <= 5:
             raise SpaceError(f"max_opt_level {self.options.max_opt_level} is outside 0..5")
+        if self.options.harness not in HARNESS_NAMES:
+            raise SpaceError(f"harness {self.options.harness!r} is not one of {', '.join(HARNESS_NAMES)}")
         bad = [s for s in self.options.tactic_sources if s not in TACTIC_SOURCES]
         if bad or not self.options.tactic_sources:
             raise SpaceError(f"tactic_sources {list(self.options.tactic_sources)}: need a non-empty subset of "
@@ -210,14 +241,39 @@ class SearchSpace:
                         write=_set("opt_level"), read=_get("opt_level")))
         dims.append(Dim("opt_shape", OPT_SHAPES,
                         write=lambda f, v: f.__setitem__("opt_shape", _shape_from_label(v)),
-                        read=lambda c: shape_label(c.opt_shape) if c.opt_shape is not None else DEFAULT_OPT_SHAPE))
+                        read=_opt_shape_label))
         dims.append(Dim("max_aux_streams", AUX_STREAMS, write=_set("max_aux_streams"), read=_get("max_aux_streams")))
+        dims += self._layout_dims()
+        for name in PREVIEW_FEATURES:
+            dims.append(Dim(f"preview.{name}", PREVIEW_CHOICES, write=_preview_write(name), read=_preview_read(name)))
+        return dims
+
+    def _layout_dims(self) -> list[Dim]:
+        """Profile layout: the choice set (so the parameter name) depends on the harness."""
+        o = self.options
+        layout = f"layout.{o.harness}"
+
+        def multi(p: Mapping[str, Any]) -> bool:
+            return p.get(layout, "single") != "single"
+
+        dims = [Dim(layout, LAYOUT_CHOICES[o.harness], write=_set("layout"), read=_get("layout")),
+                Dim("batch_buckets", BATCH_BUCKETS,
+                    write=lambda f, v: f.__setitem__("batch_buckets", _ints(v)),
+                    read=lambda c: _label(c.buckets_of_batch), when=multi),
+                Dim("frame_buckets", FRAME_BUCKETS,
+                    write=lambda f, v: f.__setitem__("frame_buckets", _ints(v)),
+                    read=lambda c: _label(c.buckets_of_frames), when=lambda p: p.get(layout) == "buckets")]
+        if o.harness == "serving":
+            # Dropping profile 0 needs buckets that reach max_batch (every frames bucket list reaches MAX_LEN).
+            dims.append(Dim("contest_profile", (True, False), write=_set("contest_profile"),
+                            read=_get("contest_profile"),
+                            when=lambda p: multi(p) and _ints(p["batch_buckets"])[-1] >= o.max_batch))
         return dims
 
     # --- sampling ----------------------------------------------------------------
     def _defaults(self) -> dict[str, Any]:
-        """BuildConfig's own defaults for every field the space does not set."""
-        return BuildConfig(model=self.model).to_dict()
+        """BuildConfig's own defaults for every field the space does not set (max_batch: the run's)."""
+        return BuildConfig(model=self.model, max_batch=self.options.max_batch).to_dict()
 
     def sample(self, trial: optuna.trial.BaseTrial) -> BuildConfig:
         """Suggest every active dimension and assemble the config.
@@ -248,47 +304,29 @@ class SearchSpace:
                     raise SpaceError(f"config value {value!r} of {dim.name} is outside the search space")
                 params[dim.name] = value
         back = self.sample(optuna.trial.FixedTrial(params))
-        if canonical(back) != canonical(config):
-            a, b = back.to_dict(), config.to_dict()
-            diff = sorted(k for k in a if canonical_field(k, a[k]) != canonical_field(k, b[k]))
+        a, b = canonical(back), canonical(config)
+        if a != b:
+            diff = sorted(k for k in a if a[k] != b[k])
             raise SpaceError(f"the search space cannot express field(s) {diff} of this config "
                              f"(unknown pass/plugin/group, a pass order other than {list(self.passes)}, "
                              "or a non-default value of an unsampled field)")
         return params
 
-    # --- seeds --------------------------------------------------------------------
-    def known_configs(self) -> list[BuildConfig]:
-        """known_configs() limited to what this space can express (each one is enqueued)."""
-        return [cfg for _, cfg in self.labelled_seeds()]
-
-    def labelled_seeds(self) -> list[tuple[str, BuildConfig]]:
-        """(label, config) of the seeds this space can express; a skipped seed keeps no label."""
-        out = []
-        configs = known_configs(self.model, self.passes, self.plugins,
-                                max_opt_level=self.options.max_opt_level, groups=GROUPS[self.model])
-        for label, cfg in zip(SEED_LABELS, configs):
-            try:
-                self.to_params(cfg)
-            except SpaceError as exc:
-                log.warning("seed config %s skipped: %s", label, exc)
-                continue
-            out.append((label, cfg))
-        return out
-
-
-def canonical_field(name: str, value: Any) -> Any:
-    """Field values compared up to meaning: tactic source order and the default opt shape."""
-    if name == "tactic_sources" and value is not None:
-        return tuple(sorted(value))
-    if name == "opt_shape" and value is not None and tuple(value) == (MAX_BATCH, MAX_LEN):
-        return None
-    if name == "opt_shape" and value is not None:
-        return tuple(value)
-    return value
-
 
 def canonical(config: BuildConfig) -> dict[str, Any]:
-    return {k: canonical_field(k, v) for k, v in config.to_dict().items()}
+    """Field values compared up to meaning: tactic source order, the default opt shape and buckets."""
+    d = config.to_dict()
+    if d["tactic_sources"] is not None:
+        d["tactic_sources"] = sorted(d["tactic_sources"])
+    if d["opt_shape"] is not None:
+        d["opt_shape"] = tuple(d["opt_shape"])
+        if d["opt_shape"] == (config.max_batch, MAX_LEN):
+            d["opt_shape"] = None
+    if config.layout != "single":
+        d["batch_buckets"] = config.buckets_of_batch
+    if config.layout == "buckets":
+        d["frame_buckets"] = config.buckets_of_frames
+    return d
 
 
 # --- registries (other packages; lazy, optional on a checkout without them) ------------
@@ -308,41 +346,3 @@ def registered_plugins(model: str) -> list[str]:
     except (ImportError, AttributeError) as exc:
         log.warning("no plugins in the search space (plugins registry unavailable: %s)", exc)
         return []
-
-
-SEED_LABELS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")   # known_configs() order
-
-
-def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequence[str] | None = None,
-                  max_opt_level: int = 5, groups: Sequence[str] | None = None) -> list[BuildConfig]:
-    """Seeds of every study: [baseline, reference-solution-like, all-FP16, passes-FP32, mixed].
-
-    passes/plugins default to the registries; a reference rewrite that is not
-    registered is left out. opt_level is capped at max_opt_level so the seeds
-    stay inside a cheap-exploration space.
-    """
-    passes = registered_passes(model) if passes is None else list(passes)
-    plugins = registered_plugins(model) if plugins is None else list(plugins)
-    groups = GROUPS[model] if groups is None else groups
-    ref = REFERENCE_REWRITES
-
-    base = baseline(model)
-    reference = BuildConfig(
-        model=model,
-        passes=[p for p in passes if p in ref],       # registry order: the order the space applies them
-        plugins=[p for p in plugins if p in ref],
-        fp16=True, tf32=False, workspace_mib=max(WORKSPACES_MIB))
-    all_fp16 = BuildConfig(model=model, fp16=True, tf32=False,
-                           layer_precision={g: "fp16" for g in groups}, precision_constraints="prefer")
-    # Every pass, FP32: what the rewrites alone buy, numerically safe.
-    passes_fp32 = BuildConfig(model=model, passes=list(passes), tf32=False)
-    # Every pass, FP16 where error accumulates least: the groups that feed reductions
-    # and exponentials (norms, softmax, attention scores, the output log-softmax) stay FP32.
-    keep_fp32 = ("norm", "softmax", "attention", "self_attention", "cross_attention", "output")
-    mixed = BuildConfig(model=model, passes=list(passes), fp16=True, tf32=False,
-                        layer_precision={g: "fp32" for g in groups if g in keep_fp32},
-                        precision_constraints="obey")
-    seeds = [base, reference, all_fp16, passes_fp32, mixed]
-    for cfg in seeds:
-        cfg.opt_level = min(cfg.opt_level, max_opt_level)
-    return seeds

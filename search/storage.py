@@ -1,10 +1,10 @@
-"""Where studies live: Optuna's RDBStorage (any SQLAlchemy URL), one study per model.
+"""Where studies live: Optuna's RDBStorage (any SQLAlchemy URL), one study per model and harness.
 
-Both models' studies share one database file ("wenet-encoder", "wenet-decoder").
-For SQLite a busy timeout lets the per-GPU processes share the file; a heartbeat
-lets a later run mark the RUNNING trials of a killed run as FAIL
-(`optuna.storages.fail_stale_trials`, which `study.optimize` also calls before
-every trial).
+Every study shares one database file: `wenet-<model>-<harness>` ("wenet-encoder-serving",
+"wenet-decoder-contest", ...): a harness times engines its own way, so its trials are not
+comparable with another harness's. For SQLite a busy timeout lets the per-GPU processes
+share the file; a heartbeat lets a later run mark the RUNNING trials of a killed run as
+FAIL (`optuna.storages.fail_stale_trials`, which `study.optimize` also calls before every trial).
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from engine.harness import HARNESSES
 from workload.shapes import MODELS
 
 from search.errors import NoFeasibleTrial, SearchError, StorageError
 
-STUDY_NAMES = {m: f"wenet-{m}" for m in MODELS}
 DEFAULT_STORAGE = "sqlite:///work/study.db"
 SQLITE_BUSY_TIMEOUT_S = 120        # parallel writers wait instead of failing with "database is locked"
 HEARTBEAT_INTERVAL_S = 30
@@ -28,20 +28,38 @@ GRACE_PERIOD_S = 120               # a RUNNING trial without a heartbeat this lo
 INFEASIBLE = 1e9                   # constraint of a trial with no measurement
 
 
-def study_name_for(model: str, study_name: str | None = None) -> str:
-    if model not in STUDY_NAMES:
+def default_storage_url(work_dir: str | Path = "work") -> str:
+    """The study database of a work directory: sqlite:///WORK_DIR/study.db."""
+    return f"sqlite:///{Path(work_dir) / 'study.db'}"
+
+
+def study_name_for(model: str, harness: str, study_name: str | None = None) -> str:
+    """The one rule for study names: wenet-<model>-<harness>, unless a name is given."""
+    if model not in MODELS:
         raise SearchError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
-    return study_name or STUDY_NAMES[model]
+    if harness not in HARNESSES:
+        raise SearchError(f"unknown harness {harness!r}; expected one of {', '.join(HARNESSES)}")
+    return study_name or f"wenet-{model}-{harness}"
 
 
 def model_of_study(study: optuna.Study) -> str:
     model = study.user_attrs.get("model")
     if model in MODELS:
         return model
-    for m, name in STUDY_NAMES.items():
-        if study.study_name == name:
+    for m in MODELS:
+        if study.study_name.startswith(f"wenet-{m}-"):
             return m
     raise SearchError(f"study {study.study_name!r} has no model attribute; pass --model")
+
+
+def harness_of_study(study: optuna.Study) -> str:
+    harness = study.user_attrs.get("harness")
+    if harness in HARNESSES:
+        return harness
+    for h in HARNESSES:
+        if study.study_name.endswith(f"-{h}"):
+            return h
+    raise SearchError(f"study {study.study_name!r} has no harness attribute")
 
 
 def safe_url(url: str) -> str:
@@ -168,16 +186,16 @@ def make_sampler(seed: int | None = None,
                                           constraints_func=constraints)
 
 
-def open_study(storage_url: str = DEFAULT_STORAGE, model: str = "encoder", study_name: str | None = None,
-               seed: int | None = None, *, create: bool = True,
+def open_study(storage_url: str = DEFAULT_STORAGE, model: str = "encoder", harness: str = "serving",
+               study_name: str | None = None, seed: int | None = None, *, create: bool = True,
                sampler: optuna.samplers.BaseSampler | None = None,
                storage: optuna.storages.BaseStorage | None = None,
                heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int = GRACE_PERIOD_S) -> optuna.Study:
-    """The model's study (created on first use, continued afterwards), direction minimize.
+    """The study of a model and harness (created on first use, continued afterwards), direction minimize.
 
     create=False: a StorageError when the study does not exist (status, best, freeze).
     """
-    name = study_name_for(model, study_name)
+    name = study_name_for(model, harness, study_name)
     if storage is None:
         storage = make_storage(storage_url, heartbeat_interval, grace_period, must_exist=not create)
     sampler = sampler if sampler is not None else make_sampler(seed)
@@ -188,13 +206,17 @@ def open_study(storage_url: str = DEFAULT_STORAGE, model: str = "encoder", study
     else:
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                     direction="minimize", load_if_exists=True)
-        if "model" not in study.user_attrs:
-            study.set_user_attr("model", model)
+        for key, value in (("model", model), ("harness", harness)):
+            if key not in study.user_attrs:
+                study.set_user_attr(key, value)
     if study.direction != optuna.study.StudyDirection.MINIMIZE:
         raise StorageError(f"study {name!r} exists but is not a minimize study")
     stored_model = study.user_attrs.get("model")
     if stored_model is not None and stored_model != model:
         raise StorageError(f"study {name!r} holds {stored_model} trials, not {model}")
+    stored_harness = study.user_attrs.get("harness")
+    if stored_harness is not None and stored_harness != harness:
+        raise StorageError(f"study {name!r} holds {stored_harness}-harness trials, not {harness}")
     fail_stale(study)
     return study
 

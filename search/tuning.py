@@ -1,11 +1,15 @@
 """`tune`: seed the study, then run the optimize loop on every GPU.
 
+The study is the model's for the run's harness (`wenet-<model>-<harness>`, search/storage.py);
+its options are search/options.py's TuneOptions.
+
 One GPU: the loop runs in this process. Several GPUs: one loop process per GPU
 (`python -m search.gpu_loop`), all on the same storage, each with its own
 sampler seed (equal seeds would sample equal trials), its own
 CUDA_VISIBLE_DEVICES for its trial workers and its own timing cache
-(work/timing-<model>-gpu<id>.cache; with one GPU work/timing-<model>.cache): a
-shared cache would need a lock held through every build. This process shows
+(work/timing-<model>-<harness>-gpu<id>.cache; with one GPU
+work/timing-<model>-<harness>.cache, so a contest and a serving run can go side
+by side): a shared cache would need a lock held through every build. This process shows
 the progress bar, polling the storage.
 
 --trials N runs N new trials per model (split across the GPUs); --time-budget S
@@ -18,119 +22,30 @@ start does not eat the budget, and time a model leaves unused goes to the next.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from workload.shapes import MODELS
-
 from search.errors import SearchError
-from search.grid import parse_grid
-from search.objective import TrialFailed, TrialObjective, TrialSettings, artifact_store
-from search.runner import REPO_ROOT, TrialRequest, worker_args, worker_command
-from search.space import SearchSpace, SpaceOptions, registered_passes, registered_plugins
+from search.objective import TrialContext, TrialFailed, TrialObjective, artifact_store
+from search.options import SpaceOptions, TuneOptions
+from search.request import TrialRequest
+from search.runner import REPO_ROOT, worker_args, worker_command
+from search.seeds import labelled_seeds
+from search.space import SearchSpace, registered_passes, registered_plugins
 from search.storage import feasible_trials, open_study, trial_constraint
 
 log = logging.getLogger("search")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 POLL_S = 2.0
-
-
-@dataclass
-class TuneOptions:
-    models: tuple[str, ...]
-    n_trials: int | None = None               # new trials per model
-    time_budget_s: float | None = None        # for all models together
-    gpus: tuple[str, ...] = ("0",)
-    storage: str = "sqlite:///work/study.db"
-    study_name: str | None = None
-    trial_timeout_s: float | None = 1800.0
-    onnx_dir: str = "work/onnx"
-    data_dir: str = "work/data"
-    work_dir: str = "work"
-    grid: str | None = None
-    mode: str = "robust"
-    runs: int | None = None
-    warmup: int | None = None
-    seed: int | None = None
-    max_opt_level: int = 5
-    allow_int8: bool = False
-    group_granularity: str = "kind"
-    num_blocks: int | None = None
-    plugin_libs: tuple[str, ...] = ()
-    worker_command: tuple[str, ...] | None = None   # stands in for `python -m search.worker` (tests)
-    keep_plans: bool = False
-    progress: bool = True
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "TuneOptions":
-        data = json.loads(text)
-        for key in ("models", "gpus", "plugin_libs"):
-            data[key] = tuple(data[key])
-        if data.get("worker_command") is not None:
-            data["worker_command"] = tuple(data["worker_command"])
-        return cls(**data)
-
-    def validate(self) -> None:
-        bad = [m for m in self.models if m not in MODELS]
-        if bad or not self.models:
-            raise SearchError(f"unknown model {bad[0] if bad else ''!r}; expected encoder, decoder or both")
-        if self.n_trials is None and self.time_budget_s is None:
-            raise SearchError("say how long to tune: --trials N and/or --time-budget SECONDS")
-        if self.n_trials is not None and self.n_trials < 1:
-            raise SearchError(f"--trials {self.n_trials}: need at least 1")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise SearchError(f"--time-budget {self.time_budget_s:g}: need a positive number of seconds")
-        if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:
-            raise SearchError(f"--trial-timeout {self.trial_timeout_s:g}: need a positive number of seconds")
-        if not self.gpus:
-            raise SearchError("--gpus names no GPU")
-        if self.study_name and len(self.models) > 1:
-            raise SearchError("--study-name needs a single --model (each model has its own study)")
-        if not 0 <= self.max_opt_level <= 5:
-            raise SearchError(f"--max-opt-level {self.max_opt_level} is outside 0..5")
-        if self.runs is not None and self.runs < 1:
-            raise SearchError(f"--runs {self.runs}: need at least 1")
-        parse_grid(self.grid)
-        for model in self.models:
-            onnx = self.onnx_path(model)
-            if not onnx.is_file():
-                raise SearchError(f"{onnx} does not exist (export it first: python3 -m workload export)")
-        if not Path(self.data_dir).is_dir():
-            raise SearchError(f"test data directory {self.data_dir} does not exist (python3 -m workload data)")
-        for lib in self.plugin_libs:
-            if not Path(lib).is_file():
-                raise SearchError(f"plugin library {lib} does not exist")
-        if self.allow_int8:
-            for model in self.models:
-                calib = Path(self.data_dir) / f"calibration-{model}.npz"
-                if not calib.is_file():
-                    raise SearchError(f"--allow-int8 needs {calib} (python3 -m workload data)")
-
-    def onnx_path(self, model: str) -> Path:
-        return Path(self.onnx_dir) / f"{model}.onnx"
-
-
-def parse_gpus(text: str) -> tuple[str, ...]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise SearchError(f"--gpus {text!r}: expected GPU ids like 0 or 0,1")
-    if len(set(parts)) != len(parts):
-        raise SearchError(f"--gpus {text!r} repeats a GPU")
-    return tuple(parts)
 
 
 def count_blocks(onnx_path: Path) -> int:
@@ -145,14 +60,12 @@ def count_blocks(onnx_path: Path) -> int:
     return max(found) + 1
 
 
-def make_space(opts: TuneOptions, model: str) -> SearchSpace:
+def make_space(options: SpaceOptions, model: str, onnx: Path) -> SearchSpace:
+    """The model's space over the registered passes and plugins (blocks counted in `onnx` when needed)."""
     passes = registered_passes(model)
     plugins = [p for p in registered_plugins(model) if p not in passes]
-    num_blocks = opts.num_blocks
-    if opts.group_granularity == "block" and num_blocks is None:
-        num_blocks = count_blocks(opts.onnx_path(model))
-    options = SpaceOptions(allow_int8=opts.allow_int8, max_opt_level=opts.max_opt_level,
-                           group_granularity=opts.group_granularity, num_blocks=num_blocks)
+    if options.group_granularity == "block" and options.num_blocks is None:
+        options = dataclasses.replace(options, num_blocks=count_blocks(onnx))
     return SearchSpace(model, passes, plugins, options=options)
 
 
@@ -165,7 +78,7 @@ def seed_study(study: optuna.Study, space: SearchSpace) -> int:
     if study.user_attrs.get("seeded"):
         return 0
     labels, seen = [], set()
-    for label, cfg in space.labelled_seeds():
+    for label, cfg in labelled_seeds(space):
         params = space.to_params(cfg)
         key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
         if key in seen:
@@ -178,8 +91,8 @@ def seed_study(study: optuna.Study, space: SearchSpace) -> int:
 
 
 def timing_cache_path(opts: TuneOptions, model: str, gpu: str) -> Path:
-    name = f"timing-{model}.cache" if len(opts.gpus) == 1 else f"timing-{model}-gpu{gpu}.cache"
-    return Path(opts.work_dir) / name
+    stem = f"timing-{model}-{opts.trial.harness}"
+    return Path(opts.study.work_dir) / (f"{stem}.cache" if len(opts.gpus) == 1 else f"{stem}-gpu{gpu}.cache")
 
 
 def command_builder(opts: TuneOptions) -> Callable[[TrialRequest], list[str]]:
@@ -189,13 +102,15 @@ def command_builder(opts: TuneOptions) -> Callable[[TrialRequest], list[str]]:
     return lambda req: prefix + worker_args(req)
 
 
-def trial_settings(opts: TuneOptions, model: str, gpu: str) -> TrialSettings:
-    return TrialSettings(onnx=opts.onnx_path(model), data=Path(opts.data_dir), work_dir=Path(opts.work_dir),
-                         timing_cache=timing_cache_path(opts, model, gpu),
-                         cache_dir=Path(opts.work_dir) / "prepared", gpu=gpu,
-                         trial_timeout_s=opts.trial_timeout_s, mode=opts.mode, runs=opts.runs,
-                         warmup=opts.warmup, grid=opts.grid, plugin_libs=tuple(Path(p) for p in opts.plugin_libs),
-                         keep_plan=opts.keep_plans)
+def trial_context(opts: TuneOptions, model: str, gpu: str) -> TrialContext:
+    work = Path(opts.study.work_dir)
+    return TrialContext(onnx=opts.onnx_path(model), data=Path(opts.data_dir), work_dir=work,
+                        timing_cache=timing_cache_path(opts, model, gpu), cache_dir=work / "prepared",
+                        gpu=gpu, trial=opts.trial)
+
+
+def open_run_study(opts: TuneOptions, model: str, seed: int | None) -> optuna.Study:
+    return open_study(opts.study.storage, model, opts.trial.harness, opts.study.study_name, seed=seed)
 
 
 class _QuietFailedTrials(logging.Filter):
@@ -215,9 +130,9 @@ def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budg
     """
     index = opts.gpus.index(gpu)
     seed = None if opts.seed is None else opts.seed + index
-    study = open_study(opts.storage, model, opts.study_name, seed=seed)
-    space = space or make_space(opts, model)
-    objective = TrialObjective(space, trial_settings(opts, model, gpu), artifact_store(Path(opts.work_dir)),
+    study = open_run_study(opts, model, seed)
+    space = space or make_space(opts.space, model, opts.onnx_path(model))
+    objective = TrialObjective(space, trial_context(opts, model, gpu), artifact_store(Path(opts.study.work_dir)),
                                command=command_builder(opts))
     if (budget_s is not None and budget_s <= 0) or n_trials == 0:
         return 0.0
@@ -238,6 +153,7 @@ def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budg
 
 # --- progress ----------------------------------------------------------------------------
 def describe(model: str, t: FrozenTrial) -> str:
+    """One line per finished trial; `model` names the study (e.g. "encoder serving")."""
     where = f" gpu{t.user_attrs['gpu']}" if "gpu" in t.user_attrs else ""
     seed = f" [{t.user_attrs['seed']}]" if "seed" in t.user_attrs else ""
     if t.state == TrialState.COMPLETE:
@@ -292,15 +208,15 @@ def _shares(n: int | None, k: int) -> list[int | None]:
 
 
 def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[str, Any]:
-    study = open_study(opts.storage, model, opts.study_name, seed=opts.seed)
-    space = make_space(opts, model)
+    study = open_run_study(opts, model, opts.seed)
+    space = make_space(opts.space, model, opts.onnx_path(model))
     seed_study(study, space)
     # Trials that already ran (or run elsewhere / went stale); WAITING seeds are this run's.
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING}
     if budget_s is not None and budget_s <= 0:
         print(f"warning: the time budget was spent before the first {model} trial could start "
               f"(raise --time-budget)", file=sys.stderr)
-    progress = Progress(model, opts.n_trials, opts.progress)
+    progress = Progress(f"{model} {opts.trial.harness}", opts.n_trials, opts.progress)
     try:
         if len(opts.gpus) == 1:
             tuning_s = gpu_loop(opts, model, opts.gpus[0], opts.n_trials, budget_s,
@@ -315,7 +231,7 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
     failed = [t for t in new if t.state == TrialState.FAIL]
     feasible = feasible_trials(study)
     best = min(feasible, key=lambda t: (t.value, t.number)) if feasible else None
-    return {"model": model, "study": study.study_name, "new_trials": len(states),
+    return {"model": model, "harness": opts.trial.harness, "study": study.study_name, "new_trials": len(states),
             **{s.name.lower(): states.count(s) for s in FINISHED},
             "best_value": best.value if best else None, "best_trial": best.number if best else None,
             "last_fail_reason": failed[-1].user_attrs.get("fail_reason") if failed else None,
@@ -325,7 +241,7 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
 def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: optuna.Study,
                   progress: Progress, before: set[int]) -> float:
     """One gpu_loop process per GPU; returns the wall seconds they ran (their setup included)."""
-    logs = Path(opts.work_dir) / "logs"
+    logs = Path(opts.study.work_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[str, subprocess.Popen, Path]] = []
     env = dict(os.environ)
@@ -335,7 +251,7 @@ def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: 
         for gpu, share in zip(opts.gpus, _shares(opts.n_trials, len(opts.gpus))):
             if share == 0:
                 continue
-            log_path = logs / f"tune-{model}-gpu{gpu}.log"
+            log_path = logs / f"tune-{model}-{opts.trial.harness}-gpu{gpu}.log"
             cmd = [sys.executable, "-m", "search.gpu_loop", "--options", opts.to_json(), "--model", model,
                    "--gpu", gpu, "--n-trials", "" if share is None else str(share),
                    "--budget", "" if budget_s is None else repr(max(budget_s, 0.0))]
@@ -362,10 +278,11 @@ def tune(opts: TuneOptions) -> list[dict[str, Any]]:
     opts.validate()
     spent = 0.0                     # seconds of tuning so far (setup excluded)
     summaries = []
-    for i, model in enumerate(opts.models):
+    models = opts.study.models
+    for i, model in enumerate(models):
         budget = None
         if opts.time_budget_s is not None:
-            budget = (opts.time_budget_s - spent) / (len(opts.models) - i)
+            budget = (opts.time_budget_s - spent) / (len(models) - i)
         summary = tune_model(opts, model, budget)
         spent += summary["tuning_s"]
         summaries.append(summary)

@@ -1,16 +1,17 @@
 """One isolated trial: prepare the ONNX, build the engine, evaluate it, write result.json.
 
-    python -m search.worker --config trial.yaml --onnx work/onnx/encoder.onnx --data work/data \
-        --out work/trials/wenet-encoder/00012 --timing-cache work/timing-encoder.cache \
-        --cache-dir work/prepared [--mode robust] [--runs N] [--warmup N] [--grid all|1x16,...] \
-        [--plugin-lib lib.so ...] [--keep-plan]
+    python -m search.worker --request work/trials/wenet-encoder-serving/00012/request.json
 
+The request (search/request.py, written by the runner) names the config, ONNX, test
+data, trial directory, timing cache and prepared-ONNX cache, and carries the run's
+TrialOptions (harness, grid, runs, warm-ups, plugin libraries, keep_plans).
 Runs in its own process (search/runner.py) so that a TensorRT crash, hang or
-out-of-memory kills one trial, not the study. Writes into --out:
-  result.json   objective, constraint, per-case rows, build_s, eval_s, precision counts, sites per pass
+out-of-memory kills one trial, not the study. Writes into the trial directory:
+  result.json   objective, constraint, harness, per-case rows (evaluate.case_row: how each case
+                ran too), build_s, eval_s, precision counts, sites per pass, the trial options
   build.log     TensorRT's builder log (engine.build)
   layers.json   the engine inspector's per-layer JSON (when the inspector is available)
-  eval.txt      the contest-style table
+  eval.txt      the contest-style table (evaluate.format_table)
 On failure: exit status 1 and `error: <stage>: <message>` as the last line of stderr.
 """
 from __future__ import annotations
@@ -106,68 +107,47 @@ def inspect(plan: Path, model: str, plugin_libs: list[Path], layers_path: Path) 
     return _jsonable(counts), None
 
 
-def evaluate(model: str, plan: Path, data: Path, grid, mode: str, runs: int | None, warmup: int | None,
+def evaluate(model: str, plan: Path, data: Path, grid, harness: str, runs: int | None, warmup: int | None,
              plugin_libs: list[Path]) -> list:
     from evaluate import evaluate_plan
 
-    kwargs: dict[str, Any] = {"grid": grid, "mode": mode, "plugin_libs": tuple(plugin_libs)}
-    if runs is not None:
-        kwargs["runs"] = runs
-    if warmup is not None:
-        kwargs["warmup"] = warmup
-    return evaluate_plan(model, plan, data, **kwargs)
+    return evaluate_plan(model, plan, data, grid=grid, harness=harness, runs=runs, warmup=warmup,
+                         plugin_libs=tuple(plugin_libs))
 
 
-# --- results --------------------------------------------------------------------------
-def case_row(case) -> dict[str, Any]:
-    e = case.errors
-    return {"batch": case.batch, "length": case.length, "latency_ms": case.latency_ms,
-            "throughput": case.batch * case.length / case.latency_ms * 1000 if case.latency_ms > 0 else None,
-            "a0": e.a0, "r0": e.r0, "a1": e.a1, "r1": e.r1, "good": bool(e.good),
-            "worst_ratio": e.worst_ratio, "penalty": case.penalty}
-
-
-def eval_table(rows: list[dict[str, Any]]) -> str:
-    """The contest's table: bs, sl, latency, throughput, a0, r0, a1, r1, Good/Bad."""
-    head = f"{'bs':>4} {'sl':>5} {'latency(ms)':>12} {'throughput':>12} {'a0':>10} {'r0':>10} {'a1':>10} {'r1':>10}  check"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        tp = f"{r['throughput']:12.1f}" if r["throughput"] is not None else f"{'-':>12}"
-        lines.append(f"{r['batch']:>4} {r['length']:>5} {r['latency_ms']:12.3f} {tp} {r['a0']:10.3e} {r['r0']:10.3e} "
-                     f"{r['a1']:10.3e} {r['r1']:10.3e}  {'Good' if r['good'] else 'Bad'}")
-    return "\n".join(lines) + "\n"
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(req) -> dict[str, Any]:
     from engine.config import BuildConfig
+    from evaluate import case_row, format_table
     from scoring.objective import constraint, objective
 
     from search.grid import parse_grid
+    from search.options import to_dict
 
-    out = Path(args.out)
+    opts = req.trial
+    out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        config = BuildConfig.load(args.config)
-        grid = parse_grid(args.grid)
+        config = BuildConfig.load(req.config)
+        grid = parse_grid(opts.grid)
     except Exception as exc:
         raise StageError("config", exc) from exc
-    plugin_libs = [Path(p) for p in args.plugin_lib]
-    result: dict[str, Any] = {"version": RESULT_VERSION, "model": config.model, "config": config.to_dict(),
-                              "warnings": []}
+    plugin_libs = [Path(p) for p in opts.plugin_libs]
+    result: dict[str, Any] = {"version": RESULT_VERSION, "model": config.model, "harness": opts.harness,
+                              "config": config.to_dict(), "trial_options": to_dict(opts), "warnings": []}
 
     t0 = time.monotonic()
     try:
-        onnx, sites = prepare(Path(args.onnx), config, Path(args.cache_dir))
+        onnx, sites = prepare(Path(req.onnx), config, Path(req.cache_dir))
     except Exception as exc:
         raise StageError("prepare", exc) from exc
     result["prepare_s"] = time.monotonic() - t0
     result["sites"] = sites
 
     plan = out / f"{config.model}.plan"
-    calibration = Path(args.data) / f"calibration-{config.model}.npz" if config.uses_int8 else None
+    calibration = Path(req.data) / f"calibration-{config.model}.npz" if config.uses_int8 else None
     t0 = time.monotonic()
     try:
-        report = build(onnx, config, plan, Path(args.timing_cache), calibration, plugin_libs, out / "build.log")
+        report = build(onnx, config, plan, Path(req.timing_cache), calibration, plugin_libs, out / "build.log")
     except Exception as exc:
         raise StageError("build", exc) from exc
     result["build_s"] = time.monotonic() - t0
@@ -181,8 +161,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.monotonic()
     try:
-        cases = evaluate(config.model, plan, Path(args.data), grid, args.mode, args.runs, args.warmup, plugin_libs)
-        rows = [case_row(c) for c in cases]
+        cases = evaluate(config.model, plan, Path(req.data), grid, opts.harness, opts.runs, opts.warmup,
+                         plugin_libs)
+        rows = [_jsonable(case_row(c)) for c in cases]
         result["objective"] = objective(cases)
         result["constraint"] = constraint(cases)
     except Exception as exc:
@@ -190,35 +171,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["eval_s"] = time.monotonic() - t0
     result["cases"] = rows
     result["feasible"] = result["constraint"] <= 0 and math.isfinite(result["objective"])
-    (out / "eval.txt").write_text(eval_table(rows))
+    (out / "eval.txt").write_text(format_table(rows) + "\n")
 
-    if not args.keep_plan and plan.exists():
+    if not opts.keep_plans and plan.exists():
         plan.unlink()     # hundreds of trials x hundreds of MB; freeze rebuilds from the config
     return result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m search.worker", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="the trial's BuildConfig YAML")
-    p.add_argument("--onnx", required=True, help="the exported model (before passes)")
-    p.add_argument("--data", required=True, help="test data directory (work/data)")
-    p.add_argument("--out", required=True, help="trial directory for result.json and logs")
-    p.add_argument("--timing-cache", required=True, help="TensorRT timing cache, read and updated")
-    p.add_argument("--cache-dir", required=True, help="cache of prepared ONNX files, by pass set")
-    p.add_argument("--mode", default="robust", help="evaluate.py timing mode (default: robust)")
-    p.add_argument("--runs", type=int, default=None, help="timed runs per case (default: evaluate.py's)")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up runs per case (default: evaluate.py's)")
-    p.add_argument("--grid", default=None, help="test shapes: all (default) or e.g. 1x16,4x64")
-    p.add_argument("--plugin-lib", action="append", default=[], help="plugin library to load (repeatable)")
-    p.add_argument("--keep-plan", action="store_true", help="keep the engine file in the trial directory")
+    p.add_argument("--request", required=True, help="the trial's request.json (written by the runner)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _watch_parent()
+    from search.request import read_request
     try:
-        result = run(args)
+        try:
+            req = read_request(args.request)
+        except Exception as exc:
+            raise StageError("request", exc) from exc
+        result = run(req)
     except StageError as exc:
         traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
@@ -227,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"error: worker: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    path = Path(args.out) / "result.json"
+    path = Path(req.out) / "result.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_jsonable(result), indent=1))
     tmp.replace(path)       # the runner never reads a half-written result

@@ -7,7 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.runner import TrialRequest, worker_args
+from search.request import TrialRequest
+from search.runner import worker_args
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
 

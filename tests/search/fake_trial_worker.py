@@ -1,8 +1,10 @@
 """Fake trial worker: stands in for the engine build + evaluation (search.worker) in CPU tests.
 
-Takes the real worker's arguments plus `--fake-mode`:
-  ok          writes result.json (objective from the config, every case Good), build.log,
-              layers.json, eval.txt, and appends to the timing cache
+Takes the real worker's argument (`--request request.json`, read with the real worker's
+search.request.read_request) plus `--fake-mode`:
+  ok          writes result.json (objective from the config, every case Good; the harness and
+              the trial options as received), build.log, layers.json, eval.txt (evaluate.py's
+              case_row/format_table), and appends to the timing cache
   infeasible  like ok, but one case is Bad (constraint > 0)
   crash       exits 1 with `error: build: ...` on stderr, as the real worker does
   segfault    dies by SIGSEGV (a crashing TensorRT)
@@ -24,32 +26,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from engine.config import BuildConfig  # noqa: E402
+from evaluate import case_row, format_table  # noqa: E402
 from scoring.metrics import CaseErrors  # noqa: E402
 from scoring.objective import CaseResult, constraint, objective  # noqa: E402
 from search.grid import parse_grid  # noqa: E402
-from search.worker import case_row, eval_table  # noqa: E402
-from workload.shapes import GRID  # noqa: E402
+from search.options import to_dict  # noqa: E402
+from search.request import read_request  # noqa: E402
 
 
-def fake_latency(config: BuildConfig, batch: int, length: int) -> float:
+def fake_latency(config: BuildConfig, harness: str, batch: int, length: int) -> float:
     """Deterministic in the config, so tests can predict which trial is best."""
     speed = 1.0 - 0.4 * config.fp16 - 0.05 * config.opt_level - 0.02 * len(config.passes)
+    if harness == "serving" and config.layout != "single":
+        speed -= 0.3                        # a profile per batch: the serving harness's gain
     return round(max(speed, 0.1) * (0.2 + batch * length / 4096), 6)
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    for name in ("--config", "--onnx", "--data", "--out", "--timing-cache", "--cache-dir"):
-        p.add_argument(name, required=True)
-    p.add_argument("--mode", default="robust")
-    p.add_argument("--runs", type=int)
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--grid")
-    p.add_argument("--plugin-lib", action="append", default=[])
-    p.add_argument("--keep-plan", action="store_true")
+    p.add_argument("--request", required=True)
     p.add_argument("--fake-mode", default="ok")
     args = p.parse_args()
-    out = Path(args.out)
+    req = read_request(args.request)
+    out = Path(req.out)
     mode = args.fake_mode
 
     print(f"fake worker pid {os.getpid()} mode {mode}", flush=True)
@@ -70,26 +69,31 @@ def main() -> int:
     if mode == "noresult":
         return 0
 
-    config = BuildConfig.load(args.config)
+    config = BuildConfig.load(req.config)
+    harness = req.trial.harness
     (out / "build.log").write_text(f"fake build of {config.model}\n")
     (out / "layers.json").write_text(json.dumps([{"name": "fake/MatMul", "precision": "fp16" if config.fp16 else "fp32"}]))
-    cache = Path(args.timing_cache)
+    cache = Path(req.timing_cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with cache.open("a") as f:
         f.write(f"{out.name}\n")
 
     cases = []
-    for i, (b, t) in enumerate(parse_grid(args.grid) or GRID):
+    for i, (b, t) in enumerate(parse_grid(req.trial.grid)):
         r0 = 5e-3 if (mode == "infeasible" and i == 0) else 1e-4   # encoder r0 limit is 2e-3
-        cases.append(CaseResult(b, t, fake_latency(config, b, t), CaseErrors(1e-3, r0, 0.0, 0.0, config.model)))
+        run = {"harness": harness, "profile": 0 if config.layout == "single" or harness == "contest" else 1,
+               "cuda_graph": harness == "serving", "graph_note": None, "host_ms": 0.01, "shapes": {}}
+        cases.append(CaseResult(b, t, fake_latency(config, harness, b, t),
+                                CaseErrors(1e-3, r0, 0.0, 0.0, config.model), run=run))
     rows = [case_row(c) for c in cases]
-    result = {"version": 1, "model": config.model, "config": config.to_dict(), "objective": objective(cases),
+    result = {"version": 1, "model": config.model, "harness": harness, "trial_options": to_dict(req.trial),
+              "config": config.to_dict(), "objective": objective(cases),
               "constraint": constraint(cases), "feasible": constraint(cases) <= 0, "cases": rows,
               "prepare_s": 0.01, "build_s": 0.1, "eval_s": 0.2,
               "precision_counts": {"fp16": 10 if config.fp16 else 0, "fp32": 5},
               "sites": {p: 1 for p in config.passes}, "warnings": [],
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    (out / "eval.txt").write_text(eval_table(rows))
+    (out / "eval.txt").write_text(format_table(rows) + "\n")
     (out / "result.json").write_text(json.dumps(result))
     return 0
 

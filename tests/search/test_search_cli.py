@@ -18,7 +18,9 @@ from search.storage import best_feasible_trial, open_study
 from search.runner import REPO_ROOT
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
-SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")      # seed_study's labels, in order
+COMMON_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")     # seed_study's labels, in order
+SEEDS = COMMON_SEEDS + ("per_batch", "per_batch_fp16")                          # the serving harness's (default)
+CONTEST_SEEDS = COMMON_SEEDS + ("fds_off",)
 
 
 def fake(mode="ok"):
@@ -58,6 +60,13 @@ def test_module_entry_point():
     (["tune", "--model", "both", "--trials", "1", "--study-name", "s"], "--study-name needs a single"),
     (["tune", "--model", "encoder", "--trials", "1", "--max-opt-level", "9"], "--max-opt-level 9"),
     (["tune", "--model", "encoder", "--trials", "1", "--grid", "3x3"], "not a test shape"),
+    (["tune", "--model", "encoder", "--trials", "1", "--harness", "bogus"], "invalid choice: 'bogus'"),
+    (["tune", "--model", "encoder", "--trials", "1", "--runs", "0"], "--runs 0"),
+    (["tune", "--model", "encoder", "--trials", "1", "--worker-command", " "], "--worker-command is empty"),
+    (["tune", "--model", "encoder", "--trials", "1", "--plugin-lib", "nowhere.so"], "nowhere.so does not exist"),
+    (["status", "--harness", "bogus"], "invalid choice: 'bogus'"),
+    (["freeze", "--harness", "all"], "invalid choice: 'all'"),
+    (["plan", "--plan", "ablation", "--harness", "bogus"], "invalid choice"),
     (["tune", "--model", "encoder", "--trials", "1", "--storage", "not a url"], "not a SQLAlchemy URL"),
     (["tune", "--model", "encoder", "--trials", "x"], "invalid int value"),
     (["status", "--model", "joiner"], "unknown model"),
@@ -84,37 +93,40 @@ def test_missing_model_file(work, capsys):
 
 
 def test_tune_status_best_freeze_export(work, tmp_path, capsys):
-    assert tune(work, trials="6") == 0                  # the five seeds, then one sampled trial
+    assert tune(work, trials="8") == 0                  # the seven seeds, then one sampled trial
     out = capsys.readouterr()
-    assert "wenet-encoder: 6 new trials (6 complete" in out.out
+    assert "wenet-encoder-serving (serving harness): 8 new trials (8 complete" in out.out
     for label in SEEDS:                                  # one line per trial
         assert f"[{label}]" in out.err
-    assert "encoder trial 5 gpu0:" in out.err           # the sampled trial has no seed label
+    assert "encoder serving trial 7 gpu0:" in out.err   # the sampled trial has no seed label
 
     assert main(["status", "--work-dir", str(work)]) == 0
     status = capsys.readouterr().out
-    assert "wenet-encoder (encoder): 6 trials (complete 6); 6 feasible, 0 infeasible" in status
+    assert "wenet-encoder-serving (encoder, serving harness): 8 trials (complete 8); 8 feasible, 0 infeasible" \
+        in status
 
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     best = best_feasible_trial(study)
     assert main(["best", "--work-dir", str(work), "--model", "encoder"]) == 0
     text = capsys.readouterr().out
-    assert f"trial {best.number}" in text and "Good" in text and "4x64" not in text.split("---")[0]
+    assert f"serving harness, trial {best.number}" in text and "Good" in text
+    assert "4x64" not in text.split("---")[0]
 
     configs = tmp_path / "configs"
     assert main(["freeze", "--work-dir", str(work), "--model", "encoder", "--out", str(configs)]) == 0
     frozen = configs / "encoder.yaml"                     # where build.sh looks
     assert BuildConfig.load(frozen) == config_of(best)
-    header = frozen.read_text().splitlines()[:2]
+    header = frozen.read_text().splitlines()[:3]
     assert header[0].startswith("# Frozen by") and f"trial {best.number}" in header[1]
-    assert "wenet-encoder" in header[1]
-    assert (configs / "encoder.timing.cache").read_bytes() == (work / "timing-encoder.cache").read_bytes()
+    assert "wenet-encoder-serving" in header[1] and header[2].startswith("# harness serving")
+    assert (configs / "encoder.timing.cache").read_bytes() == \
+        (work / "timing-encoder-serving.cache").read_bytes()
 
     export = tmp_path / "study.json"
     assert main(["export", "--work-dir", str(work), "--out", str(export)]) == 0
     data = json.loads(export.read_text())
     (st,) = data["studies"]
-    assert st["study"] == "wenet-encoder" and len(st["trials"]) == 6
+    assert st["study"] == "wenet-encoder-serving" and st["harness"] == "serving" and len(st["trials"]) == 8
     row = st["trials"][best.number]
     assert row["state"] == "COMPLETE" and row["value"] == best.value and row["feasible"] is True
     assert row["constraint"] <= 0 and row["params"] == best.params and "latency_ms" in row["user_attrs"]
@@ -122,7 +134,7 @@ def test_tune_status_best_freeze_export(work, tmp_path, capsys):
     # re-running continues the study: no new seeds, numbering goes on
     assert tune(work, trials="2") == 0
     trials = study.get_trials()
-    assert [t.number for t in trials] == list(range(8))
+    assert [t.number for t in trials] == list(range(10))
     assert [t.user_attrs.get("seed") for t in trials] == [*SEEDS, None, None, None]
 
 
@@ -142,7 +154,7 @@ def test_freeze_both_is_all_or_nothing(work, tmp_path, capsys):
     assert tune(work, model="encoder", trials="1") == 0
     capsys.readouterr()
     assert tune(work, model="decoder", mode="crash", trials="1") == 1     # a broken setup is not a success
-    one_error_line(capsys, "every new wenet-decoder trial failed; last: error: build: RuntimeError")
+    one_error_line(capsys, "every new wenet-decoder-serving trial failed; last: error: build: RuntimeError")
     configs = tmp_path / "configs"
     assert main(["freeze", "--work-dir", str(work), "--out", str(configs)]) == 2
     one_error_line(capsys, "wenet-decoder")
@@ -164,8 +176,8 @@ def test_plot(work, tmp_path, capsys):
 
 def test_best_so_far_series(work):
     from search.results import best_so_far
-    assert tune(work, trials="6") == 0
-    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    assert tune(work, "--harness", "contest", trials="6") == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", "contest", create=False)
     series = best_so_far(study)
     values = [t.value for t in study.trials]
     assert [n for n, _ in series] == [0, 1, 2, 3, 4, 5]
@@ -180,18 +192,19 @@ def test_dashboard_serves_storage_and_artifacts(work, monkeypatch):
     assert main(["dashboard", "--work-dir", str(work)]) == 0
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8080
     assert isinstance(seen["artifact_store"], optuna.artifacts.FileSystemArtifactStore)
-    assert optuna.study.get_all_study_names(seen["storage"]) == ["wenet-encoder"]
+    assert optuna.study.get_all_study_names(seen["storage"]) == ["wenet-encoder-serving"]
 
 
 def test_two_gpus_two_processes_one_storage(work, capsys):
-    assert tune(work, "--gpus", "0,1", trials="6") == 0     # 3 + 3: the five seeds and one sampled trial
-    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    assert tune(work, "--gpus", "0,1", "--harness", "contest", trials="8") == 0   # 4 + 4: six seeds, two sampled
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", "contest", create=False)
     trials = study.get_trials()
-    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert sorted(t.user_attrs["gpu"] for t in trials) == ["0", "0", "0", "1", "1", "1"]
-    assert sorted(t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs) == sorted(SEEDS)
-    assert sorted(p.name for p in work.glob("timing-*.cache")) == ["timing-encoder-gpu0.cache",
-                                                                    "timing-encoder-gpu1.cache"]
+    assert len(trials) == 8 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.user_attrs["gpu"] for t in trials) == ["0"] * 4 + ["1"] * 4
+    assert sorted(t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs) == sorted(CONTEST_SEEDS)
+    assert {t.user_attrs["harness"] for t in trials} == {"contest"}     # the JSON options reached the children
+    assert sorted(p.name for p in work.glob("timing-*.cache")) == ["timing-encoder-contest-gpu0.cache",
+                                                                    "timing-encoder-contest-gpu1.cache"]
     for t in trials:        # each trial used its own GPU's cache
         assert t.user_attrs["timing_cache"].endswith(f"gpu{t.user_attrs['gpu']}.cache")
 
@@ -218,9 +231,9 @@ def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(wo
     import time
 
     cmd = [sys.executable, "-m", "search", "tune", "--work-dir", str(work), "--model", "encoder", "--trials", "2",
-           "--no-progress", "--trial-timeout", "120", "--worker-command", fake("hang")]
+           "--harness", "contest", "--no-progress", "--trial-timeout", "120", "--worker-command", fake("hang")]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    pid_file = work / "trials" / "wenet-encoder" / "00000" / "hang.pid"
+    pid_file = work / "trials" / "wenet-encoder-contest" / "00000" / "hang.pid"
     for _ in range(300):                     # wait (up to 30 s) until the worker is running
         if pid_file.is_file() and len(pid_file.read_text().split()) == 2:
             break
@@ -234,12 +247,54 @@ def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(wo
     assert "interrupted" in err.splitlines()[-1]
     assert not any(process_alive(int(p)) for p in pid_file.read_text().split())
 
-    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", "contest", create=False)
     S = optuna.trial.TrialState
-    assert [t.state for t in study.get_trials()] == [S.FAIL] + [S.WAITING] * 4   # the other seeds wait
-    assert tune(work, trials="4") == 0
+    assert [t.state for t in study.get_trials()] == [S.FAIL] + [S.WAITING] * 5   # the other seeds wait
+    assert tune(work, "--harness", "contest", trials="5") == 0
     trials = study.get_trials()
-    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
-    assert [t.state for t in trials] == [S.FAIL] + [S.COMPLETE] * 4
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4, 5]
+    assert [t.state for t in trials] == [S.FAIL] + [S.COMPLETE] * 5
     # the interrupted seed (baseline) is not enqueued again; the next seeds run
-    assert [t.user_attrs.get("seed") for t in trials] == list(SEEDS)
+    assert [t.user_attrs.get("seed") for t in trials] == list(CONTEST_SEEDS)
+
+
+def test_each_harness_is_its_own_study(work, tmp_path, capsys):
+    """tune --harness contest and --harness serving on one storage: two studies, read apart or together."""
+    assert tune(work, "--harness", "contest", trials="6") == 0
+    assert tune(work, "--harness", "serving", trials="2") == 0
+    url = f"sqlite:///{work / 'study.db'}"
+    assert sorted(optuna.study.get_all_study_names(url)) == ["wenet-encoder-contest", "wenet-encoder-serving"]
+    contest = open_study(url, "encoder", "contest", create=False)
+    serving = open_study(url, "encoder", "serving", create=False)
+    done = (optuna.trial.TrialState.COMPLETE,)
+    assert len(contest.get_trials(states=done)) == 6 and len(serving.get_trials(states=done)) == 2
+    for t in contest.trials:             # recorded as contest trials, sampled from the contest space
+        assert t.user_attrs["harness"] == "contest" and "layout.serving" not in t.params
+        result = json.loads((Path(t.user_attrs["trial_dir"]) / "result.json").read_text())
+        assert result["harness"] == "contest" and config_of(t).layout == "single"
+    capsys.readouterr()
+
+    assert main(["status", "--work-dir", str(work)]) == 0          # default: every study present
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" ")[0] for ln in lines] == ["wenet-encoder-contest", "wenet-encoder-serving"]
+    assert "(encoder, contest harness): 6 trials (complete 6)" in lines[0]
+    assert "(encoder, serving harness): 7 trials (complete 2, waiting 5)" in lines[1]
+    assert main(["status", "--work-dir", str(work), "--harness", "serving"]) == 0
+    assert capsys.readouterr().out.startswith("wenet-encoder-serving (encoder, serving harness)")
+
+    best = best_feasible_trial(contest)
+    assert main(["best", "--work-dir", str(work), "--harness", "contest"]) == 0
+    assert f"wenet-encoder-contest: contest harness, trial {best.number}," in capsys.readouterr().out
+    configs = tmp_path / "configs"
+    assert main(["freeze", "--work-dir", str(work), "--harness", "contest", "--out", str(configs)]) == 0
+    text = (configs / "encoder.yaml").read_text()
+    assert "study wenet-encoder-contest" in text and "# harness contest" in text
+    assert BuildConfig.load(configs / "encoder.yaml") == config_of(best)
+    assert "wenet-encoder-contest: trial" in capsys.readouterr().out
+    assert main(["freeze", "--work-dir", str(work), "--model", "decoder", "--out", str(configs)]) == 2
+    one_error_line(capsys, "no study 'wenet-decoder-serving'")
+
+    assert main(["plan", "--work-dir", str(work), "--model", "encoder", "--harness", "contest",
+                 "--plan", "sensitivity"]) == 0
+    assert "wenet-encoder-contest:" in capsys.readouterr().out
+    assert contest.get_trials(states=(optuna.trial.TrialState.WAITING,))

@@ -95,7 +95,7 @@ def test_plan_tune_sensitivity_cli(tmp_path, capsys):
     common = ["--work-dir", str(work), "--model", "decoder"]
     assert main(["plan", *common, "--plan", "sensitivity"]) == 0
     n = len(GROUPS["decoder"]) + 1
-    assert f"wenet-decoder: {n} sensitivity trials enqueued" in capsys.readouterr().out
+    assert f"wenet-decoder-serving: {n} sensitivity trials enqueued" in capsys.readouterr().out
     worker = shlex.join([sys.executable, str(FAKE_WORKER)])
     assert main(["tune", *common, "--trials", str(n), "--grid", "1x16", "--no-progress",
                  "--worker-command", worker]) == 0
@@ -106,7 +106,7 @@ def test_plan_tune_sensitivity_cli(tmp_path, capsys):
     assert main(["sensitivity", *common, "--enqueue", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     assert "(all fp16)" in text and "predicted: FP32 for no group" in text   # the fake worker's errors are tiny
-    data = json.loads(out_json.read_text())["wenet-decoder"]
+    data = json.loads(out_json.read_text())["wenet-decoder-serving"]
     assert len(data["rows"]) == n and data["predicted_fp32_groups"] == []
     assert study.get_trials(states=(TrialState.WAITING,))[-1].user_attrs["plan"] == "sensitivity/predicted"
     assert main(["plan", *common, "--plan", "bogus"]) == 2

@@ -1,12 +1,16 @@
-"""The isolated trial runner with the fake worker: ok, crash, signal deaths, hang -> killed."""
+"""The isolated trial runner with the fake worker: ok, crash, signal deaths, hang -> killed;
+the request file it writes is the worker's one input."""
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 import pytest
 
 from engine.config import BuildConfig
-from search.runner import TrialRequest, run_trial, worker_args, worker_command
+from search.options import TrialOptions
+from search.request import TrialRequest, read_request
+from search.runner import run_trial, worker_args, worker_command
 
 
 @pytest.fixture
@@ -14,11 +18,12 @@ def request_(tmp_path):
     cfg = BuildConfig("encoder", fp16=True).save(tmp_path / "config.yaml")
     return TrialRequest(config=cfg, onnx=tmp_path / "encoder.onnx", data=tmp_path / "data",
                         out=tmp_path / "trial", timing_cache=tmp_path / "timing.cache",
-                        cache_dir=tmp_path / "prepared", runs=3, grid="1x16,4x64")
+                        cache_dir=tmp_path / "prepared",
+                        trial=TrialOptions(runs=3, grid="1x16,4x64", trial_timeout_s=60.0))
 
 
 def test_ok_returns_the_result_and_sets_the_gpu(request_, fake_command):
-    out = run_trial(request_, gpu="1", timeout_s=60, command=fake_command("ok"))
+    out = run_trial(request_, gpu="1", command=fake_command("ok"))
     assert out.status == "ok" and out.ok and out.returncode == 0
     assert out.result["cuda_visible_devices"] == "1"
     assert [(c["batch"], c["length"]) for c in out.result["cases"]] == [(1, 16), (4, 64)]
@@ -28,14 +33,14 @@ def test_ok_returns_the_result_and_sets_the_gpu(request_, fake_command):
 
 
 def test_crash_reason_is_the_last_stderr_line(request_, fake_command):
-    out = run_trial(request_, timeout_s=60, command=fake_command("crash"))
+    out = run_trial(request_, command=fake_command("crash"))
     assert out.status == "failed" and out.returncode == 1
     assert out.reason == "error: build: RuntimeError: fake builder failure"
 
 
 @pytest.mark.parametrize("mode,signame", [("segfault", "SIGSEGV"), ("oom", "SIGKILL")])
 def test_death_by_signal(request_, fake_command, mode, signame):
-    out = run_trial(request_, timeout_s=60, command=fake_command(mode))
+    out = run_trial(request_, command=fake_command(mode))
     assert out.status == "failed"
     assert out.reason.startswith(f"worker killed by {signame}")
     if mode == "oom":
@@ -43,23 +48,23 @@ def test_death_by_signal(request_, fake_command, mode, signame):
 
 
 def test_exit_zero_without_result_is_a_failure(request_, fake_command):
-    out = run_trial(request_, timeout_s=60, command=fake_command("noresult"))
+    out = run_trial(request_, command=fake_command("noresult"))
     assert out.status == "failed" and "result.json" in out.reason
 
 
 def test_hang_is_killed_at_the_timeout(request_, fake_command, process_alive):
-    out = run_trial(request_, timeout_s=2, command=fake_command("hang"))
+    request_.trial = dataclasses.replace(request_.trial, trial_timeout_s=2.0)
+    out = run_trial(request_, command=fake_command("hang"))
     assert out.status == "timeout" and "timeout of 2 s" in out.reason
     pids = [int(p) for p in (request_.out / "hang.pid").read_text().split()]
     assert len(pids) == 2 and not any(process_alive(p) for p in pids)   # the worker's whole process group
     assert out.returncode == -signal.SIGTERM
 
 
-def test_worker_command_line(request_):
+def test_worker_command_line_is_the_request_file(request_, fake_command):
     cmd = worker_command(request_)
-    assert cmd[1:3] == ["-m", "search.worker"]
-    args = worker_args(request_)
-    assert args[args.index("--grid") + 1] == "1x16,4x64" and args[args.index("--runs") + 1] == "3"
+    assert cmd[1:] == ["-m", "search.worker", "--request", str(request_.out / "request.json")]
     from search.worker import parse_args
-    ns = parse_args(args)           # the real worker accepts exactly what the runner passes
-    assert ns.grid == "1x16,4x64" and ns.runs == 3 and not ns.keep_plan
+    assert parse_args(worker_args(request_)).request == str(request_.path)
+    run_trial(request_, command=fake_command("ok"))
+    assert read_request(request_.path) == request_          # written by the runner, read back unchanged

@@ -9,7 +9,9 @@ from optuna.trial import FixedTrial, TrialState
 from engine.config import TACTIC_SOURCES, BuildConfig, baseline
 from engine.layer_groups import GROUPS
 from search.errors import SpaceError
-from search.space import (AUTO, SearchSpace, SpaceOptions, canonical, known_configs, space_groups)
+from search.options import SpaceOptions
+from search.seeds import known_configs, labelled_seeds
+from search.space import AUTO, SearchSpace, canonical, space_groups
 from search.storage import make_sampler
 
 PASSES = ["fold_constants", "layernorm", "encoder_lengths", "ffn_2d_matmul", "not_in_reference"]
@@ -39,6 +41,11 @@ def check_sample(space: SearchSpace, params: dict, cfg: BuildConfig) -> None:
     assert 0 <= cfg.opt_level <= space.options.max_opt_level
     assert cfg.workspace_mib in (1024, 4096, 16384)
     assert cfg.max_aux_streams in (None, 0, 1, 2)
+    assert cfg.opt_shape is None or cfg.opt_shape[0] <= 16
+    layout = params[f"layout.{space.options.harness}"]
+    assert cfg.layout == layout
+    assert ("batch_buckets" in params) == (layout != "single")
+    assert ("frame_buckets" in params) == (layout == "buckets")
 
 
 @pytest.mark.parametrize("model", ["encoder", "decoder"])
@@ -118,10 +125,14 @@ def test_enqueued_config_is_what_the_trial_samples():
     assert got[0] == target
 
 
-def test_opt_shape_default_is_the_max_shape():
+def test_opt_shape_default_is_the_max_shape_and_choices_lie_in_the_judged_grid():
     space = SearchSpace("encoder")
-    assert space.to_params(BuildConfig("encoder", opt_shape=(64, 1024)))["opt_shape"] == "64x1024"
+    assert space.to_params(BuildConfig("encoder", opt_shape=(16, 1024)))["opt_shape"] == "max"
+    assert space.to_params(BuildConfig("encoder", opt_shape=(4, 64)))["opt_shape"] == "4x64"
     assert space.sample(FixedTrial(space.to_params(baseline("encoder")))).opt_shape is None
+    (dim,) = [d for d in space.dims if d.name == "opt_shape"]
+    shapes = [tuple(map(int, c.split("x"))) for c in dim.choices if c != "max"]
+    assert len(shapes) == 11 and all(b <= 16 for b, _ in shapes)
 
 
 @pytest.mark.parametrize("config,match", [
@@ -135,6 +146,9 @@ def test_opt_shape_default_is_the_max_shape():
     (BuildConfig("encoder", opt_level=5), "opt_level"),                                 # above the cap
     (BuildConfig("encoder", opt_shape=(2, 16)), "opt_shape"),                           # not a grid point
     (BuildConfig("decoder"), "decoder"),
+    (BuildConfig("encoder", max_batch=64), "max_batch"),                                # not the run's
+    (BuildConfig("encoder", layout="per_batch", batch_buckets=[1, 16]), "batch_buckets"),   # not a choice
+    (BuildConfig("encoder", preview_features={"PROFILE_SHARING_0806": True}), "preview_features"),
 ])
 def test_to_params_refuses_what_the_space_cannot_express(config, match):
     space = SearchSpace("encoder", PASSES, options=SpaceOptions(max_opt_level=4))
@@ -162,7 +176,7 @@ def test_known_configs():
     assert mixed.precision_constraints == "obey"
     assert len({repr(canonical(cfg)) for cfg in seeds}) == 5          # five distinct seeds
     space = SearchSpace("encoder", PASSES, PLUGINS, options=SpaceOptions(max_opt_level=2))
-    assert space.known_configs() == seeds
+    assert [cfg for _, cfg in labelled_seeds(space)][:5] == seeds
     for cfg in seeds:
         assert space.sample(FixedTrial(space.to_params(cfg))) == cfg
 
@@ -185,7 +199,7 @@ def test_known_configs_mixed_seed_of_the_decoder():
                                      ("softmax", "self_attention", "cross_attention", "norm", "output")}
     assert set(GROUPS["decoder"]) - set(mixed.layer_precision) == {"embedding", "feed_forward"}
     space = SearchSpace("decoder", passes)
-    assert space.known_configs()[3:] == [passes_fp32, mixed]
+    assert [cfg for _, cfg in labelled_seeds(space)][3:5] == [passes_fp32, mixed]
     for cfg in (passes_fp32, mixed):
         assert space.sample(FixedTrial(space.to_params(cfg))) == cfg
 

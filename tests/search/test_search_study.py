@@ -13,16 +13,22 @@ from optuna.trial import TrialState
 
 from engine.config import BuildConfig, baseline
 from search.errors import NoFeasibleTrial, StorageError
-from search.objective import TrialFailed, TrialObjective, TrialSettings, artifact_store
+from search.errors import SearchError
+from search.objective import TrialContext, TrialFailed, TrialObjective, artifact_store
+from search.options import SpaceOptions, StudyOptions, TrialOptions, TuneOptions
+from search.seeds import labelled_seeds
 from search.space import SearchSpace
-from search.storage import (best_feasible_trial, feasible_trials, make_storage, open_study, trial_constraint)
-from search.tuning import TuneOptions, seed_study
+from search.storage import (best_feasible_trial, feasible_trials, make_storage, open_study, study_name_for,
+                            trial_constraint)
+from search.tuning import seed_study
+
+SERVING_SEEDS = ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "per_batch", "per_batch_fp16"]
 
 
-def settings(work, timeout=60.0, grid="1x16,16x256"):
-    return TrialSettings(onnx=work / "onnx" / "encoder.onnx", data=work / "data", work_dir=work,
-                         timing_cache=work / "timing-encoder.cache", cache_dir=work / "prepared",
-                         gpu="0", trial_timeout_s=timeout, grid=grid)
+def settings(work, timeout=60.0, grid="1x16,16x256", harness="serving"):
+    return TrialContext(onnx=work / "onnx" / "encoder.onnx", data=work / "data", work_dir=work,
+                        timing_cache=work / "timing-encoder.cache", cache_dir=work / "prepared", gpu="0",
+                        trial=TrialOptions(harness=harness, trial_timeout_s=timeout, grid=grid))
 
 
 def url(work):
@@ -58,6 +64,8 @@ def test_ok_crash_hang_and_infeasible_trials(work, fake_command):
 
     # a measured trial: value, attrs, artifacts the dashboard can show
     assert ok.value == pytest.approx(ok.user_attrs["objective"]) and ok.value > 0
+    assert ok.user_attrs["harness"] == "serving" and crash.user_attrs["harness"] == "serving"
+    assert ok.user_attrs["cases"][0]["cuda_graph"] is True and "profile" in ok.user_attrs["cases"][0]
     assert ok.user_attrs["feasible"] is True and trial_constraint(ok) <= 0
     assert ok.system_attrs["constraints"] == [ok.user_attrs["constraint"]]
     assert set(ok.user_attrs["latency_ms"]) == {"1x16", "16x256"}
@@ -65,10 +73,11 @@ def test_ok_crash_hang_and_infeasible_trials(work, fake_command):
     assert BuildConfig.from_dict(yaml.safe_load(ok.user_attrs["config_yaml"])) == space.sample(
         optuna.trial.FixedTrial(ok.params))
     names = artifact_names(study, ok)
-    assert {"config.yaml", "result.json", "eval.txt", "layers.json", "build.log"} <= set(names)
+    assert {"config.yaml", "request.json", "result.json", "eval.txt", "layers.json", "build.log"} <= set(names)
     store = artifact_store(work)
     with store.open_reader(names["result.json"]) as f:
-        assert json.loads(f.read())["objective"] == ok.value
+        result = json.loads(f.read())
+    assert result["objective"] == ok.value and result["harness"] == "serving"
 
     # failures: FAIL with a one-line reason, stderr as artifact, and the study went on
     assert crash.user_attrs["fail_reason"] == "error: build: RuntimeError: fake builder failure"
@@ -103,15 +112,16 @@ def test_empty_tactic_set_is_built_not_pruned(work, fake_command):
 def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
     space = SearchSpace("encoder", passes=["fold_constants", "layernorm"])
     study = open_study(url(work), "encoder", seed=0)
-    assert seed_study(study, space) == 5
-    assert study.user_attrs["seeded"] == ["baseline", "reference", "all_fp16", "passes_fp32", "mixed"]
+    assert seed_study(study, space) == 7
+    assert study.user_attrs["seeded"] == SERVING_SEEDS
     enqueue_plain(study, space, 1)
-    run(study, space, work, {}, 6, fake_command)
+    run(study, space, work, {}, 8, fake_command)
     seeds = [t.user_attrs.get("seed") for t in study.trials]
-    assert seeds == ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", None]
+    assert seeds == SERVING_SEEDS + [None]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     ran = [BuildConfig.from_dict(yaml.safe_load(t.user_attrs["config_yaml"])) for t in study.trials]
-    assert ran[:5] == space.known_configs()                     # each seed ran as its config
+    assert ran[:7] == [cfg for _, cfg in labelled_seeds(space)]     # each seed ran as its config
+    assert ran[5].layout == "per_batch" and ran[6].fp16
     assert ran[1].passes == ["fold_constants", "layernorm"]
     assert ran[3].passes == ["fold_constants", "layernorm"] and not ran[3].fp16
     assert ran[4].passes == ["fold_constants", "layernorm"] and ran[4].fp16
@@ -119,7 +129,7 @@ def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
 
     # A run is killed while a trial runs: its heartbeat stops, the trial stays RUNNING.
     storage = make_storage(url(work), heartbeat_interval=1, grace_period=1)
-    killed = optuna.load_study(study_name="wenet-encoder", storage=storage)
+    killed = optuna.load_study(study_name="wenet-encoder-serving", storage=storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)     # "heartbeat ... used with Study.optimize"
         trial = killed.ask()
@@ -129,26 +139,41 @@ def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
 
     # Resume: a new process opens the study again.
     resumed = open_study(url(work), "encoder", seed=1, heartbeat_interval=1, grace_period=1)
-    assert resumed.trials[6].state == TrialState.FAIL          # the stale trial
+    assert resumed.trials[8].state == TrialState.FAIL          # the stale trial
     assert seed_study(resumed, space) == 0                      # not seeded again
     enqueue_plain(resumed, space, 2)
     run(resumed, space, work, {}, 2, fake_command)
     trials = resumed.get_trials()
-    assert [t.number for t in trials] == list(range(9))
-    assert [t.state for t in trials[7:]] == [TrialState.COMPLETE] * 2
-    assert sum(1 for t in trials if "seed" in t.user_attrs) == 5
-    assert sorted(p.name for p in (work / "trials" / "wenet-encoder").iterdir()) == \
-        ["00000", "00001", "00002", "00003", "00004", "00005", "00007", "00008"]
+    assert [t.number for t in trials] == list(range(11))
+    assert [t.state for t in trials[9:]] == [TrialState.COMPLETE] * 2
+    assert sum(1 for t in trials if "seed" in t.user_attrs) == 7
+    assert sorted(p.name for p in (work / "trials" / "wenet-encoder-serving").iterdir()) == \
+        [f"{i:05d}" for i in range(11) if i != 8]
 
 
-def test_both_models_share_one_file(work):
+def test_every_model_and_harness_has_its_study_in_one_file(work):
     enc = open_study(url(work), "encoder")
     dec = open_study(url(work), "decoder")
-    assert (enc.study_name, dec.study_name) == ("wenet-encoder", "wenet-decoder")
-    assert sorted(optuna.study.get_all_study_names(url(work))) == ["wenet-decoder", "wenet-encoder"]
+    con = open_study(url(work), "encoder", "contest")
+    assert (enc.study_name, dec.study_name, con.study_name) == \
+        ("wenet-encoder-serving", "wenet-decoder-serving", "wenet-encoder-contest")
+    assert sorted(optuna.study.get_all_study_names(url(work))) == \
+        ["wenet-decoder-serving", "wenet-encoder-contest", "wenet-encoder-serving"]
+    assert (con.user_attrs["model"], con.user_attrs["harness"]) == ("encoder", "contest")
     assert enc.direction == optuna.study.StudyDirection.MINIMIZE
     with pytest.raises(StorageError, match="holds encoder trials"):
-        open_study(url(work), "decoder", study_name="wenet-encoder")
+        open_study(url(work), "decoder", study_name="wenet-encoder-serving")
+    with pytest.raises(StorageError, match="holds contest-harness trials"):
+        open_study(url(work), "encoder", "serving", study_name="wenet-encoder-contest")
+    assert study_name_for("decoder", "contest") == "wenet-decoder-contest"
+    with pytest.raises(SearchError, match="harness"):
+        study_name_for("decoder", "bogus")
+
+
+def test_objective_refuses_a_space_of_another_harness(work, fake_command):
+    with pytest.raises(SearchError, match="contest harness"):
+        TrialObjective(SearchSpace("encoder", options=SpaceOptions(harness="contest")), settings(work),
+                       artifact_store(work), command=fake_command("ok"))
 
 
 def test_no_feasible_trial(work):
@@ -170,24 +195,31 @@ def test_missing_study_when_reading(work):
     with pytest.raises(StorageError, match="no study database"):
         open_study(url(work), "encoder", create=False)
     open_study(url(work), "decoder")
-    with pytest.raises(StorageError, match="no study 'wenet-encoder'"):
+    with pytest.raises(StorageError, match="no study 'wenet-encoder-serving'"):
         open_study(url(work), "encoder", create=False)
 
 
 def test_tune_options_round_trip_for_gpu_processes():
-    opts = TuneOptions(models=("encoder",), n_trials=3, gpus=("0", "1"), worker_command=("python", "w.py"),
-                       plugin_libs=("a.so",))
-    assert TuneOptions.from_json(opts.to_json()) == opts
+    opts = TuneOptions(study=StudyOptions(models=("encoder",), work_dir="w"), n_trials=3, gpus=("0", "1"),
+                       worker_command=("python", "w.py"), trial=TrialOptions(harness="contest", plugin_libs=("a.so",),
+                                                                              grid="stress"),
+                       space=SpaceOptions(allow_int8=True, num_blocks=3))
+    back = TuneOptions.from_json(opts.to_json())
+    assert back == opts and isinstance(back.trial.plugin_libs, tuple) and isinstance(back.gpus, tuple)
+    # the space follows the trials: their harness, and the batch range of their grid
+    assert (opts.space.harness, opts.space.max_batch) == ("contest", 64)
+    assert opts.study.storage == "sqlite:///w/study.db" and opts.onnx_dir == "w/onnx"
 
 
 def test_seed_equal_to_an_earlier_one_is_enqueued_once(work):
-    """With no registered pass, every-pass FP32 is the baseline: four seeds, labels still right."""
+    """With no registered pass, every-pass FP32 is the baseline: six seeds, labels still right."""
     space = SearchSpace("decoder")
     study = open_study(url(work), "decoder", seed=0)
-    assert seed_study(study, space) == 4
-    assert study.user_attrs["seeded"] == ["baseline", "reference", "all_fp16", "mixed"]
+    labels = ["baseline", "reference", "all_fp16", "mixed", "per_batch", "per_batch_fp16"]
+    assert seed_study(study, space) == 6
+    assert study.user_attrs["seeded"] == labels
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert [t.user_attrs["seed"] for t in waiting] == ["baseline", "reference", "all_fp16", "mixed"]
+    assert [t.user_attrs["seed"] for t in waiting] == labels
     assert waiting[3].system_attrs["fixed_params"]["fp16"] is True
 
 

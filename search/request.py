@@ -1,0 +1,50 @@
+"""The trial worker's one input: request.json in the trial directory, written by the runner.
+
+    {"config": ".../config.yaml", "onnx": ..., "data": ..., "out": ..., "timing_cache": ...,
+     "cache_dir": ..., "trial": {TrialOptions as JSON}}
+
+The real worker (`python -m search.worker --request PATH`) and the CPU tests' fake
+worker read it with `read_request`, so both see exactly what the run was given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search.errors import SearchError
+from search.options import TrialOptions, from_json, to_json
+
+REQUEST_FILE = "request.json"
+
+
+@dataclass
+class TrialRequest:
+    """Everything the worker needs: files, and the run's TrialOptions."""
+    config: Path                       # the trial's BuildConfig YAML
+    onnx: Path                         # the model as exported (passes are applied by the worker)
+    data: Path                         # test data dir (work/data)
+    out: Path                          # trial directory: request.json, result.json, logs, tables
+    timing_cache: Path
+    cache_dir: Path                    # prepared-ONNX cache, keyed by pass set
+    trial: TrialOptions = field(default_factory=TrialOptions)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out) / REQUEST_FILE
+
+
+def write_request(req: TrialRequest) -> Path:
+    req.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = req.path.with_suffix(".json.tmp")
+    tmp.write_text(to_json(req))
+    tmp.replace(req.path)
+    return req.path
+
+
+def read_request(path: str | Path) -> TrialRequest:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SearchError(f"cannot read trial request {path}: {exc.strerror or exc}") from None
+    return from_json(TrialRequest, text)
