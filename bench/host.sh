@@ -6,9 +6,9 @@
 # results worth keeping are written to $RESULTS, and `collect` copies them to $OUT,
 # which the device tool brings back (it is emptied before every command).
 #
-# A whole session, with the host kept busy between calls:
-#   bash bench/host.sh start-bg data torch      # while the rig parts are sent
-#   bash bench/host.sh start-bg install probe gputests await baseline tune freeze reproduce
+# A whole session, with the host kept busy between calls (bench/session.md has the plan):
+#   bash bench/host.sh start-bg nvsmi data      # first call, while the rig parts are sent
+#   bash bench/host.sh install && bash bench/host.sh start-bg layouts && bash bench/host.sh start-bg torch
 #   bash bench/host.sh wait 540                 # repeat: waits, prints progress, collects
 #
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
@@ -28,6 +28,14 @@ export PYTHONUNBUFFERED=1
 
 trt() { (. /root/rig/env.sh && python3.10 "$@"); }
 
+wait_for() {   # wait_for FILE SECONDS: until FILE exists
+  local t0=$SECONDS
+  while [ ! -e "$1" ]; do
+    [ $((SECONDS - t0)) -ge "$2" ] && { echo "gave up waiting for $1"; return 1; }
+    sleep 3
+  done
+}
+
 collect() {   # results + a consistent copy of the study database -> $OUT (8 files at most)
   cp -f "$RESULTS"/*.json "$OUT"/ 2>/dev/null
   if [ -f "$WORK/study.db" ]; then
@@ -35,7 +43,9 @@ collect() {   # results + a consistent copy of the study database -> $OUT (8 fil
       "$WORK/study.db" "$OUT/study.db"
   fi
   (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read bg.log results/*.log results/*.txt configs \
-     trials/*/*/eval.txt trials/*/*/result.json 2>/dev/null)
+     trials/*/*/eval.txt trials/*/*/result.json layouts/*.report.json layouts/*.stderr 2>/dev/null)
+  # timing caches outlive the host: carried back in as .carry/caches for the next session
+  (cd "$WORK" && ls timing-*.cache >/dev/null 2>&1 && tar czf "$OUT/caches.tgz" timing-*.cache)
   ls "$OUT"
 }
 
@@ -47,16 +57,32 @@ step() {
     install)  # the rig parts must already be in /root/rig/in
       bash "$REPO/.gpu/install.sh" 2>&1 | tail -3 ;;
     data)  # ONNX models (contest style) + test grid + calibration data, references on the GPU in FP32
-      python3 -m workload export --out "$WORK/onnx" &&
-      python3 -m workload data --out "$WORK/data" --device cuda 2>&1 | tail -1 ;;
+      python3 -m workload export --out "$WORK/onnx" && touch "$WORK/onnx/.complete" &&
+      python3 -m workload data --out "$WORK/data" --device cuda 2>&1 | tail -1 &&
+      touch "$WORK/data/.complete" ;;
+    layouts)  # issue 9's table: every layout x precision x harness, both models, with the torch rows
+      # Builds run from this pipeline's private copy; the measurements from the live tree ($LIVE,
+      # refreshed by every device call), so a runtime fix sent while the engines build still counts.
+      wait_for "$WORK/onnx/.complete" 900 || return 1
+      lay=(--work "$WORK" --out "$RESULTS" --torch-json "$RESULTS/torch-baselines-$GPU_SLUG.json"
+           --torch-compiled-flag "$WORK/torch.compiled" --trt-done-flag "$WORK/trt.done" --torch-wait-s 240)
+      trt bench/layouts.py "${lay[@]}" --phase build --parallel "${PARALLEL:-4}" \
+        --build-deadline-s "${BUILD_DEADLINE_S:-600}" --build-grace-s "${BUILD_GRACE_S:-100}" \
+        > "$RESULTS/layouts.log" 2>&1
+      (cd "${LIVE:-.}" && . /root/rig/env.sh && python3.10 bench/layouts.py "${lay[@]}" --phase measure) \
+        >> "$RESULTS/layouts.log" 2>&1
+      tail -40 "$RESULTS/layouts.log" ;;
     diag) trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-$GPU_SLUG.json" ;;
     probe) trt -m engine probe --json "$RESULTS/probe.json" | grep -E '^(PASS|FAIL|SKIP)' | cut -c1-240 ;;
     gputests) timeout 240 bash -c '. /root/rig/env.sh && python3.10 -m pytest -q -m gpu tests -p no:cacheprovider' \
                 > "$RESULTS/gputests.log" 2>&1; tail -5 "$RESULTS/gputests.log" ;;
     baseline) trt bench/baseline.py --work "$WORK" --out "$RESULTS" ;;
-    torch)
-      python3 bench/torch_baselines.py --data "$WORK/data" --out "$RESULTS/torch-baselines.json" \
-        --compile-budget-s 150 > "$RESULTS/torch.log" 2>&1; tail -3 "$RESULTS/torch.log" ;;
+    torch)  # compiles while the engines build, times after the TensorRT timings (flags from layouts)
+      wait_for "$WORK/data/.complete" 900 || return 1
+      python3 bench/torch_baselines.py --data "$WORK/data" --out "$RESULTS/torch-baselines-$GPU_SLUG.json" \
+        --compile-deadline-s "${COMPILE_DEADLINE_S:-540}" --compiled-flag "$WORK/torch.compiled" \
+        --barrier "$WORK/trt.done" --barrier-timeout-s 1500 > "$RESULTS/torch.log" 2>&1
+      tail -3 "$RESULTS/torch.log" ;;
     tune)
       if [ -n "${STUDY_DB:-}" ] && [ -f "$STUDY_DB" ] && [ ! -f "$WORK/study.db" ]; then
         cp "$STUDY_DB" "$WORK/study.db"
@@ -110,13 +136,14 @@ case "${1:-}" in
     shift
     n=$(date +%s%N); copy=/root/repo.$n
     mkdir -p "$copy" && cp -a "$REPO"/. "$copy"/
-    (cd "$copy" && exec setsid nohup bash bench/host.sh "$@" >> "$WORK/bg.log" 2>&1 < /dev/null) &
+    (cd "$copy" && LIVE="$REPO" exec setsid nohup bash bench/host.sh "$@" >> "$WORK/bg.log" 2>&1 < /dev/null) &
     echo $! > "$WORK/bg.$n.pid"
     echo "started in the background (pid $!): $*" ;;
   wait)       # up to $2 seconds until every background pipeline ends, then collect
     limit=${2:-540}; t0=$SECONDS
     while [ -n "$(bg_alive)" ] && [ $((SECONDS - t0)) -lt "$limit" ]; do sleep 5; done
-    grep -E '^(===|PASS|FAIL|SKIP|wenet-|encoder trial|decoder trial|error|   )' "$WORK/bg.log" | tail -70 | cut -c1-240
+    grep -E '^(===|PASS|FAIL|SKIP|wenet-|encoder trial|decoder trial|error|   )' "$WORK/bg.log" | tail -40 | cut -c1-240
+    for f in layouts torch; do [ -f "$RESULTS/$f.log" ] && { echo "--- $f.log"; tail -n 14 "$RESULTS/$f.log" | cut -c1-200; }; done
     collect ;;
   collect) collect ;;
   *) for s in "$@"; do step "$s"; done ;;

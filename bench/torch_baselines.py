@@ -1,18 +1,27 @@
 """PyTorch baselines on the test cases (run with the torch Python, not the TensorRT one).
 
     python bench/torch_baselines.py --data WORK/data --out OUT/torch-baselines.json
-        [--models encoder,decoder] [--grid 1x16,...] [--variants eager-fp32,eager-fp16,compile]
-        [--compile-mode max-autotune] [--compile-grid 1x16,16x256,64x1024] [--compile-budget-s 240]
+        [--models encoder,decoder] [--grid 1x16,...] [--variants eager-fp32,eager-fp16,compile-ro-fp16,...]
+        [--compile-deadline-s 600] [--compiled-flag FILE --barrier FILE --barrier-timeout-s 900]
 
-Variants, each timed with CUDA events (median of --runs after --warmup):
-- eager-fp32: FP32 with TF32 off (the reference's numerics);
-- eager-fp16: torch.autocast float16 (or --fp16-style half: a .half() copy of the model);
-- compile:    torch.compile(mode=--compile-mode, dynamic=False), FP32 / TF32 off; max-autotune
-              includes CUDA graphs. Compiles once per shape, so it runs on --compile-grid only and
-              stops compiling after --compile-budget-s; a failing compile is recorded and skipped.
-Errors against the npz references use scoring.metrics (the contest's metrics and Good/Bad).
-The weights must be those of the data: same --config/--seed/--checkpoint as `workload data`.
-The JSON is rewritten after every measurement.
+Two phases, so that compiling never overlaps anyone's timing:
+1. compile: every compile variant at every shape (torch.compile, dynamic=False: one
+   specialised graph per shape, as a serving deployment per shape would); no new
+   compile starts after --compile-deadline-s (the shapes left are recorded as such).
+   Then --compiled-flag is written.
+2. time: once --barrier exists (the TensorRT measurements of the same session are
+   done), every variant at every shape: outputs checked against the npz references
+   with the contest's metrics, then CUDA-event median of --runs after --warmup.
+
+Variants (label in the result rows):
+- eager-fp32        FP32, TF32 off (the reference's numerics)
+- eager-fp16        torch.autocast float16
+- compile-ro-fp16   torch.compile mode reduce-overhead (CUDA graphs), autocast float16
+- compile-ma-fp16   torch.compile mode max-autotune (autotuned GEMMs + CUDA graphs), autocast float16
+- compile-ma-fp32   the same in FP32 (TF32 off)
+Rows follow shared/conventions/results.md (harness "torch"); the JSON is rewritten after
+every measurement. The weights must be those of the data: same --config/--seed/--checkpoint
+as `workload data`.
 """
 from __future__ import annotations
 
@@ -28,8 +37,17 @@ from bench_common import base_record, ensure_repo_on_path, finite_or_none, write
 
 ensure_repo_on_path()
 
-VARIANTS = ("eager-fp32", "eager-fp16", "compile")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# label -> (torch.compile mode or None for eager, fp16)
+VARIANTS = {
+    "eager-fp32": (None, False),
+    "eager-fp16": (None, True),
+    "compile-ro-fp16": ("reduce-overhead", True),
+    "compile-ma-fp16": ("max-autotune", True),
+    "compile-ma-fp32": ("max-autotune", False),
+}
+LABELS = {"eager-fp32": "torch eager fp32", "eager-fp16": "torch eager fp16 (autocast)",
+          "compile-ro-fp16": "torch.compile reduce-overhead fp16", "compile-ma-fp16": "torch.compile max-autotune fp16",
+          "compile-ma-fp32": "torch.compile max-autotune fp32"}
 INPUTS = {"encoder": ("speech", "speech_lengths"),
           "decoder": ("encoder_out", "encoder_out_lens", "hyps_pad_sos_eos", "hyps_lens_sos", "ctc_score")}
 
@@ -39,13 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default="work/data", help="test data folder (default work/data)")
     p.add_argument("--out", default="bench/results/torch-baselines.json", help="result JSON")
     p.add_argument("--models", default="encoder,decoder")
-    p.add_argument("--grid", help="BATCHxFRAMES comma list (default: every test case found)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--fp16-style", default="autocast", choices=("autocast", "half"))
-    p.add_argument("--compile-mode", default="max-autotune", choices=COMPILE_MODES)
-    p.add_argument("--compile-grid", default="1x16,16x256,64x1024", help="shapes for the compile variant")
-    p.add_argument("--compile-budget-s", type=float, default=240.0,
-                   help="no new compile starts after this many seconds of compiling (default 240)")
+    p.add_argument("--grid", help="BATCHxFRAMES comma list (default: the judged grid)")
+    p.add_argument("--variants", default="eager-fp32,eager-fp16,compile-ro-fp16,compile-ma-fp16",
+                   help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--compile-deadline-s", type=float, default=600.0,
+                   help="no compile starts after this many seconds of the compile phase (default 600)")
+    p.add_argument("--compiled-flag", help="file written when the compile phase ends")
+    p.add_argument("--barrier", help="wait for this file before timing (another process's measurements)")
+    p.add_argument("--barrier-timeout-s", type=float, default=1200.0)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--config", default="aishell", choices=("aishell", "tiny"))
@@ -92,9 +111,41 @@ def load_modules(args, torch):
             "decoder": DecoderWrapper(model.decoder, cfg.beam, cfg.ctc_weight).eval().to(dev)}
 
 
+def runner(torch, module, fp16: bool, device: str):
+    """The callable a variant times: the module, under float16 autocast for fp16."""
+    if not fp16:
+        return module
+
+    def run(*inputs):
+        with torch.autocast(device, dtype=torch.float16):
+            return module(*inputs)
+    return run
+
+
+def load_feeds(torch, path: Path, model: str, device: str):
+    import numpy as np
+
+    from scoring.metrics import rules
+
+    with np.load(path) as z:
+        feeds = tuple(torch.from_numpy(z[k]).to(device) for k in INPUTS[model])
+        reference = {r.name: z[r.name] for r in rules(model)}
+    return feeds, reference
+
+
+def wait_for(path: str | None, timeout_s: float) -> bool:
+    if not path:
+        return True
+    t0 = time.monotonic()
+    while not Path(path).exists():
+        if time.monotonic() - t0 > timeout_s:
+            return False
+        time.sleep(2)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import numpy as np
     import torch
 
     from scoring.metrics import compare_case, rules
@@ -111,83 +162,91 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    torch._dynamo.config.cache_size_limit = 256          # one specialised graph per shape and variant
     data = Path(args.data)
     grid = parse_grid(args.grid) if args.grid else GRID
-    compile_grid = set(parse_grid(args.compile_grid)) if args.compile_grid else set()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     record: dict[str, Any] = {**base_record(gpu), "kind": "torch-baselines",
                               "settings": {k: v for k, v in vars(args).items()}, "rows": []}
     out = Path(args.out)
     write_json(out, record)
     modules = load_modules(args, torch)
-    compile_spent = 0.0
+    shapes = [(m, b, t) for m in models for b, t in grid if (data / f"{m}-{b}-{t}.npz").is_file()]
 
-    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        module = modules[model]
-        half = None
-        for b, t in grid:
-            path = data / f"{model}-{b}-{t}.npz"
-            if not path.is_file():
+    # --- phase 1: compile every compile variant at every shape --------------------------
+    compiled: dict[tuple[str, str], Callable] = {}
+    compile_s: dict[tuple[str, str, int, int], float | str] = {}
+    t_phase = time.monotonic()
+    for variant in [v for v in variants if VARIANTS[v][0] is not None]:
+        mode, fp16 = VARIANTS[variant]
+        for model, b, t in shapes:
+            if time.monotonic() - t_phase > args.compile_deadline_s:
+                compile_s[(variant, model, b, t)] = f"skipped: compile deadline {args.compile_deadline_s:.0f} s passed"
                 continue
-            with np.load(path) as z:
-                feeds = {k: torch.from_numpy(z[k]).to(args.device) for k in INPUTS[model]}
-                reference = {r.name: z[r.name] for r in rules(model)}
-            for variant in variants:
-                row: dict[str, Any] = {"model": model, "variant": variant, "batch": b, "length": t}
-                record["rows"].append(row)
-                try:
-                    if variant == "eager-fp32":
-                        fn = lambda: module(*feeds.values())                                   # noqa: E731
-                    elif variant == "eager-fp16" and args.fp16_style == "autocast":
-                        def fn():
-                            with torch.autocast("cuda", dtype=torch.float16):
-                                return module(*feeds.values())
-                    elif variant == "eager-fp16":
-                        if half is None:
-                            import copy
-                            half = copy.deepcopy(module).half()
-                        hf = {k: v.half() if v.is_floating_point() else v for k, v in feeds.items()}
-                        fn = lambda: half(*hf.values())                                         # noqa: E731
-                    else:
-                        if (b, t) not in compile_grid:
-                            record["rows"].pop()
-                            continue
-                        if compile_spent > args.compile_budget_s:
-                            row["error"] = f"skipped: compile budget {args.compile_budget_s:.0f} s spent"
-                            continue
-                        torch._dynamo.reset()
-                        compiled = torch.compile(module, mode=args.compile_mode, dynamic=False)
-                        t0 = time.monotonic()
-                        try:
-                            with torch.inference_mode():
-                                compiled(*feeds.values())
-                                torch.cuda.synchronize()
-                        finally:
-                            row["compile_s"] = time.monotonic() - t0
-                            compile_spent += row["compile_s"]
-                        fn = lambda: compiled(*feeds.values())                                  # noqa: E731
-                    with torch.inference_mode():
-                        got = fn()
-                        outputs = {r.name: got[i].float().cpu().numpy() if got[i].is_floating_point()
-                                   else got[i].cpu().numpy() for i, r in enumerate(rules(model))}
-                        del got
-                        errors = compare_case(model, outputs, reference)
-                        del outputs
-                        row["latency_ms"] = cuda_time_ms(torch, fn, args.warmup, args.runs, args.device)
-                    row.update(a0=errors.a0, r0=errors.r0, a1=errors.a1, r1=errors.r1, good=bool(errors.good),
-                               worst_ratio=finite_or_none(errors.worst_ratio),
-                               throughput=b * t / row["latency_ms"] * 1000 if row["latency_ms"] > 0 else None)
-                    print(f"{model} {variant} {b}x{t}: {row['latency_ms']:.3f} ms {'Good' if row['good'] else 'Bad'}",
-                          flush=True)
-                except Exception as exc:   # one failing shape/variant must not end the run
-                    row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
-                    print(f"{model} {variant} {b}x{t}: {row['error']}", file=sys.stderr, flush=True)
-                finally:
-                    gc.collect()
-                    if args.device == "cuda":
-                        torch.cuda.empty_cache()
-                    write_json(out, record)
-            feeds = reference = None       # free the case before loading the next
+            key = (variant, model)
+            if key not in compiled:
+                compiled[key] = torch.compile(runner(torch, modules[model], fp16, args.device), mode=mode,
+                                              dynamic=False)
+            feeds, _ = load_feeds(torch, data / f"{model}-{b}-{t}.npz", model, args.device)
+            t0 = time.monotonic()
+            try:
+                with torch.inference_mode():
+                    compiled[key](*feeds)
+                    compiled[key](*feeds)     # reduce-overhead records its CUDA graph on the 2nd/3rd call
+                    compiled[key](*feeds)
+                    torch.cuda.synchronize()
+                compile_s[(variant, model, b, t)] = time.monotonic() - t0
+                print(f"compiled {variant} {model} {b}x{t} in {compile_s[(variant, model, b, t)]:.1f} s", flush=True)
+            except Exception as exc:
+                compile_s[(variant, model, b, t)] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                print(f"compile {variant} {model} {b}x{t}: {compile_s[(variant, model, b, t)]}", flush=True)
+            del feeds
+    if args.compiled_flag:
+        Path(args.compiled_flag).write_text("compiled\n")
+    if not wait_for(args.barrier, args.barrier_timeout_s):
+        record["note"] = f"barrier {args.barrier} never appeared: timed anyway"
+
+    # --- phase 2: check and time every variant at every shape -----------------------------
+    for model, b, t in shapes:
+        feeds, reference = load_feeds(torch, data / f"{model}-{b}-{t}.npz", model, args.device)
+        for variant in variants:
+            mode, fp16 = VARIANTS[variant]
+            row: dict[str, Any] = {"model": model, "label": LABELS[variant], "harness": "torch", "layout": "-",
+                                   "precision": "fp16" if fp16 else "fp32",
+                                   "cuda_graph": mode in ("reduce-overhead", "max-autotune"),
+                                   "bs": b, "sl": t, "variant": variant}
+            record["rows"].append(row)
+            try:
+                if mode is None:
+                    fn_raw = runner(torch, modules[model], fp16, args.device)
+                else:
+                    spent = compile_s.get((variant, model, b, t))
+                    if not isinstance(spent, float):
+                        row["error"] = spent or "not compiled"
+                        continue
+                    row["build_s"] = spent
+                    fn_raw = compiled[(variant, model)]
+                fn = lambda: fn_raw(*feeds)                              # noqa: E731
+                with torch.inference_mode():
+                    got = fn()
+                    outputs = {r.name: got[i].float().cpu().numpy() if got[i].is_floating_point()
+                               else got[i].cpu().numpy() for i, r in enumerate(rules(model))}
+                    del got
+                    errors = compare_case(model, outputs, reference)
+                    del outputs
+                    row["latency_ms"] = cuda_time_ms(torch, fn, args.warmup, args.runs, args.device)
+                row.update(a0=errors.a0, r0=errors.r0, a1=errors.a1, r1=errors.r1, good=bool(errors.good),
+                           worst_ratio=finite_or_none(errors.worst_ratio))
+                print(f"{model} {variant} {b}x{t}: {row['latency_ms']:.3f} ms {'Good' if row['good'] else 'Bad'}",
+                      flush=True)
+            except Exception as exc:   # one failing shape/variant must not end the run
+                row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+                print(f"{model} {variant} {b}x{t}: {row['error']}", file=sys.stderr, flush=True)
+            finally:
+                write_json(out, record)
+        feeds = reference = None
+        gc.collect()
     record["finished"] = True
     write_json(out, record)
     print(f"wrote {out}")
