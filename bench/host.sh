@@ -73,6 +73,22 @@ step() {
         >> "$RESULTS/layouts.log" 2>&1
       tail -40 "$RESULTS/layouts.log" ;;
     diag) trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-$GPU_SLUG.json" ;;
+    caches)  # timing caches of an earlier session (carried in as .carry/) -> $WORK, per harness too
+      for f in .carry/timing-*.cache; do
+        [ -f "$f" ] || continue
+        m=$(basename "$f" .cache); cp -n "$f" "$WORK/$m.cache"
+        for h in contest serving; do cp -n "$f" "$WORK/$m-$h.cache"; done
+      done; ls -la "$WORK"/timing-*.cache 2>/dev/null ;;
+    diag-decoder) wait_for "$WORK/data/.complete" 600 || return 1
+      trt bench/diag/decoder_batch1.py --work "$WORK" --json "$RESULTS/diag-decoder-batch1-$GPU_SLUG.json" ;;
+    smoke-tune)  # the study end to end on both harnesses: one seed trial each (decoder: fast builds)
+      wait_for "$WORK/data/.complete" 600 || return 1
+      for h in contest serving; do
+        trt -m search tune --model "${MODELS:-decoder}" --harness "$h" --trials "${SMOKE_TRIALS:-1}" \
+          --work-dir "$WORK" --trial-timeout 300 --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      done
+      trt -m search status --work-dir "$WORK"
+      trt -m search export --work-dir "$WORK" --out "$RESULTS/smoke-study-$GPU_SLUG.json" ;;
     probe) trt -m engine probe --json "$RESULTS/probe.json" | grep -E '^(PASS|FAIL|SKIP)' | cut -c1-240 ;;
     gputests) timeout 240 bash -c '. /root/rig/env.sh && python3.10 -m pytest -q -m gpu tests -p no:cacheprovider' \
                 > "$RESULTS/gputests.log" 2>&1; tail -5 "$RESULTS/gputests.log" ;;
