@@ -66,14 +66,15 @@ def cast_feed(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(arr.astype(dtype))
 
 
-def check_rank(name: str, shape: Sequence[int], engine_shape: Sequence[int]) -> None:
-    """InputError when a feed's rank or a fixed dimension differs from the engine's tensor shape (-1 = dynamic)."""
+def check_rank(name: str, shape: Sequence[int], engine_shape: Sequence[int], paddable: set[int] = frozenset()) -> None:
+    """InputError when a feed's rank or a fixed dimension differs from the engine's tensor shape (-1 = dynamic).
+    A smaller dimension on a `paddable` axis fits: the runtime pads it up (every profile fixed at batch 4)."""
     shape, engine_shape = list(shape), list(engine_shape)
     if len(shape) != len(engine_shape):
         raise InputError(f"input {name}: shape {shape} has rank {len(shape)}, the engine expects "
                          f"rank {len(engine_shape)} {engine_shape}")
-    for got, want in zip(shape, engine_shape):
-        if want >= 0 and got != want:
+    for axis, (got, want) in enumerate(zip(shape, engine_shape)):
+        if want >= 0 and got != want and not (axis in paddable and got < want):
             raise InputError(f"input {name}: shape {shape} does not fit the engine's {engine_shape}")
 
 
@@ -285,7 +286,8 @@ class TrtRunner:
         arrays = {}
         for name in self.input_names:
             arr = cast_feed(name, feeds[name], self.dtypes[name])
-            check_rank(name, arr.shape, self.engine_shape(name))
+            check_rank(name, arr.shape, self.engine_shape(name),
+                       self.pad.paddable_axes(name) if self.pad is not None else frozenset())
             arrays[name] = arr
         true_shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()}
         profile, target = self.select(true_shapes)

@@ -64,3 +64,12 @@ def test_get_harness_and_variants():
 def test_summaries():
     assert summarize_ms([3.0, 1.0, 2.0, 100.0], "robust") == 2.5
     assert summarize_ms([1.0, 2.0, 6.0], "contest") == 3.0
+
+
+def test_check_rank_lets_a_paddable_axis_be_smaller():
+    # every profile fixed at batch 4: a batch-2 feed is padded up, a batch-5 one cannot be
+    check_rank("x", (2, 64, 80), (4, -1, 80), paddable={0, 1})
+    with pytest.raises(InputError, match="does not fit"):
+        check_rank("x", (5, 64, 80), (4, -1, 80), paddable={0, 1})
+    with pytest.raises(InputError, match="does not fit"):
+        check_rank("x", (2, 64, 80), (4, -1, 80))
