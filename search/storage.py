@@ -91,6 +91,8 @@ def make_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S
             if must_exist and not Path(parsed.database).is_file():
                 raise StorageError(f"no study database {parsed.database} (run `python -m search tune` first)")
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if must_exist:
+        _require_optuna_schema(url, parsed, engine_kwargs)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -104,6 +106,32 @@ def make_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S
     except Exception as exc:  # SQLAlchemy's OperationalError & co.: unreachable server, unwritable file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {safe_url(url)}: {first}") from None
+
+
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def _require_optuna_schema(url: str, parsed, engine_kwargs: dict[str, Any]) -> None:
+    """Readers never write: RDBStorage would create Optuna's tables in any database it is given
+    (a `status` pointed at another program's SQLite file used to do just that)."""
+    import sqlalchemy
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StorageError(f"storage URL {safe_url(url)}: no database driver ({exc})") from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {safe_url(url)}: {first}") from None
+    if not OPTUNA_TABLES <= tables:
+        where = parsed.database or safe_url(url)
+        raise StorageError(f"{where} is not an Optuna study database (no {', '.join(sorted(OPTUNA_TABLES - tables))} "
+                           "table); run `python -m search tune` to make one")
 
 
 def _serialize_sqlite_transactions(engine) -> None:

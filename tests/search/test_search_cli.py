@@ -298,3 +298,18 @@ def test_each_harness_is_its_own_study(work, tmp_path, capsys):
                  "--plan", "sensitivity"]) == 0
     assert "wenet-encoder-contest:" in capsys.readouterr().out
     assert contest.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+@pytest.mark.parametrize("verb", ["status", "best", "export", "dashboard"])
+def test_read_only_verbs_never_write_to_a_foreign_database(verb, tmp_path, capsys):
+    import sqlite3
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table foo (a)")
+    before = db.read_bytes()
+    extra = ["--out", str(tmp_path / "x.json")] if verb == "export" else []
+    assert main([verb, "--storage", f"sqlite:///{db}", *extra]) == 2
+    one_error_line(capsys, "is not an Optuna study database")
+    assert db.read_bytes() == before
+    with sqlite3.connect(db) as con:
+        assert [r[0] for r in con.execute("select name from sqlite_master")] == ["foo"]
