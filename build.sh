@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build encoder.plan and decoder.plan in the repository root.
 #
-#   bash build.sh [--baseline] [--models encoder,decoder]
+#   bash build.sh [--baseline] [--models encoder,decoder] [--plugins-only]
 #
 # For each model: configs/<model>.yaml (the frozen best config, from
 # `python -m search freeze`) when it exists, with configs/<model>.timing.cache if
@@ -17,10 +17,17 @@
 #   CONFIG_DIR    frozen configs (default configs)
 #   OUT_DIR       where the plans go (default: the repository root)
 #
-# Plugins: build.sh compiles and copies no plugin library. A user-supplied one
-# (e.g. a LayerNorm or attention plugin .so) goes into the repository root (the
-# contest harness loads every *.so in its working directory) and is passed to the
-# build with PLUGINS="a.so b.so".
+#   BUILD_PLUGINS auto (default): compile our plugin library (plugins/src, through
+#                 plugins/build_plugins.sh, which reads NVCC, TRT_INCLUDE, TRT_LIB, CUDA_ARCH)
+#                 when nvcc and the TensorRT headers are found, else skip it with one line;
+#                 on: the library is required (not found is an error); off: never build it
+#   PLUGINS       more plugin libraries ("a.so b.so") to load for the builds
+#
+# Plugins: the library is written as $OUT_DIR/libwenet_trt_plugins.so, next to the plans (the
+# contest harness loads every *.so in its working directory), and loaded for every build; a
+# config's plugin rewrites of our op types (wenet_*_plugin) need it. GPU host:
+#   . /root/rig/env.sh && TRT_INCLUDE=... TRT_LIB=$SP/tensorrt PYTHON=python3.10 bash build.sh
+# `bash build.sh --plugins-only` builds just the library.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -30,6 +37,8 @@ WORK=${WORK:-work}
 CONFIG_DIR=${CONFIG_DIR:-configs}
 OUT_DIR=${OUT_DIR:-.}
 PLUGINS=${PLUGINS:-}
+BUILD_PLUGINS=${BUILD_PLUGINS:-auto}
+PLUGINS_ONLY=0
 BASELINE=0
 MODELS="encoder decoder"
 
@@ -38,6 +47,7 @@ die() { echo "error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) BASELINE=1 ;;
+    --plugins-only) PLUGINS_ONLY=1 ;;
     --models)
       [ $# -ge 2 ] || die "--models needs a value (encoder,decoder)"
       MODELS=$(echo "$2" | tr ',' ' ')
@@ -52,13 +62,40 @@ for m in $MODELS; do
   case "$m" in encoder|decoder) ;; *) die "unknown model $m (encoder, decoder)" ;; esac
 done
 [ -n "$MODELS" ] || die "--models names no model"
+case "$BUILD_PLUGINS" in auto|on|off) ;; *) die "BUILD_PLUGINS=$BUILD_PLUGINS is not auto, on or off" ;; esac
+
+# Our plugin library, before any engine build, so that a frozen config's plugin rewrites can build.
+own_lib=""
+build_plugins() {
+  mkdir -p "$OUT_DIR"
+  if [ "$BUILD_PLUGINS" = off ]; then
+    echo "== plugins: skipped (BUILD_PLUGINS=off)"
+    return
+  fi
+  local rc=0 msg
+  msg=$(OUT="$OUT_DIR" bash plugins/build_plugins.sh) || rc=$?   # its errors go to stderr
+  case $rc in
+    0) own_lib="$OUT_DIR/libwenet_trt_plugins.so"; echo "== plugins: $msg" ;;
+    3) [ "$BUILD_PLUGINS" = on ] && die "BUILD_PLUGINS=on, but ${msg#skip: }"
+       echo "== plugins: skipped, ${msg#skip: }" ;;
+    2) exit 2 ;;   # a wrong NVCC/TRT_INCLUDE/TRT_LIB/CUDA_ARCH: its one line is on stderr
+    *) echo "error: the plugin library did not compile (above); BUILD_PLUGINS=off builds without it" >&2
+       exit 1 ;;
+  esac
+}
+if [ "$PLUGINS_ONLY" = 1 ]; then
+  build_plugins
+  exit 0
+fi
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON not found; set PYTHON to a Python with TensorRT"
 if ! "$PYTHON" -c "import tensorrt" >/dev/null 2>&1; then
   die "$PYTHON cannot import tensorrt; set PYTHON to a Python with TensorRT and cuda-python (GPU host: . /root/rig/env.sh && PYTHON=python3.10 bash build.sh)"
 fi
 
+build_plugins
 plugin_args=()
+[ -z "$own_lib" ] || plugin_args+=("$own_lib")
 for so in $PLUGINS; do
   [ -f "$so" ] || die "plugin library $so does not exist"
   plugin_args+=("$so")

@@ -20,4 +20,4 @@ from plugins.library import (  # noqa: F401
     missing_creators,
     plugin_creators,
 )
-from plugins import layernorm_plugin, skip_layernorm  # noqa: F401,E402  (registration)
+from plugins import layernorm_plugin, skip_layernorm, wenet_plugins  # noqa: F401,E402  (registration)

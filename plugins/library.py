@@ -1,9 +1,9 @@
 """Loading TensorRT plugin libraries and listing the plugin registry.
 
 The contest harness loads every `*.so` in its working directory before it
-deserializes the engines, so user-supplied plugins (custom C++ plugins cannot be
-compiled here: no TensorRT headers on any reachable registry, and TensorRT 8.6 has
-no Python plugin API) go through `load_plugin_libraries`. TensorRT is imported
+deserializes the engines, so plugin libraries (ours, built from plugins/src by
+plugins/build_plugins.sh, and user-supplied ones; TensorRT 8.6 has no Python plugin
+API) go through `load_plugin_libraries`. TensorRT is imported
 lazily so this module imports on a CPU-only machine.
 """
 from __future__ import annotations

@@ -3,8 +3,15 @@
 Each stand-in follows the plugin's documented computation and input layout (not
 our rewrite's intent): CustomSkipLayerNormPluginDynamic v1 normalizes
 input + skip (+ bias) over dim 2 of a [S, B, E, 1, 1] tensor with rsqrt(var) and no
-epsilon; the 8.5 LayerNorm plugin normalizes from `axis` to the end with `epsilon`.
+epsilon; the 8.5 LayerNorm plugin normalizes from `axis` to the end with `epsilon`; our
+WenetLayerNorm (plugins/src/layernorm.cu) adds the residual input first when `residual` = 1,
+normalizes over the last axis with `epsilon` and, when `output_sum` = 1, outputs the sum too;
+our WenetLogSoftmax is LogSoftmax over the last axis.
 A stand-in refuses a node whose inputs break the plugin's layout rules.
+
+`reference_layernorm` / `reference_log_softmax` are numpy versions of our two kernels' math
+(FP32 arithmetic, inputs and outputs rounded to the I/O type), for the GPU tests to compare
+plugin engines with and for the CPU tests to tie the stand-ins to.
 """
 from __future__ import annotations
 
@@ -74,6 +81,26 @@ def emulate_plugins(model: onnx.ModelProto) -> onnx.ModelProto:
             inits.append(numpy_helper.from_array(np.array(_attr(node, "epsilon"), np.float32), f"{p}_eps"))
             new_nodes += _layernorm_nodes(p, node.input[0], node.output[0], node.input[1], node.input[2],
                                           f"{p}_eps", axis=-1)
+        elif node.op_type == "WenetLayerNorm":
+            residual, output_sum = _attr(node, "residual"), _attr(node, "output_sum")
+            assert residual in (0, 1) and output_sum in (0, 1) and (residual or not output_sum)
+            assert len(node.input) == 1 + residual and len(node.output) == 1 + output_sum
+            gamma = numpy_helper.to_array(_attr(node, "gamma")).astype(np.float32)
+            beta = numpy_helper.to_array(_attr(node, "beta")).astype(np.float32)
+            assert gamma.shape == beta.shape and gamma.ndim == 1 and 1 <= gamma.size <= 1024
+            inits += [numpy_helper.from_array(gamma, f"{p}_gamma"), numpy_helper.from_array(beta, f"{p}_beta"),
+                      numpy_helper.from_array(np.array(_attr(node, "epsilon"), np.float32), f"{p}_eps")]
+            x = node.input[0]
+            if residual:
+                new_nodes.append(helper.make_node("Add", [node.input[0], node.input[1]], [f"{p}_sum"]))
+                x = f"{p}_sum"
+            if output_sum:
+                new_nodes.append(helper.make_node("Identity", [x], [node.output[1]]))
+            new_nodes += _layernorm_nodes(p, x, node.output[0], f"{p}_gamma", f"{p}_beta", f"{p}_eps", axis=-1)
+        elif node.op_type == "WenetLogSoftmax":
+            assert len(node.input) == 1 and len(node.output) == 1
+            assert {a.name for a in node.attribute} == {"plugin_version"}, "WenetLogSoftmax has no fields"
+            new_nodes.append(helper.make_node("LogSoftmax", [node.input[0]], [node.output[0]], axis=-1))
         else:
             raise AssertionError(f"no stand-in for plugin {node.op_type}")
     del g.node[:]
@@ -95,3 +122,27 @@ def check_skip_layernorm_layout(model: onnx.ModelProto, shapes: dict[str, tuple]
         a, b = (shapes[t] for t in node.input)
         assert a == b, f"{node.name}: input shapes differ {a} vs {b}"
         assert len(a) == 5 and a[2] == ld and a[3] == 1 and a[4] == 1, f"{node.name}: layout {a}, ld {ld}"
+
+
+def _io(x: np.ndarray, io_dtype) -> np.ndarray:
+    """What the kernel reads: the tensor in its I/O type, widened to float32."""
+    return np.asarray(x).astype(io_dtype).astype(np.float32)
+
+
+def reference_layernorm(x, gamma, beta, epsilon: float, residual=None, io_dtype=np.float32):
+    """WenetLayerNorm's math: (y, sum) with sum = x + residual (None without residual), both in io_dtype."""
+    v = _io(x, io_dtype)
+    if residual is not None:
+        v = v + _io(residual, io_dtype)
+    mean = v.mean(-1, keepdims=True, dtype=np.float32)
+    d = v - mean
+    var = (d * d).mean(-1, keepdims=True, dtype=np.float32)
+    y = d / np.sqrt(var + np.float32(epsilon)) * np.asarray(gamma, np.float32) + np.asarray(beta, np.float32)
+    return y.astype(io_dtype), (v.astype(io_dtype) if residual is not None else None)
+
+
+def reference_log_softmax(x, io_dtype=np.float32) -> np.ndarray:
+    """WenetLogSoftmax's math: (x - max) - log(sum(exp(x - max))) over the last axis, in io_dtype."""
+    v = _io(x, io_dtype)
+    shifted = v - v.max(-1, keepdims=True)
+    return (shifted - np.log(np.exp(shifted).sum(-1, keepdims=True, dtype=np.float32))).astype(io_dtype)

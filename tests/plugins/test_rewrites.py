@@ -12,6 +12,7 @@ from plugins import apply_plugins, available_plugins, required_creators, usable_
 from wenet_models import STYLES
 
 SKIP_LN = ("skip_layernorm_plugin", "skip_layernorm_plugin_fp16")
+OURS = ("wenet_layernorm_plugin", "wenet_log_softmax_plugin")   # plugins/src, tests in test_wenet_plugins.py
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -23,7 +24,7 @@ def _plugin_nodes(model: onnx.ModelProto, op: str) -> list[onnx.NodeProto]:
 
 
 def test_registry():
-    assert set(available_plugins()) == {"layernorm_plugin", *SKIP_LN}
+    assert set(available_plugins()) == {"layernorm_plugin", *SKIP_LN, *OURS}
     assert required_creators(["skip_layernorm_plugin", "skip_layernorm_plugin_fp16"]) == \
         [("CustomSkipLayerNormPluginDynamic", "1")]
     assert required_creators(["layernorm_plugin"]) == [("LayerNorm", "1")]
