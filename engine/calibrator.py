@@ -73,13 +73,15 @@ class CalibrationSet:
 
 
 def calibration_cache_name(onnx_path: Path, algorithm: str, data_path: Path) -> Path:
-    """Cache beside the (prepared) ONNX, keyed by algorithm and data file: a stale cache gives wrong scales."""
+    """Cache beside the (prepared) ONNX, keyed by the graph's content, the algorithm and the data file:
+    a stale cache gives wrong scales (a re-export with new weights keeps the file name)."""
     import hashlib
 
     h = hashlib.sha256()
-    with open(data_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
+    for path in (onnx_path, data_path):
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
     return onnx_path.with_name(f"{onnx_path.stem}.{algorithm}.{h.hexdigest()[:12]}.calib")
 
 

@@ -30,6 +30,7 @@ _DTYPE_NAMES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16",
                 "int8": "int8", "uint8": "uint8", "int32": "int32", "int64": "int64", "bool": "bool"}
 COMPUTE_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8")
 _NAME_SPLIT = re.compile(r"\.\.\.|[\s,()\[\]{}+]+")
+_MATRIX_WORDS = ("gemm", "matrixmultiply", "convolution", "fullyconnected")
 
 
 # --- TensorRT side ------------------------------------------------------------------------
@@ -178,30 +179,95 @@ def group_precisions(model: str, layer_info: Mapping[str, Any] | Sequence[Any],
     return {g: dict(sorted(c.items())) for g, c in sorted(out.items())}
 
 
-def precision_mismatches(model: str, layer_info: Mapping[str, Any] | Sequence[Any],
-                         layer_precision_requested: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Pinned groups whose visible engine layers run at another precision, or that are not visible at all.
+def _normal_type(layer: Mapping[str, Any]) -> str:
+    """LayerType and ParameterType, lower case without separators: 'caskgemmmatrixmultiply matrixmultiply'."""
+    return " ".join(re.sub(r"[^a-z]", "", str(layer.get(k, "")).lower()) for k in ("LayerType", "ParameterType"))
 
-    Returns {group: {"requested": p, "found": {precision: n}}}; an empty dict means every
-    pinned group's visible layers run as requested. Layers inside Myelin regions are
-    not visible: a group seen only there is reported with found {"myelin": n}.
+
+def is_matrix_layer(layer: Any) -> bool:
+    """A MatMul / Conv / FullyConnected engine layer (fused ones included): where int8 pins apply."""
+    return isinstance(layer, Mapping) and any(w in _normal_type(layer) for w in _MATRIX_WORDS)
+
+
+def _is_unpinned_type(layer: Any) -> bool:
+    """Layers precision planning never pins (engine.precision.SKIP_TYPES: casts, shapes, constants...)."""
+    from engine.precision import SKIP_TYPES
+
+    if not isinstance(layer, Mapping):
+        return False
+    words = _normal_type(layer).split()
+    return bool(words) and words[0] in {t.replace("_", "").lower() for t in SKIP_TYPES}
+
+
+def honoured(config: Any, layer_info: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
+    """Whether each pinned group of `config` runs at its requested precision in the built engine.
+
+    `config`: a BuildConfig or its dict (result.json's "config"); its model and
+    layer_precision are read. `layer_info`: the inspector's JSON (layers.json).
+    Returns {"honoured": bool, "groups": {group: {"requested", "seen", "others", "hidden",
+    "honoured", "note"}}}: `seen` counts the group's visible engine layers that the pin
+    applies to, by precision (for fp16/fp32 every computing layer; for int8 its
+    matmul/conv layers, the rest in `others`, see engine.precision); `hidden` counts Myelin
+    regions that start or end in the group (their precision is not visible). A group is
+    honoured when at least one such layer is visible and all of them run as requested;
+    the whole config when every pinned group is (True when nothing is pinned).
     """
     from engine.precision import resolve_group
 
-    found: dict[str, Counter] = {g: Counter() for g in layer_precision_requested}
+    if isinstance(config, Mapping):
+        model, pins = config["model"], dict(config.get("layer_precision") or {})
+    else:
+        model, pins = config.model, dict(config.layer_precision)
+    seen: dict[str, Counter] = {g: Counter() for g in pins}
+    others: dict[str, Counter] = {g: Counter() for g in pins}
+    hidden: Counter = Counter()
+    unknown: Counter = Counter()
     for layer in layers_of(layer_info):
         prec = layer_precision(layer)
-        if prec == "reformat":
+        if prec == "reformat" or _is_unpinned_type(layer):
             continue
-        hits = {resolve_group(model, part, layer_precision_requested) for part in name_parts(layer_name(layer))}
-        for group in {h[0] for h in hits if h is not None}:      # a fused layer counts once per group
-            found[group][prec] += 1
+        hits = {resolve_group(model, part, pins) for part in name_parts(layer_name(layer))}
+        for group in {h[0] for h in hits if h is not None}:     # a fused layer counts once per group
+            if prec == "myelin":
+                hidden[group] += 1
+            elif prec == "unknown":
+                unknown[group] += 1
+            elif prec in COMPUTE_DTYPES:
+                applies = pins[group] != "int8" or is_matrix_layer(layer)
+                (seen if applies else others)[group][prec] += 1
+    groups = {}
+    for group, requested in pins.items():
+        s = seen[group]
+        ok = bool(s) and set(s) == {requested}
+        if ok:
+            note = f"{hidden[group]} more inside Myelin regions" if hidden[group] else ""
+        elif s:
+            note = "runs at " + ", ".join(sorted(set(s) - {requested})) + f" where {requested} was requested"
+        elif hidden[group]:
+            note = "only inside Myelin regions: precision not visible"
+        elif unknown[group]:
+            note = "the layer info names no precisions (build with detailed profiling verbosity)"
+        else:
+            note = "no " + ("matmul/conv " if requested == "int8" else "") + "engine layer of this group"
+        groups[group] = {"requested": requested, "seen": dict(sorted(s.items())),
+                         "others": dict(sorted(others[group].items())), "hidden": hidden[group],
+                         "honoured": ok, "note": note}
+    return {"honoured": all(g["honoured"] for g in groups.values()), "groups": groups}
+
+
+def precision_mismatches(model: str, layer_info: Mapping[str, Any] | Sequence[Any],
+                         layer_precision_requested: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Pinned groups that are not `honoured`: {group: {"requested": p, "found": {precision: n}, "note"}}.
+
+    `found` counts every visible layer the pin applies to plus the Myelin regions ({"myelin": n});
+    an empty dict means every pinned group's visible layers run as requested.
+    """
+    check = honoured({"model": model, "layer_precision": dict(layer_precision_requested)}, layer_info)
     out = {}
-    for group, requested in layer_precision_requested.items():
-        c = found[group]
-        compute = {p for p in c if p in COMPUTE_DTYPES}
-        if compute != {requested}:
-            out[group] = {"requested": requested, "found": dict(sorted(c.items()))}
+    for group, g in check["groups"].items():
+        if not g["honoured"]:
+            found = dict(g["seen"], **({"myelin": g["hidden"]} if g["hidden"] else {}))
+            out[group] = {"requested": g["requested"], "found": dict(sorted(found.items())), "note": g["note"]}
     return out
 
 

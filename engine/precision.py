@@ -7,6 +7,13 @@ dtypes) and applies the returned `Assignment`s with `layer.precision` and
 Group resolution ("most specific wins"): a layer in block i of kind k takes
 `layer_precision["block{i}.{k}"]` when present, else `layer_precision[k]`.
 So a config may pin a kind everywhere and override single blocks.
+
+INT8 applies to the matrix layers of a group only (`INT8_LAYER_TYPES`: MatMul, Conv,
+FullyConnected, whose inputs TensorRT then quantizes). TensorRT 8.6 refuses an engine
+where a whole group is pinned INT8 ("PWN(Sigmoid, Mul) requires output to be in floating
+point precision"): the pointwise, normalization and softmax layers of an int8 group keep
+a float precision, `int8_fallback` when given (fp16 or fp32), else TensorRT's choice among
+the float precisions the build enables.
 """
 from __future__ import annotations
 
@@ -23,6 +30,10 @@ SKIP_TYPES = frozenset({"SHAPE", "CONSTANT", "CAST", "ASSERTION", "CONDITION", "
 FLOAT_DTYPES = frozenset({"FLOAT", "HALF", "BF16"})
 # layer.precision and set_output_type values, by config name (trt.DataType member names).
 DTYPE_OF = {"fp32": "FLOAT", "fp16": "HALF", "int8": "INT8"}
+# The layers an int8 group pins INT8 (trt.LayerType member names): those with INT8 kernels
+# that quantize their inputs. Every other layer of an int8 group stays in a float precision.
+INT8_LAYER_TYPES = frozenset({"MATRIX_MULTIPLY", "CONVOLUTION", "FULLY_CONNECTED"})
+NOT_INT8_REASON = "int8 group: not a matmul/conv layer (kept in float)"
 
 
 @dataclass(frozen=True)
@@ -83,14 +94,19 @@ def _skip_reason(layer: LayerDesc) -> str | None:
     return None
 
 
-def plan_precisions(model: str, layers: Iterable[LayerDesc], layer_precision: Mapping[str, str]) -> PrecisionPlan:
+def plan_precisions(model: str, layers: Iterable[LayerDesc], layer_precision: Mapping[str, str],
+                    int8_fallback: str | None = None) -> PrecisionPlan:
     """Assignments for every layer in a pinned group, minus those it would be wrong to force.
 
     Output types are set (to the same precision) on float outputs only, and never on
     network outputs (their dtype is the engine's I/O contract) nor for int8 (an int8
     output type would force quantized tensors between layers; the calibrator's scales
-    decide those).
+    decide those). In an int8 group only INT8_LAYER_TYPES get int8; the group's other
+    layers get `int8_fallback` (fp16/fp32) or, when None, are left to TensorRT and
+    counted in `skipped` under NOT_INT8_REASON.
     """
+    if int8_fallback not in (None, "fp16", "fp32"):
+        raise ValueError(f"int8_fallback {int8_fallback!r} must be fp16, fp32 or None")
     plan = PrecisionPlan()
     used: set[str] = set()
     for layer in layers:
@@ -103,6 +119,11 @@ def plan_precisions(model: str, layers: Iterable[LayerDesc], layer_precision: Ma
         if reason is not None:
             plan.skipped[reason] = plan.skipped.get(reason, 0) + 1
             continue
+        if precision == "int8" and layer.type not in INT8_LAYER_TYPES:
+            if int8_fallback is None:
+                plan.skipped[NOT_INT8_REASON] = plan.skipped.get(NOT_INT8_REASON, 0) + 1
+                continue
+            precision = int8_fallback
         outputs: tuple[int, ...] = ()
         if precision != "int8":
             net_out = layer.output_is_network_output or (False,) * len(layer.output_dtypes)

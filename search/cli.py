@@ -1,4 +1,4 @@
-"""python -m search VERB: tune, status, best, freeze, dashboard, export, plan, sensitivity, plot.
+"""python -m search VERB: tune, status, best, freeze, dashboard, export, plan, sensitivity, precision, pareto, plot.
 
 A session (GPU host; everything but `tune` also works on a CPU machine):
     python -m search tune --model both --harness serving --trials 100 --gpus 0,1 --max-opt-level 4
@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -50,6 +51,11 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     """What `plan` and `sensitivity` need to build the space `tune` samples."""
     add_arguments(p, SpaceOptions)
     add_arguments(p, TuneOptions, only=("onnx_dir",))
+
+
+def _base_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default=None, help="the config precision plans start from: a seed of the harness "
+                                                "(e.g. per_batch), trial:N or a YAML file; labels end in @NAME")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,13 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     _study_args(e)
     e.add_argument("--out", required=True, help="JSON file to write")
 
-    pn = sub.add_parser("plan", help="enqueue a planned set of trials: ablation or sensitivity",
+    pn = sub.add_parser("plan", help="enqueue a planned set of trials: ablation, sensitivity, bisect, rules",
                         description="Enqueue fixed configs into the study, labelled in user attr 'plan'; "
-                                    "`tune --trials N` runs them first. ablation: no rewrite / each pass / "
-                                    "each plugin / every pass, in FP32 and FP16. sensitivity: all FP16, then "
-                                    "each layer group alone pinned FP32.")
+                                    "`tune --trials N` runs them first (with the same space flags). ablation: no "
+                                    "rewrite / each pass / each plugin / every pass, in FP32 and FP16. sensitivity: "
+                                    "all FP16, then each layer group alone pinned FP32. bisect / bisect_reverse: "
+                                    "the first / last N groups in graph order FP32, N = 1, 2, 4 ... all. rules: "
+                                    "FP32 for norms, softmax, scoring, attention (cumulative), obey and prefer "
+                                    "(+ INT8 feed-forward/conv with --allow-int8).")
     _study_args(pn, harness_default="serving")
-    pn.add_argument("--plan", required=True, help="ablation or sensitivity")
+    pn.add_argument("--plan", required=True, help="ablation, sensitivity, bisect, bisect_reverse or rules")
+    _base_arg(pn)
     _space_args(pn)
 
     se = sub.add_parser("sensitivity", help="per layer group: error removed and latency added by FP32",
@@ -111,6 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--enqueue", action="store_true", help="enqueue the predicted config (plan label sensitivity/predicted)")
     se.add_argument("--margin", type=float, default=0.9, help="predicted worst ratio to reach (default 0.9)")
     se.add_argument("--json", default=None, help="also write the table as JSON")
+    _base_arg(se)
+
+    pr = sub.add_parser("precision", help="bisect and rules results, and the best engine per precision",
+                        description="Per study: the bisection ladders (smallest Good N; --enqueue adds the next "
+                                    "midpoint), the rules seeds, and the best FP32 / all-FP16 / mixed / INT8-mixed "
+                                    "trial on one layout (--json: rows in the bench/results format).")
+    _study_args(pr)
+    _space_args(pr)
+    _base_arg(pr)
+    pr.add_argument("--enqueue", action="store_true", help="enqueue the next bisection step of each ladder")
+    pr.add_argument("--layout", default=None, help="layout of the four rows (default: the best lower-precision "
+                                                   "trial's), e.g. per_batch")
+    pr.add_argument("--json", default=None, help="write the four engines' per-shape rows (bench/results format)")
+    pr.add_argument("--gpu", default="unknown", help="GPU name for the JSON header")
+
+    pa = sub.add_parser("pareto", help="the latency / worst-ratio Pareto front of each study (PNG with matplotlib)",
+                        description="Non-dominated COMPLETE trials: summed latency against worst metric/threshold "
+                                    "ratio. --out plots every trial grey and the front highlighted.")
+    _study_args(pa)
+    pa.add_argument("--out", default=None, help="PNG to write (needs matplotlib; without it only the table)")
+    pa.add_argument("--json", default=None, help="also write the fronts as JSON")
 
     pl = sub.add_parser("plot", help="best feasible objective vs trial number (PNG; needs matplotlib)",
                         description="Plot the best feasible objective so far against the trial number.")
@@ -252,59 +283,110 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _onnx_path(args, model: str) -> Path:
+    onnx_dir = Path(getattr(args, "onnx_dir", None) or Path(from_args(StudyOptions, args).work_dir) / "onnx")
+    return onnx_dir / f"{model}.onnx"
+
+
 def _plan_space(args, model: str, harness: str):
     """The space `tune --harness HARNESS` samples, from the verb's space options."""
     from search.tuning import make_space
 
     space = dataclasses.replace(from_args(SpaceOptions, args), harness=harness)
-    onnx_dir = Path(getattr(args, "onnx_dir", None) or Path(from_args(StudyOptions, args).work_dir) / "onnx")
-    return make_space(space, model, onnx_dir / f"{model}.onnx")
+    return make_space(space, model, _onnx_path(args, model))
 
 
 def cmd_plan(args) -> int:
-    from search.plans import enqueue_plan
+    from search.plans import enqueue_plan, resolve_base
     from search.storage import open_study
 
     sel = from_args(StudyOptions, args)
     for model in sel.models:
         study = open_study(sel.storage, model, args.harness, sel.study_name)
-        added = enqueue_plan(study, _plan_space(args, model, args.harness), args.plan)
+        space = _plan_space(args, model, args.harness)
+        added = enqueue_plan(study, space, args.plan, resolve_base(space, args.base, study), _onnx_path(args, model))
         print(f"{study.study_name}: {len(added)} {args.plan} trials enqueued"
               + (f" ({added[0]} .. {added[-1]})" if added else " (all already in the study)"))
     return 0
 
 
 def cmd_sensitivity(args) -> int:
-    from search.plans import predict_mixed, sensitivity, sensitivity_rows
+    from search.plans import labelled, predict_mixed, resolve_base, sensitivity, sensitivity_rows
     from search.storage import harness_of_study, model_of_study
 
     out = {}
     for study in _existing_studies(args):
-        base, effects = sensitivity(study)
+        space = _plan_space(args, model_of_study(study), harness_of_study(study))
+        plan_base = resolve_base(space, args.base, study)
+        base, effects = sensitivity(study, plan_base.name)
         rows = sensitivity_rows(base, effects)
         print(f"{study.study_name}: FP32 for one group at a time, against all FP16")
         print(f"  {'group':<22}{'worst ratio':>12}{'gain':>9}{'sum ms':>10}{'cost ms':>9}")
         for r in rows:
             print(f"  {r['group']:<22}{r['worst_ratio']:>12.3f}{r['gain']:>9.3f}{r['latency_ms']:>10.1f}{r['cost_ms']:>9.1f}")
-        space = _plan_space(args, model_of_study(study), harness_of_study(study))
-        cfg, predicted, chosen = predict_mixed(space, base, effects, args.margin)
+        cfg, predicted, chosen = predict_mixed(space, base, effects, args.margin, plan_base)
         print(f"  predicted: FP32 for {', '.join(chosen) or 'no group'} -> worst ratio {predicted:.3f}")
         out[study.study_name] = {"rows": rows, "predicted_fp32_groups": chosen, "predicted_worst_ratio": predicted}
         if args.enqueue:
-            study.enqueue_trial(space.to_params(cfg), user_attrs={"plan": "sensitivity/predicted"})
-            print("  enqueued as sensitivity/predicted (run it with tune)")
+            label = labelled("sensitivity/predicted", plan_base.name)
+            study.enqueue_trial({"int8": False, **space.to_params(cfg)}, user_attrs={"plan": label})
+            print(f"  enqueued as {label} (run it with tune)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 
+def cmd_precision(args) -> int:
+    from search.pareto import results_file
+    from search.plans import base_name, precision_report
+    from search.storage import harness_of_study, model_of_study
+
+    rows, summary = [], []
+    for study in _existing_studies(args):
+        model, harness = model_of_study(study), harness_of_study(study)
+        lines, r, s = precision_report(study, _plan_space(args, model, harness), _onnx_path(args, model), harness,
+                                       base_name=base_name(args.base), layout=args.layout, enqueue=args.enqueue)
+        print("\n".join(lines))
+        rows, summary = rows + r, summary + s
+    if args.json:
+        data = results_file(rows, summary, args.gpu, shlex.join(["python", "-m", "search", *args.argv]))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(data, indent=1))
+        print(f"{len(rows)} rows -> {args.json}")
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    from search.pareto import front_json, front_table, pareto_front, plot_fronts, trial_points
+
+    series, fronts = [], []
+    for study in _existing_studies(args):
+        points = trial_points(study)
+        front = pareto_front(points)
+        print(front_table(study, front, len(points)))
+        series.append((study.study_name, points, front))
+        fronts.append(front_json(study, points, front))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(fronts, indent=1))
+    if args.out:
+        try:
+            print(f"-> {plot_fronts(series, Path(args.out))}")
+        except SearchError as exc:      # no matplotlib: the table stands
+            print(f"note: no plot: {exc}", file=sys.stderr)
+    return 0
+
+
 VERBS = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "freeze": cmd_freeze, "dashboard": cmd_dashboard,
-         "export": cmd_export, "plan": cmd_plan, "sensitivity": cmd_sensitivity, "plot": cmd_plot}
+         "export": cmd_export, "plan": cmd_plan, "sensitivity": cmd_sensitivity, "precision": cmd_precision,
+         "pareto": cmd_pareto, "plot": cmd_plot}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return VERBS[args.verb](args)

@@ -6,10 +6,19 @@ per-shape latency, precision counts, constraint or fail_reason) and artifacts
 eval.txt, layers.json, build.log, or the worker's stderr on failure).
 A failed or timed-out trial raises TrialFailed, which `study.optimize(catch=...)`
 turns into a FAIL trial while the study goes on.
+
+While the worker runs, the objective follows its progress.jsonl (search/pruning.py): each
+measured case is reported as the partial objective at its step (trial.report), and the run's
+pruner (TrialOptions.pruner, made the study's pruner here) may stop the trial; then the worker's
+process group is killed and optuna.TrialPruned is raised: a PRUNED trial with user_attrs
+prune_reason, prune_step and what was measured. Every trial records duration_s (its whole wall
+time: sampling, worker, artifacts) and, when the worker got that far, engine_cache (hit | miss |
+off) and engine_cache_key.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +28,17 @@ import optuna
 from search.errors import SearchError
 from search.grid import shape_label
 from search.options import TrialOptions
+from search.pruning import ProgressWatch, make_pruner
 from search.request import TrialRequest
 from search.runner import CommandBuilder, TrialOutcome, run_trial, worker_command
 from search.space import SearchSpace
+from search.worker import PROGRESS_FILE
 
 log = logging.getLogger("search")
 
 ARTIFACT_FILES_OK = ("config.yaml", "request.json", "result.json", "eval.txt", "layers.json", "build.log")
 ARTIFACT_FILES_FAILED = ("config.yaml", "request.json", "worker.stderr.txt", "build.log")
+ARTIFACT_FILES_PRUNED = ("config.yaml", "request.json", PROGRESS_FILE, "build.log")
 # Per case in user attr "cases": the score, and how the case ran (evaluate.case_row).
 CASE_KEYS = ("batch", "length", "latency_ms", "good", "worst_ratio", "profile", "cuda_graph", "host_ms")
 
@@ -79,7 +91,11 @@ def result_attrs(result: dict[str, Any]) -> dict[str, Any]:
         "bad_cases": [shape_label((c["batch"], c["length"])) for c in cases if not c.get("good")],
         "cases": [{k: c.get(k) for k in CASE_KEYS if k in c} for c in cases],
         "precision_counts": result.get("precision_counts") or {},
+        "honoured": (result.get("honoured") or {}).get("honoured"),     # pinned groups run as asked
         "sites": result.get("sites") or {},
+        "engine_cache": result.get("engine_cache"),
+        "engine_cache_key": result.get("engine_cache_key"),
+        "worker_s": result.get("duration_s"),
     }
     if result.get("warnings"):
         attrs["warnings"] = result["warnings"]
@@ -98,12 +114,24 @@ class TrialObjective:
         self.context = context
         self.store = store if store is not None else artifact_store(context.work_dir)
         self.command = command
+        self.pruner = make_pruner(context.trial)
 
     def trial_dir(self, trial: optuna.trial.Trial) -> Path:
         return Path(self.context.work_dir) / "trials" / trial.study.study_name / f"{trial.number:05d}"
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        started = time.monotonic()
+        try:
+            return self._run(trial)
+        finally:
+            try:
+                trial.set_user_attr("duration_s", round(time.monotonic() - started, 3))
+            except Exception as exc:     # never mask how the trial ended (an interrupt, a storage error)
+                log.warning("trial %d: duration_s not stored: %s", trial.number, exc)
+
+    def _run(self, trial: optuna.trial.Trial) -> float:
         s = self.context
+        trial.study.pruner = self.pruner        # the run's --pruner decides trial.should_prune()
         trial.set_user_attr("harness", s.trial.harness)
         if s.gpu is not None:
             trial.set_user_attr("gpu", str(s.gpu))
@@ -117,12 +145,17 @@ class TrialObjective:
 
         req = TrialRequest(config=config_path, onnx=Path(s.onnx), data=Path(s.data), out=out,
                            timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), trial=s.trial)
-        outcome = run_trial(req, gpu=s.gpu, command=self.command)
+        (out / PROGRESS_FILE).unlink(missing_ok=True)
+        watch = ProgressWatch(trial, out / PROGRESS_FILE, s.trial)
+        outcome = run_trial(req, gpu=s.gpu, command=self.command, watch=watch)
         trial.set_user_attr("status", outcome.status)
         trial.set_user_attr("wall_s", round(outcome.wall_s, 3))
+        if outcome.status == "pruned":
+            return self._pruned(trial, out, outcome, watch)
         if not outcome.ok:
             return self._failed(trial, out, outcome)
 
+        watch.finish(outcome.result)            # the steps measured between polls, for later trials
         for key, value in result_attrs(outcome.result).items():
             trial.set_user_attr(key, value)
         for name in ARTIFACT_FILES_OK:
@@ -132,7 +165,29 @@ class TrialObjective:
 
     def _failed(self, trial: optuna.trial.Trial, out: Path, outcome: TrialOutcome) -> float:
         trial.set_user_attr("fail_reason", outcome.reason)
+        self._drop_plans(out)
         for name in ARTIFACT_FILES_FAILED:
             if (out / name).is_file():
                 upload(trial, out / name, self.store)
         raise TrialFailed(f"{outcome.status}: {outcome.reason}")
+
+    def _pruned(self, trial: optuna.trial.Trial, out: Path, outcome: TrialOutcome, watch: ProgressWatch) -> float:
+        for key, value in watch.partial_attrs().items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("prune_reason", outcome.reason)
+        self._drop_plans(out)
+        for name in ARTIFACT_FILES_PRUNED:
+            if (out / name).is_file():
+                upload(trial, out / name, self.store)
+        log.info("trial %d pruned: %s", trial.number, outcome.reason)
+        raise optuna.TrialPruned(outcome.reason)
+
+    def _drop_plans(self, out: Path) -> None:
+        """A killed or failed worker leaves its engine behind (the engine cache keeps its own link)."""
+        if self.context.trial.keep_plans:
+            return
+        for plan in out.glob("*.plan"):
+            try:
+                plan.unlink()
+            except OSError as exc:
+                log.warning("%s not removed: %s", plan, exc)

@@ -232,6 +232,19 @@ class TrialOptions:
     plugin_libs: tuple[str, ...] = opt((), "--plugin-lib", "plugin library for every trial (repeatable)",
                                        action="append")
     keep_plans: bool = opt(False, "--keep-plans", "keep every trial's engine (large)", action="store_true")
+    plan_cache_gib: float = opt(20.0, "--plan-cache-gib", "size cap of the engine cache WORK_DIR/plans (built "
+                                "plans re-used by equal builds; least recently used out first); 0: off "
+                                "(default: %(default)s)", type=float)
+    pruner: str = opt("median", "--pruner", "stop a trial whose partial objective is worse than the median "
+                      "(or --prune-percentile) of the complete trials at the same case, or already worse than "
+                      "the best; none: never prune (default: %(default)s)",
+                      choices=("none", "median", "percentile"))
+    prune_percentile: float = opt(25.0, "--prune-percentile", "for --pruner percentile: keep trials within this "
+                                  "percentile (default: %(default)s)", type=float)
+    prune_startup_trials: int = opt(5, "--prune-startup-trials", "complete trials before the median/percentile "
+                                    "rule prunes (default: %(default)s)", type=int)
+    prune_bad_ratio: float = opt(3.0, "--prune-bad-ratio", "prune at once when a case's worst error exceeds "
+                                 "this many times its threshold; 0: off (default: %(default)s)", type=float)
 
     def validate(self) -> None:
         if self.harness not in HARNESSES:
@@ -246,6 +259,15 @@ class TrialOptions:
         for lib in self.plugin_libs:
             if not Path(lib).is_file():
                 raise SearchError(f"plugin library {lib} does not exist")
+        if self.plan_cache_gib < 0:
+            raise SearchError(f"--plan-cache-gib {self.plan_cache_gib:g}: need 0 (off) or more")
+        if not 0 < self.prune_percentile < 100:
+            raise SearchError(f"--prune-percentile {self.prune_percentile:g}: need a number between 0 and 100")
+        if self.prune_startup_trials < 0:
+            raise SearchError(f"--prune-startup-trials {self.prune_startup_trials}: need 0 or more")
+        if self.prune_bad_ratio != 0 and self.prune_bad_ratio <= 1:
+            raise SearchError(f"--prune-bad-ratio {self.prune_bad_ratio:g}: need more than 1 (a Good case is "
+                              f"within 1x its threshold) or 0 (off)")
 
 
 @dataclass(frozen=True)

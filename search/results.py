@@ -95,15 +95,28 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def trial_duration_s(t: FrozenTrial) -> float | None:
+    """A trial's whole wall time: the objective's own measure (user_attr duration_s), else Optuna's
+    start/complete timestamps; None while it runs."""
+    measured = t.user_attrs.get("duration_s")
+    if isinstance(measured, (int, float)):
+        return float(measured)
+    return t.duration.total_seconds() if t.duration else None
+
+
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
     c = trial_constraint(t)
     return _plain({
         "number": t.number, "state": t.state.name, "value": t.value, "constraint": c,
         "feasible": t.state == TrialState.COMPLETE and c is not None and c <= 0,
+        "duration_s": trial_duration_s(t),
+        "engine_cache": t.user_attrs.get("engine_cache"),           # hit | miss | off (None: never built)
+        "prune_reason": t.user_attrs.get("prune_reason"),
+        "fail_reason": t.user_attrs.get("fail_reason"),
+        "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
         "params": t.params, "user_attrs": t.user_attrs,
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
-        "duration_s": t.duration.total_seconds() if t.duration else None,
     })
 
 

@@ -7,6 +7,10 @@ writes stdout/stderr to files in the trial directory, and is killed with its
 whole process group when it runs past the trial timeout (TrialOptions.trial_timeout_s).
 Its only input is request.json in the trial directory (search/request.py). Tests swap
 the command for tests/search/fake_trial_worker.py through `command=`.
+
+While the worker runs, `watch` (if given) is called every `poll_s` seconds; when it returns a
+reason (the objective's pruner read the worker's progress.jsonl and wants the trial stopped),
+the worker's process group is killed and the outcome is "pruned" with that reason.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from search.request import TrialRequest, write_request
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KILL_GRACE_S = 10            # SIGTERM first (TensorRT can flush its log), then SIGKILL
+POLL_S = 0.5                 # how often `watch` looks at a running worker
 REASON_MAX_CHARS = 500
 
 
@@ -37,12 +42,13 @@ def worker_command(req: TrialRequest) -> list[str]:
 
 
 CommandBuilder = Callable[[TrialRequest], Sequence[str]]
+Watch = Callable[[], "str | None"]     # a reason to stop the running worker, or None to let it run
 
 
 @dataclass
 class TrialOutcome:
-    status: str                               # "ok" | "failed" | "timeout"
-    reason: str = ""                          # one line for failed/timeout
+    status: str                               # "ok" | "failed" | "timeout" | "pruned"
+    reason: str = ""                          # one line for failed/timeout/pruned
     result: dict[str, Any] | None = None      # the worker's result.json when ok
     returncode: int | None = None
     wall_s: float = 0.0
@@ -86,9 +92,31 @@ def _signal_reason(rc: int) -> str:
     return f"worker killed by {name}{hint}"
 
 
-def run_trial(req: TrialRequest, gpu: str | None = None,
-              command: CommandBuilder = worker_command) -> TrialOutcome:
-    """Write the request, run the worker for one trial and classify how it ended."""
+def _wait(proc: subprocess.Popen, timeout_s: float | None, watch: Watch | None, poll_s: float) -> int | str:
+    """The worker's exit status, or the reason `watch` gave to stop it; TimeoutExpired past timeout_s."""
+    if watch is None:
+        return proc.wait(timeout=timeout_s)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        step = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        try:
+            return proc.wait(timeout=max(step, 0.0))
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+        reason = watch()
+        if reason:
+            finished = proc.poll()          # it ended meanwhile: its own outcome stands
+            return finished if finished is not None else str(reason)
+
+
+def run_trial(req: TrialRequest, gpu: str | None = None, command: CommandBuilder = worker_command,
+              watch: Watch | None = None, poll_s: float = POLL_S) -> TrialOutcome:
+    """Write the request, run the worker for one trial and classify how it ended.
+
+    watch: called every poll_s seconds while the worker runs; a reason it returns stops the worker
+    (its whole process group) and the outcome is "pruned" with that reason.
+    """
     req.out.mkdir(parents=True, exist_ok=True)
     write_request(req)
     timeout_s = req.trial.trial_timeout_s
@@ -108,14 +136,18 @@ def run_trial(req: TrialRequest, gpu: str | None = None,
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
         try:
-            rc = proc.wait(timeout=timeout_s)
+            rc = _wait(proc, timeout_s, watch, poll_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             return TrialOutcome("timeout", f"trial ran past its timeout of {timeout_s:g} s; worker killed",
                                 returncode=proc.returncode, wall_s=time.monotonic() - start, files=files)
-        except BaseException:       # KeyboardInterrupt: leave no worker behind
+        except BaseException:       # KeyboardInterrupt, a failing watch: leave no worker behind
             _kill_group(proc)
             raise
+        if isinstance(rc, str):     # the watch stopped it
+            _kill_group(proc)
+            return TrialOutcome("pruned", rc[:REASON_MAX_CHARS], returncode=proc.returncode,
+                                wall_s=time.monotonic() - start, files=files)
     wall = time.monotonic() - start
 
     if rc != 0:

@@ -18,6 +18,19 @@ with both, whichever comes first. A trial in progress always runs to its end or
 timeout. The budget counts tuning only: each loop starts its clock once its
 setup (opening the storage, seeding, building the space) is done, so a slow
 start does not eat the budget, and time a model leaves unused goes to the next.
+
+Reliability (several tuners on one storage, tuners that get killed):
+- Each run has an id (user attr tuner_run on its trials): its summary and progress count only
+  the trials it ran, whatever other processes on the storage do meanwhile.
+- Creating and seeding the study, and enqueueing interrupted seeds again, happen under the
+  storage's lock (search/storage.py), so N tuners started together neither crash nor run a seed twice.
+- Ctrl-C or SIGTERM (search/__main__.py, gpu_loop.py turn it into KeyboardInterrupt) fails the
+  running trial with user attrs fail_reason and interrupted, and the runner kills its worker; a
+  tuner killed with SIGKILL leaves a RUNNING trial that fails once its heartbeat is stale
+  (storage.fail_stale, checked every heartbeat interval while tuning). Either way an interrupted
+  seed or planned trial is enqueued again once (storage.requeue_interrupted).
+- Every worker runs under a guard (`GUARD`) that kills the worker's process group when the
+  process that started it dies, even by SIGKILL: no build outlives its tuner.
 """
 from __future__ import annotations
 
@@ -25,9 +38,12 @@ import dataclasses
 import logging
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,7 +57,8 @@ from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
 from search.seeds import labelled_seeds
 from search.space import SearchSpace, registered_passes, registered_plugins
-from search.storage import feasible_trials, open_study, trial_constraint
+from search.storage import (StaleWatch, feasible_trials, open_study, requeue_interrupted, storage_lock,
+                            study_lock, trial_constraint)
 
 log = logging.getLogger("search")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -75,18 +92,19 @@ def seed_study(study: optuna.Study, space: SearchSpace) -> int:
     Returns how many were enqueued: a seed equal to an earlier one (e.g. every-pass
     FP32 when no pass is registered is the baseline) is enqueued once.
     """
-    if study.user_attrs.get("seeded"):
-        return 0
-    labels, seen = [], set()
-    for label, cfg in labelled_seeds(space):
-        params = space.to_params(cfg)
-        key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
-        if key in seen:
-            continue
-        seen.add(key)
-        study.enqueue_trial(params, user_attrs={"seed": label}, skip_if_exists=True)
-        labels.append(label)
-    study.set_user_attr("seeded", labels)
+    with study_lock(study):         # N tuners started together on a new study: one seeds it
+        if study.user_attrs.get("seeded"):
+            return 0
+        labels, seen = [], set()
+        for label, cfg in labelled_seeds(space):
+            params = space.to_params(cfg)
+            key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+            if key in seen:
+                continue
+            seen.add(key)
+            study.enqueue_trial(params, user_attrs={"seed": label}, skip_if_exists=True)
+            labels.append(label)
+        study.set_user_attr("seeded", labels)
     return len(labels)
 
 
@@ -95,11 +113,88 @@ def timing_cache_path(opts: TuneOptions, model: str, gpu: str) -> Path:
     return Path(opts.study.work_dir) / (f"{stem}.cache" if len(opts.gpus) == 1 else f"{stem}-gpu{gpu}.cache")
 
 
+# The guard: `python -c GUARD PARENT_PID COMMAND...`, started as the leader of a new process
+# group (the runner starts each trial worker so; `_run_children` each GPU's loop). It runs COMMAND
+# in that group and, when its parent is no longer PARENT_PID (the tuner died, even by SIGKILL),
+# sends the group SIGTERM, then SIGKILL after ORPHAN_GRACE_S: the worker and whatever it started
+# go too. It ignores the signals sent to the group (COMMAND gets them with their default
+# handling) and ends as COMMAND ended, so timeouts, Ctrl-C and the runner's crash reasons are the
+# same as without it.
+ORPHAN_GRACE_S = 5
+GUARD = r"""
+import os, signal, subprocess, sys
+parent, grace = int(sys.argv[1]), float(sys.argv[2])
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+for s in SIGNALS:
+    signal.signal(s, signal.SIG_IGN)
+def restore():
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+def orphaned():
+    os.killpg(0, signal.SIGTERM)
+    try:
+        child.wait(timeout=grace)
+    except (NameError, subprocess.TimeoutExpired):
+        pass
+    os.killpg(0, signal.SIGKILL)
+if os.getppid() != parent:
+    orphaned()
+child = subprocess.Popen(sys.argv[3:], preexec_fn=restore)
+while True:
+    try:
+        rc = child.wait(timeout=0.5)
+        break
+    except subprocess.TimeoutExpired:
+        if os.getppid() != parent:
+            orphaned()
+if rc < 0:
+    signal.signal(-rc, signal.SIG_DFL)
+    os.kill(os.getpid(), -rc)
+    rc = 128 - rc
+sys.exit(rc)
+"""
+
+
+def guarded(cmd: list[str]) -> list[str]:
+    """`cmd` under GUARD, tied to this process: it dies with us (start it in a new process group)."""
+    return [sys.executable, "-c", GUARD, str(os.getpid()), str(ORPHAN_GRACE_S), *cmd]
+
+
 def command_builder(opts: TuneOptions) -> Callable[[TrialRequest], list[str]]:
     if opts.worker_command is None:
-        return worker_command
+        return lambda req: guarded([str(c) for c in worker_command(req)])
     prefix = list(opts.worker_command)
-    return lambda req: prefix + worker_args(req)
+    return lambda req: guarded(prefix + worker_args(req))
+
+
+def new_run_id() -> str:
+    """Names one tuning run (user attr tuner_run of its trials): host, pid and a random tail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class RunObjective:
+    """The objective of one tuning run: tags each trial with the run, and records an interruption.
+
+    Ctrl-C / SIGTERM (KeyboardInterrupt) fails the running trial (Optuna) after it gets user
+    attrs interrupted (which signal) and fail_reason, so a later run knows to run it again.
+    """
+
+    def __init__(self, objective: Callable[[optuna.trial.Trial], float], run_id: str) -> None:
+        self.objective = objective
+        self.run_id = run_id
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        trial.set_user_attr("tuner_run", self.run_id)
+        try:
+            return self.objective(trial)
+        except KeyboardInterrupt as exc:
+            why = str(exc) or "SIGINT"
+            try:
+                trial.set_user_attr("interrupted", why)
+                trial.set_user_attr("fail_reason", f"interrupted: the tuner got {why}")
+            except BaseException:       # a second signal, a lost storage: Optuna still fails it
+                pass
+            raise
 
 
 def trial_context(opts: TuneOptions, model: str, gpu: str) -> TrialContext:
@@ -123,17 +218,21 @@ class _QuietFailedTrials(logging.Filter):
 
 def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budget_s: float | None,
              callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = (),
-             space: SearchSpace | None = None) -> float:
+             space: SearchSpace | None = None, run_id: str | None = None,
+             study: optuna.Study | None = None) -> float:
     """study.optimize on one GPU until n_trials ran or budget_s seconds of tuning passed.
 
-    The clock starts after setup; returns the seconds spent tuning.
+    The clock starts after setup; returns the seconds spent tuning. Trials get user attr
+    tuner_run = run_id (default: a new id). study: the one tune_model opened (one GPU), else
+    opened here with the GPU's sampler seed.
     """
-    index = opts.gpus.index(gpu)
-    seed = None if opts.seed is None else opts.seed + index
-    study = open_run_study(opts, model, seed)
+    if study is None:
+        index = opts.gpus.index(gpu)
+        study = open_run_study(opts, model, None if opts.seed is None else opts.seed + index)
     space = space or make_space(opts.space, model, opts.onnx_path(model))
     objective = TrialObjective(space, trial_context(opts, model, gpu), artifact_store(Path(opts.study.work_dir)),
                                command=command_builder(opts))
+    objective = RunObjective(objective, run_id or new_run_id())
     if (budget_s is not None and budget_s <= 0) or n_trials == 0:
         return 0.0
     # Records of optuna.* loggers reach the handlers of the "optuna" logger: filter there.
@@ -143,8 +242,9 @@ def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budg
         h.addFilter(quiet)
     start = time.monotonic()
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=budget_s, catch=(TrialFailed,),
-                       callbacks=list(callbacks))
+        with StaleWatch(study):
+            study.optimize(objective, n_trials=n_trials, timeout=budget_s, catch=(TrialFailed,),
+                           callbacks=list(callbacks))
     finally:
         for h in handlers:
             h.removeFilter(quiet)
@@ -163,6 +263,8 @@ def describe(model: str, t: FrozenTrial) -> str:
                 f"build {t.user_attrs.get('build_s', 0):.1f} s, eval {t.user_attrs.get('eval_s', 0):.1f} s")
     if t.state == TrialState.FAIL:
         return f"{model} trial {t.number}{seed}{where}: FAIL {t.user_attrs.get('fail_reason', '(run interrupted)')}"
+    if t.state == TrialState.PRUNED:
+        return f"{model} trial {t.number}{seed}{where}: PRUNED {t.user_attrs.get('prune_reason', '')}".rstrip()
     return f"{model} trial {t.number}{seed}{where}: {t.state.name}"
 
 
@@ -191,10 +293,9 @@ class Progress:
         else:
             print(line, file=sys.stderr, flush=True)
 
-    def poll(self, study: optuna.Study, before: set[int]) -> None:
-        for t in study.get_trials(deepcopy=False, states=FINISHED):
-            if t.number not in before:
-                self.report(t)
+    def poll(self, study: optuna.Study, run_id: str) -> None:
+        for t in own_trials(study, run_id):
+            self.report(t)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -207,12 +308,18 @@ def _shares(n: int | None, k: int) -> list[int | None]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
+def own_trials(study: optuna.Study, run_id: str) -> list[FrozenTrial]:
+    """The finished trials of one tuning run (user attr tuner_run), whoever else uses the study."""
+    return [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("tuner_run") == run_id]
+
+
 def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[str, Any]:
-    study = open_run_study(opts, model, opts.seed)
     space = make_space(opts.space, model, opts.onnx_path(model))
-    seed_study(study, space)
-    # Trials that already ran (or run elsewhere / went stale); WAITING seeds are this run's.
-    before = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING}
+    with storage_lock(opts.study.storage):      # create, seed, re-enqueue: one process at a time
+        study = open_run_study(opts, model, opts.seed)
+        seed_study(study, space)
+        requeue_interrupted(study)
+    run_id = new_run_id()
     if budget_s is not None and budget_s <= 0:
         print(f"warning: the time budget was spent before the first {model} trial could start "
               f"(raise --time-budget)", file=sys.stderr)
@@ -220,13 +327,14 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
     try:
         if len(opts.gpus) == 1:
             tuning_s = gpu_loop(opts, model, opts.gpus[0], opts.n_trials, budget_s,
-                                callbacks=[lambda s, t: progress.report(t)], space=space)
+                                callbacks=[lambda s, t: progress.report(t)], space=space, run_id=run_id,
+                                study=study)
         else:
-            tuning_s = _run_children(opts, model, budget_s, study, progress, before)
-        progress.poll(study, before)
+            tuning_s = _run_children(opts, model, budget_s, study, progress, run_id)
+        progress.poll(study, run_id)
     finally:
         progress.close()
-    new = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number not in before]
+    new = own_trials(study, run_id)
     states = [t.state for t in new]
     failed = [t for t in new if t.state == TrialState.FAIL]
     feasible = feasible_trials(study)
@@ -239,7 +347,7 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
 
 
 def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: optuna.Study,
-                  progress: Progress, before: set[int]) -> float:
+                  progress: Progress, run_id: str) -> float:
     """One gpu_loop process per GPU; returns the wall seconds they ran (their setup included)."""
     logs = Path(opts.study.work_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -254,16 +362,21 @@ def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: 
             log_path = logs / f"tune-{model}-{opts.trial.harness}-gpu{gpu}.log"
             cmd = [sys.executable, "-m", "search.gpu_loop", "--options", opts.to_json(), "--model", model,
                    "--gpu", gpu, "--n-trials", "" if share is None else str(share),
-                   "--budget", "" if budget_s is None else repr(max(budget_s, 0.0))]
+                   "--budget", "" if budget_s is None else repr(max(budget_s, 0.0)), "--run-id", run_id]
             with open(log_path, "ab") as f:
-                procs.append((gpu, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env), log_path))
+                # Own process group under the guard: a killed tuner takes its loops with it.
+                procs.append((gpu, subprocess.Popen(guarded(cmd), stdout=f, stderr=subprocess.STDOUT, env=env,
+                                                    stdin=subprocess.DEVNULL, start_new_session=True), log_path))
         while any(p.poll() is None for _, p, _ in procs):
-            progress.poll(study, before)
+            progress.poll(study, run_id)
             time.sleep(POLL_S)
-    except BaseException:
+    except BaseException:       # Ctrl-C / SIGTERM: each loop fails its running trial and exits
         for _, p, _ in procs:
             if p.poll() is None:
-                p.terminate()
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         for _, p, _ in procs:
             p.wait()
         raise

@@ -7,12 +7,23 @@ data, trial directory, timing cache and prepared-ONNX cache, and carries the run
 TrialOptions (harness, grid, runs, warm-ups, plugin libraries, keep_plans).
 Runs in its own process (search/runner.py) so that a TensorRT crash, hang or
 out-of-memory kills one trial, not the study. Writes into the trial directory:
-  result.json   objective, constraint, harness, per-case rows (evaluate.case_row: how each case
-                ran too), build_s, eval_s, precision counts, sites per pass, the trial options
-  build.log     TensorRT's builder log (engine.build)
-  layers.json   the engine inspector's per-layer JSON (when the inspector is available)
-  eval.txt      the contest-style table (evaluate.format_table)
+  result.json     objective, constraint, harness, per-case rows (evaluate.case_row: how each case
+                  ran too; in grid order), build_s, eval_s, duration_s (this worker's wall time),
+                  engine_cache (hit | miss | off) and engine_cache_key, precision counts, sites
+                  per pass, the trial options
+  progress.jsonl  one JSON line per measured case, as soon as it is measured (PROGRESS_FILE):
+                  step, batch, length, latency_ms, penalty, good, worst_ratio, cumulative_ms;
+                  the tuner reads it to prune a trial early (search/pruning.py)
+  build.log       TensorRT's builder log (engine.build), or the engine cache hit that replaced it
+  layers.json     the engine inspector's per-layer JSON (when the inspector is available)
+  eval.txt        the contest-style table (evaluate.format_table)
 On failure: exit status 1 and `error: <stage>: <message>` as the last line of stderr.
+
+Nothing is built twice: the build stage first looks the plan up in the engine cache
+(engine/plan_cache.py) beside the prepared-ONNX cache (`<cache_dir>/../plans`, i.e.
+WORK_DIR/plans, capped at TrialOptions.plan_cache_gib), and a plan it builds goes there before
+it is evaluated (so a pruned trial's build is kept too). Cases are measured in `case_order`:
+the largest shape first, so a slow or inaccurate engine shows at the first step.
 """
 from __future__ import annotations
 
@@ -29,6 +40,29 @@ from pathlib import Path
 from typing import Any
 
 RESULT_VERSION = 1
+PROGRESS_FILE = "progress.jsonl"
+PLANS_DIR = "plans"              # the engine cache's directory, beside the prepared-ONNX cache
+GIB = 1 << 30
+
+
+def case_order(grid) -> list[tuple[int, int]]:
+    """The order every trial measures its cases in: most work (batch x frames) first, ties by batch.
+
+    Fixed by the grid alone, so step k is the same case in every trial (the pruner compares
+    trials step by step), and the case that dominates the objective comes first.
+    """
+    return sorted(((int(b), int(t)) for b, t in grid), key=lambda bt: (-bt[0] * bt[1], -bt[0], -bt[1]))
+
+
+def progress_record(step: int, case, cumulative_ms: float, elapsed_s: float) -> dict[str, Any]:
+    """One line of progress.jsonl for a measured scoring.objective.CaseResult (non-finite -> null)."""
+    worst = case.errors.worst_ratio
+    penalty = case.penalty
+    return {"step": step, "batch": case.batch, "length": case.length, "latency_ms": float(case.latency_ms),
+            "penalty": penalty if math.isfinite(penalty) else None, "good": bool(case.errors.good),
+            "worst_ratio": worst if math.isfinite(worst) else None,
+            "cumulative_ms": cumulative_ms if math.isfinite(cumulative_ms) else None,
+            "elapsed_s": round(elapsed_s, 3)}
 
 
 class StageError(Exception):
@@ -90,29 +124,93 @@ def build(onnx: Path, config, plan: Path, timing_cache: Path, calibration: Path 
                         plugin_libs=plugin_libs, log_path=log_path)
 
 
-def inspect(plan: Path, model: str, plugin_libs: list[Path], layers_path: Path) -> tuple[dict, str | None]:
-    """Per-layer JSON to layers.json and the precision counts; a missing inspector is a warning.
+def inspect(plan: Path, config, plugin_libs: list[Path], layers_path: Path) -> tuple[dict, dict, str | None]:
+    """Per-layer JSON to layers.json, the precision counts and whether the pinned groups run as
+    asked (engine.inspect.honoured); a missing inspector is a warning.
 
     The inspector only informs (dashboard, reports); it never changes the score.
     """
     try:
         import engine.inspect as ins
         layers = ins.inspect_plan(plan, plugin_libs=plugin_libs)
-        counts = ins.precision_counts(layers, model)
+        counts = ins.precision_counts(layers, config.model)
+        honoured = ins.honoured(config, layers)
     except (ImportError, AttributeError) as exc:
-        return {}, f"inspector unavailable: {type(exc).__name__}: {exc}"
+        return {}, {}, f"inspector unavailable: {type(exc).__name__}: {exc}"
     except Exception as exc:
-        return {}, f"inspector failed: {type(exc).__name__}: {exc}"
+        return {}, {}, f"inspector failed: {type(exc).__name__}: {exc}"
     layers_path.write_text(json.dumps(_jsonable(layers), indent=1))
-    return _jsonable(counts), None
+    return _jsonable(counts), _jsonable(honoured), None
 
 
 def evaluate(model: str, plan: Path, data: Path, grid, harness: str, runs: int | None, warmup: int | None,
-             plugin_libs: list[Path]) -> list:
+             plugin_libs: list[Path], on_case=None) -> list:
+    """evaluate.evaluate_plan over `grid` in its order; on_case(CaseResult) as each case is measured."""
     from evaluate import evaluate_plan
 
     return evaluate_plan(model, plan, data, grid=grid, harness=harness, runs=runs, warmup=warmup,
-                         plugin_libs=tuple(plugin_libs))
+                         plugin_libs=tuple(plugin_libs), on_case=on_case)
+
+
+def open_engine_cache(req, config, onnx: Path, plugin_libs: list[Path], calibration: Path | None):
+    """(PlanCache, PlanKey, None) for this build, or (None, None, why not) when the cache is not used.
+
+    Never fails the trial: an unreadable GPU name, a missing TensorRT or a file that cannot be
+    hashed turns the cache off for this trial, with a warning.
+    """
+    gib = req.trial.plan_cache_gib
+    if not gib or gib <= 0:
+        return None, None, None
+    try:
+        from engine.plan_cache import PlanCache, plan_key, tensorrt_and_gpu
+
+        trt_version, gpu = tensorrt_and_gpu()
+        key = plan_key(req.onnx, onnx, config, tensorrt_version=trt_version, gpu=gpu, plugin_libs=plugin_libs,
+                       calibration=calibration)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return None, None, f"engine cache off for this trial: {type(exc).__name__}: {first}"
+    return PlanCache(Path(req.cache_dir).parent / PLANS_DIR, int(gib * GIB)), key, None
+
+
+def build_or_reuse(req, config, onnx: Path, plan: Path, calibration: Path | None, plugin_libs: list[Path],
+                   out: Path, result: dict[str, Any]) -> Any:
+    """The build stage: the engine cache's plan when the key matches, else a build (then stored)."""
+    cache, key, warning = open_engine_cache(req, config, onnx, plugin_libs, calibration)
+    if warning:
+        result["warnings"].append(warning)
+    result["engine_cache"] = "off" if key is None else "miss"
+    result["engine_cache_key"] = key.key if key is not None else None
+    if key is not None:
+        try:
+            hit = cache.fetch(key.key, plan)
+        except OSError as exc:
+            hit = None
+            result["warnings"].append(f"engine cache lookup failed: {exc}")
+        if hit is not None:
+            from engine.plan_cache import cached_plan_summary
+
+            result["engine_cache"] = "hit"
+            result["cached_build"] = cached_plan_summary(hit)
+            (out / "build.log").write_text(f"engine cache hit {key.key}: {hit.path}, built by "
+                                           f"{hit.meta.get('built_by')} in {hit.meta.get('build_s')} s; "
+                                           f"not built again\n")
+            return hit.meta.get("build_report")
+    t0 = time.monotonic()
+    try:
+        report = build(onnx, config, plan, Path(req.timing_cache), calibration, plugin_libs, out / "build.log")
+    except Exception as exc:
+        raise StageError("build", exc) from exc
+    if key is not None and plan.is_file():
+        meta = {"material": key.material, "build_report": _jsonable(report), "built_by": str(out),
+                "build_s": round(time.monotonic() - t0, 3)}
+        try:
+            note = cache.store(key.key, plan, meta)
+        except OSError as exc:
+            note = f"not stored: {exc}"
+        if note:
+            result["warnings"].append(f"engine cache: {note}")
+    return report
 
 
 def run(req) -> dict[str, Any]:
@@ -123,6 +221,7 @@ def run(req) -> dict[str, Any]:
     from search.grid import parse_grid
     from search.options import to_dict
 
+    started = time.monotonic()
     opts = req.trial
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,35 +245,52 @@ def run(req) -> dict[str, Any]:
     plan = out / f"{config.model}.plan"
     calibration = Path(req.data) / f"calibration-{config.model}.npz" if config.uses_int8 else None
     t0 = time.monotonic()
-    try:
-        report = build(onnx, config, plan, Path(req.timing_cache), calibration, plugin_libs, out / "build.log")
-    except Exception as exc:
-        raise StageError("build", exc) from exc
+    report = build_or_reuse(req, config, onnx, plan, calibration, plugin_libs, out, result)
     result["build_s"] = time.monotonic() - t0
     result["build_report"] = _jsonable(report)
     result["plan_bytes"] = plan.stat().st_size if plan.exists() else None
 
-    counts, warning = inspect(plan, config.model, plugin_libs, out / "layers.json")
+    counts, honoured, warning = inspect(plan, config, plugin_libs, out / "layers.json")
     result["precision_counts"] = counts
+    result["honoured"] = honoured
     if warning:
         result["warnings"].append(warning)
 
     t0 = time.monotonic()
+    order = case_order(grid)
+    progress = out / PROGRESS_FILE
+    progress.write_text("")
+    measured: list = []
+
+    def on_case(case) -> None:
+        measured.append(case)
+        total = sum(c.latency_ms * c.penalty for c in measured)
+        line = json.dumps(progress_record(len(measured) - 1, case, total, time.monotonic() - t0))
+        try:
+            with progress.open("a") as f:  # one whole line per write: the tuner reads complete lines only
+                f.write(line + "\n")
+        except OSError:
+            pass                           # progress only informs the pruner; the result still counts
+
     try:
-        cases = evaluate(config.model, plan, Path(req.data), grid, opts.harness, opts.runs, opts.warmup,
-                         plugin_libs)
+        cases = evaluate(config.model, plan, Path(req.data), order, opts.harness, opts.runs, opts.warmup,
+                         plugin_libs, on_case=on_case)
+        position = {tuple(bt): i for i, bt in enumerate(grid)}
+        cases = sorted(cases, key=lambda c: position.get((c.batch, c.length), len(position)))
         rows = [_jsonable(case_row(c)) for c in cases]
         result["objective"] = objective(cases)
         result["constraint"] = constraint(cases)
     except Exception as exc:
         raise StageError("evaluate", exc) from exc
     result["eval_s"] = time.monotonic() - t0
+    result["case_order"] = [list(bt) for bt in order]
     result["cases"] = rows
     result["feasible"] = result["constraint"] <= 0 and math.isfinite(result["objective"])
     (out / "eval.txt").write_text(format_table(rows) + "\n")
 
     if not opts.keep_plans and plan.exists():
-        plan.unlink()     # hundreds of trials x hundreds of MB; freeze rebuilds from the config
+        plan.unlink()     # hundreds of trials x hundreds of MB; the engine cache keeps its own link
+    result["duration_s"] = time.monotonic() - started
     return result
 
 
@@ -207,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(_jsonable(result), indent=1))
     tmp.replace(path)       # the runner never reads a half-written result
     print(f"objective {result['objective']:.3f} ms, constraint {result['constraint']:.3g}, "
-          f"build {result['build_s']:.1f} s, eval {result['eval_s']:.1f} s")
+          f"build {result['build_s']:.1f} s (engine cache {result['engine_cache']}), eval {result['eval_s']:.1f} s")
     return 0
 
 

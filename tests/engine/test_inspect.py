@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.inspect import (group_precisions, layer_precision, name_parts, parse_datatype, precision_counts,
-                            precision_mismatches, summary_lines)
+from engine.config import BuildConfig
+from engine.inspect import (group_precisions, honoured, is_matrix_layer, layer_precision, name_parts, parse_datatype,
+                            precision_counts, precision_mismatches, summary_lines)
 
 
 def t(name, fmt, dims=(4, 64, 256)):
@@ -75,12 +76,53 @@ def test_group_precisions():
 
 
 def test_precision_mismatches_report_what_did_not_land():
-    mism = precision_mismatches("encoder", SAMPLE, {"feed_forward": "int8", "subsampling": "fp16",
+    mism = precision_mismatches("encoder", SAMPLE, {"feed_forward": "fp16", "subsampling": "fp16",
                                                      "attention": "fp32", "conv_module": "fp16"})
     assert set(mism) == {"feed_forward", "attention", "conv_module"}
     assert mism["feed_forward"]["found"] == {"fp32": 1, "int8": 1}
     assert mism["attention"]["found"] == {"myelin": 1} and mism["conv_module"]["found"] == {}
     assert precision_mismatches("encoder", SAMPLE, {"subsampling": "fp16"}) == {}
+    # int8 pins the group's matmuls only: its int8 GEMM and fp32 pointwise layer are as planned
+    assert precision_mismatches("encoder", SAMPLE, {"feed_forward": "int8"}) == {}
+
+
+def test_matrix_layers_of_the_inspector():
+    assert [is_matrix_layer(l) for l in SAMPLE["Layers"]] == [False, True, True, False, False, False, False]
+    assert is_matrix_layer({"LayerType": "Matrix_Multiply"}) and is_matrix_layer({"LayerType": "CaskGemmConvolution"})
+    assert not is_matrix_layer("/encoder/encoders.0/feed_forward/w_1/MatMul")
+
+
+def test_honoured_per_pinned_group():
+    cfg = BuildConfig("encoder", fp16=True, int8=True, layer_precision={
+        "feed_forward": "int8", "subsampling": "fp16", "attention": "fp32", "conv_module": "fp16", "norm": "fp32"})
+    check = honoured(cfg, SAMPLE)
+    g = check["groups"]
+    assert not check["honoured"] and set(g) == set(cfg.layer_precision)
+    assert g["feed_forward"] == {"requested": "int8", "seen": {"int8": 1}, "others": {"fp32": 1}, "hidden": 0,
+                                 "honoured": True, "note": ""}
+    assert g["subsampling"]["honoured"] and g["subsampling"]["seen"] == {"fp16": 1}
+    assert not g["attention"]["honoured"] and g["attention"]["hidden"] == 1 and "Myelin" in g["attention"]["note"]
+    assert not g["conv_module"]["honoured"] and g["conv_module"]["note"] == "no engine layer of this group"
+    assert not g["norm"]["honoured"] and g["norm"]["hidden"] == 1
+    # the worker's view: result.json's config dict; a group running at another precision
+    wrong = honoured({"model": "encoder", "layer_precision": {"subsampling": "fp32"}}, SAMPLE)
+    assert not wrong["honoured"] and wrong["groups"]["subsampling"]["seen"] == {"fp16": 1}
+    assert "runs at fp16 where fp32 was requested" == wrong["groups"]["subsampling"]["note"]
+    assert honoured(BuildConfig("encoder"), SAMPLE) == {"honoured": True, "groups": {}}
+
+
+def test_honoured_ignores_casts_and_reads_block_pins():
+    cast = {"Name": f"{FF}/Cast", "LayerType": "Cast", "Inputs": [t("x", "Row major linear FP32")],
+            "Outputs": [t("y", "Row major linear FP16 format")]}
+    info = {"Layers": SAMPLE["Layers"][2:4] + [cast]}
+    check = honoured({"model": "encoder", "layer_precision": {"feed_forward": "fp16", "block0.feed_forward": "int8"}},
+                     info)
+    assert check["groups"]["block0.feed_forward"]["honoured"] and check["groups"]["block0.feed_forward"]["seen"] == {
+        "int8": 1}
+    assert not check["groups"]["feed_forward"]["honoured"]             # block 0 is more specific: nothing left
+    names_only = honoured({"model": "encoder", "layer_precision": {"feed_forward": "fp16"}},
+                          {"Layers": [f"{FF}/w_1/MatMul"]})
+    assert not names_only["honoured"] and "detailed profiling" in names_only["groups"]["feed_forward"]["note"]
 
 
 def test_summary_lines():

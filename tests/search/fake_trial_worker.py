@@ -11,6 +11,11 @@ search.request.read_request) plus `--fake-mode`:
   oom         dies by SIGKILL, as the kernel's OOM killer does
   hang        sleeps forever with a child process (a stuck build): the runner must kill both
   noresult    exits 0 without writing result.json
+  progress    like ok, and writes progress.jsonl (the real worker's lines, in its case order) first
+  slow        an engine 10x slower than ok's: progress lines every --fake-delay s, then it lingers
+              --fake-linger s before writing its result (a pruner should have stopped it by then);
+              writes worker.pid
+  bad         like slow at ok's speed, but the first case measured is Bad by 10x its threshold
 """
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ from scoring.objective import CaseResult, constraint, objective  # noqa: E402
 from search.grid import parse_grid  # noqa: E402
 from search.options import to_dict  # noqa: E402
 from search.request import read_request  # noqa: E402
+from search.worker import PROGRESS_FILE, case_order, progress_record  # noqa: E402
+
+SLOW_FACTOR = 10.0
 
 
 def fake_latency(config: BuildConfig, harness: str, batch: int, length: int) -> float:
@@ -46,12 +54,16 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--request", required=True)
     p.add_argument("--fake-mode", default="ok")
+    p.add_argument("--fake-delay", type=float, default=0.3, help="slow/bad: seconds between progress lines")
+    p.add_argument("--fake-linger", type=float, default=30.0, help="slow/bad: seconds before the result")
     args = p.parse_args()
     req = read_request(args.request)
     out = Path(req.out)
     mode = args.fake_mode
 
     print(f"fake worker pid {os.getpid()} mode {mode}", flush=True)
+    if mode in ("slow", "bad"):
+        (out / "worker.pid").write_text(str(os.getpid()))
     if mode == "crash":
         print("Traceback (most recent call last):\n  ...", file=sys.stderr)
         print("error: build: RuntimeError: fake builder failure", file=sys.stderr)
@@ -78,13 +90,25 @@ def main() -> int:
     with cache.open("a") as f:
         f.write(f"{out.name}\n")
 
+    grid = parse_grid(req.trial.grid)
+    order = case_order(grid) if mode in ("progress", "slow", "bad") else list(grid)
     cases = []
-    for i, (b, t) in enumerate(parse_grid(req.trial.grid)):
-        r0 = 5e-3 if (mode == "infeasible" and i == 0) else 1e-4   # encoder r0 limit is 2e-3
+    for i, (b, t) in enumerate(order):
+        r0 = 1e-4                                          # encoder r0 limit is 2e-3
+        if (mode == "infeasible" and (b, t) == grid[0]) or (mode == "bad" and i == 0):
+            r0 = 5e-3 if mode == "infeasible" else 2e-2     # 2.5x / 10x the limit
         run = {"harness": harness, "profile": 0 if config.layout == "single" or harness == "contest" else 1,
                "cuda_graph": harness == "serving", "graph_note": None, "host_ms": 0.01, "shapes": {}}
-        cases.append(CaseResult(b, t, fake_latency(config, harness, b, t),
-                                CaseErrors(1e-3, r0, 0.0, 0.0, config.model), run=run))
+        latency = fake_latency(config, harness, b, t) * (SLOW_FACTOR if mode == "slow" else 1.0)
+        cases.append(CaseResult(b, t, latency, CaseErrors(1e-3, r0, 0.0, 0.0, config.model), run=run))
+    if mode in ("progress", "slow", "bad"):
+        write_progress(out, cases, args.fake_delay if mode != "progress" else 0.0)
+    if mode in ("slow", "bad"):
+        deadline = time.monotonic() + args.fake_linger
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+    position = {bt: i for i, bt in enumerate(grid)}
+    cases.sort(key=lambda c: position[(c.batch, c.length)])       # result rows in grid order
     rows = [case_row(c) for c in cases]
     result = {"version": 1, "model": config.model, "harness": harness, "trial_options": to_dict(req.trial),
               "config": config.to_dict(), "objective": objective(cases),
@@ -96,6 +120,19 @@ def main() -> int:
     (out / "eval.txt").write_text(format_table(rows) + "\n")
     (out / "result.json").write_text(json.dumps(result))
     return 0
+
+
+def write_progress(out: Path, cases: list[CaseResult], delay_s: float) -> None:
+    """progress.jsonl as the real worker writes it: one line per case, as it is "measured"."""
+    total = 0.0
+    path = out / PROGRESS_FILE
+    path.write_text("")
+    for step, case in enumerate(cases):
+        if delay_s:
+            time.sleep(delay_s)
+        total += case.latency_ms * case.penalty
+        with path.open("a") as f:
+            f.write(json.dumps(progress_record(step, case, total, 0.0)) + "\n")
 
 
 if __name__ == "__main__":

@@ -230,6 +230,8 @@ def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(wo
     import signal
     import time
 
+    from search.storage import requeue_interrupted
+
     cmd = [sys.executable, "-m", "search", "tune", "--work-dir", str(work), "--model", "encoder", "--trials", "2",
            "--harness", "contest", "--no-progress", "--trial-timeout", "120", "--worker-command", fake("hang")]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -245,17 +247,23 @@ def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(wo
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err.splitlines()[-1]
+    assert "Traceback" not in err
     assert not any(process_alive(int(p)) for p in pid_file.read_text().split())
 
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", "contest", create=False)
     S = optuna.trial.TrialState
     assert [t.state for t in study.get_trials()] == [S.FAIL] + [S.WAITING] * 5   # the other seeds wait
-    assert tune(work, "--harness", "contest", trials="5") == 0
+    failed = study.trials[0]
+    assert failed.user_attrs["interrupted"] == "SIGINT"
+    assert failed.user_attrs["fail_reason"] == "interrupted: the tuner got SIGINT"
+    assert tune(work, "--harness", "contest", trials="6") == 0
     trials = study.get_trials()
-    assert [t.number for t in trials] == [0, 1, 2, 3, 4, 5]
-    assert [t.state for t in trials] == [S.FAIL] + [S.COMPLETE] * 5
-    # the interrupted seed (baseline) is not enqueued again; the next seeds run
-    assert [t.user_attrs.get("seed") for t in trials] == list(CONTEST_SEEDS)
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4, 5, 6]
+    assert [t.state for t in trials] == [S.FAIL] + [S.COMPLETE] * 6
+    # the next seeds run, then the interrupted seed (baseline) again, once
+    assert [t.user_attrs.get("seed") for t in trials] == [*CONTEST_SEEDS, "baseline"]
+    assert trials[6].user_attrs["retry_of"] == 0 and trials[6].params == trials[0].system_attrs["fixed_params"]
+    assert requeue_interrupted(study) == []                 # once: a later resume does not enqueue it again
 
 
 def test_each_harness_is_its_own_study(work, tmp_path, capsys):

@@ -68,3 +68,21 @@ def test_worker_command_line_is_the_request_file(request_, fake_command):
     assert parse_args(worker_args(request_)).request == str(request_.path)
     run_trial(request_, command=fake_command("ok"))
     assert read_request(request_.path) == request_          # written by the runner, read back unchanged
+
+
+def test_a_watch_reason_stops_the_worker_group(request_, fake_command, process_alive):
+    calls = []
+
+    def watch():
+        calls.append(1)
+        return "pruned: too slow" if (request_.out / "hang.pid").exists() else None
+    out = run_trial(request_, command=fake_command("hang"), watch=watch, poll_s=0.1)
+    assert out.status == "pruned" and out.reason == "pruned: too slow" and not out.ok
+    pids = [int(p) for p in (request_.out / "hang.pid").read_text().split()]
+    assert len(pids) == 2 and not any(process_alive(p) for p in pids)   # the worker and its child
+    assert calls
+
+
+def test_a_worker_that_finishes_is_not_stopped_by_its_watch(request_, fake_command):
+    out = run_trial(request_, command=fake_command("ok"), watch=lambda: None, poll_s=0.1)
+    assert out.status == "ok" and out.result["constraint"] <= 0

@@ -1,0 +1,46 @@
+"""The real trial worker (search.worker) over the strict fake TensorRT (tests/engine/fake_trt.py),
+for CPU tests of whole tuning runs: prepare, engine cache, build, inspect and evaluate are real.
+
+    python tests/search/fake_trt_worker.py --request work/trials/<study>/<n>/request.json
+
+Writes the fake's build count of this trial to <trial dir>/fake_builds.txt (0 when the engine
+cache supplied the plan).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "engine")]
+
+import fake_trt  # noqa: E402
+
+from search import worker  # noqa: E402
+from search.request import read_request  # noqa: E402
+
+
+class _Patch:
+    """What fake_trt.install needs of pytest's monkeypatch (this process ends with the trial)."""
+
+    @staticmethod
+    def setitem(mapping, key, value) -> None:
+        mapping[key] = value
+
+    @staticmethod
+    def setattr(obj, name, value) -> None:
+        setattr(obj, name, value)
+
+
+def main(argv: list[str]) -> int:
+    out = Path(read_request(worker.parse_args(argv).request).out)
+    trt, _ = fake_trt.install(_Patch(), "8.6.0")
+    try:
+        return worker.main(argv)
+    finally:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fake_builds.txt").write_text(str(trt._stats["builds"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
