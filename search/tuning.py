@@ -27,8 +27,8 @@ Reliability (several tuners on one storage, tuners that get killed):
 - Ctrl-C or SIGTERM (search/__main__.py, gpu_loop.py turn it into KeyboardInterrupt) fails the
   running trial with user attrs fail_reason and interrupted, and the runner kills its worker; a
   tuner killed with SIGKILL leaves a RUNNING trial that fails once its heartbeat is stale
-  (storage.fail_stale, checked every heartbeat interval while tuning). Either way an interrupted
-  seed or planned trial is enqueued again once (storage.requeue_interrupted).
+  (stale.fail_stale, checked every heartbeat interval while tuning). Either way an interrupted
+  seed or planned trial is enqueued again once (stale.requeue_interrupted).
 - Every worker runs under a guard (`GUARD`) that kills the worker's process group when the
   process that started it dies, even by SIGKILL: no build outlives its tuner.
 """
@@ -57,8 +57,9 @@ from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
 from search.seeds import labelled_seeds
 from search.space import SearchSpace, registered_passes, registered_plugins
-from search.storage import (StaleWatch, feasible_trials, open_study, requeue_interrupted, storage_lock,
-                            study_lock, trial_constraint)
+from search.locking import storage_lock, study_lock
+from search.stale import StaleWatch, requeue_interrupted
+from search.storage import feasible_trials, open_study, trial_constraint
 
 log = logging.getLogger("search")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

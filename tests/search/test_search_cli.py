@@ -230,7 +230,7 @@ def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(wo
     import signal
     import time
 
-    from search.storage import requeue_interrupted
+    from search.stale import requeue_interrupted
 
     cmd = [sys.executable, "-m", "search", "tune", "--work-dir", str(work), "--model", "encoder", "--trials", "2",
            "--harness", "contest", "--no-progress", "--trial-timeout", "120", "--worker-command", fake("hang")]

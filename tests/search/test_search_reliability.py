@@ -18,9 +18,11 @@ import optuna
 import pytest
 
 from search import storage as storage_mod
+from search import stale as stale_mod
 from search.cli import main
 from search.runner import REPO_ROOT
-from search.storage import open_study, requeue_interrupted
+from search.stale import requeue_interrupted
+from search.storage import open_study
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
 CONTEST_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed", "fds_off")   # seed_study's order
@@ -167,13 +169,13 @@ def test_a_stale_trial_fails_within_a_grace_period_while_a_long_trial_runs(fast_
 def test_an_interrupted_seed_is_retried_at_most_max_attempts_times():
     study = optuna.create_study()
     study.enqueue_trial({"x": 1.0}, user_attrs={"seed": "s"})
-    for attempt in range(1, storage_mod.MAX_ATTEMPTS + 1):
+    for attempt in range(1, stale_mod.MAX_ATTEMPTS + 1):
         trial = study.ask()
         trial.suggest_float("x", 0, 2)
         trial.set_user_attr("interrupted", "SIGINT")
         study.tell(trial, state=S.FAIL)
         assert trial.user_attrs.get("attempt", 1) == attempt
-        assert requeue_interrupted(study) == ([] if attempt == storage_mod.MAX_ATTEMPTS else ["s"])
+        assert requeue_interrupted(study) == ([] if attempt == stale_mod.MAX_ATTEMPTS else ["s"])
     study.enqueue_trial({"x": 1.0}, user_attrs={"plan": "p"})
     trial = study.ask()
     trial.suggest_float("x", 0, 2)
