@@ -83,3 +83,20 @@ def _default(obj: Any) -> Any:
 def finite_or_none(x: float | None) -> float | None:
     import math
     return x if x is not None and math.isfinite(x) else None
+
+
+def wait_for_file(path: str | Path | None, timeout_s: float, what: str = "") -> bool:
+    """Poll until `path` exists (True) or `timeout_s` passes (False); no path: True at once.
+    The bench processes of one session hand over through such flag files."""
+    import time
+
+    if not path:
+        return True
+    t0 = time.monotonic()
+    while not Path(path).exists():
+        if time.monotonic() - t0 > timeout_s:
+            if what:
+                print(f"gave up waiting for {what} ({path})", flush=True)
+            return False
+        time.sleep(2)
+    return True

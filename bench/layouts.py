@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import ROOT, base_record, ensure_repo_on_path, gpu_slug, write_json  # noqa: E402
+from bench_common import ROOT, base_record, ensure_repo_on_path, gpu_slug, wait_for_file, write_json  # noqa: E402
 
 ensure_repo_on_path()
 
 FDS = "FASTER_DYNAMIC_SHAPES_0805"
-REFERENCE_PASSES = ("fold_constants", "layernorm", "encoder_lengths", "attention_mask", "subsampling_conv",
-                    "ffn_2d_matmul", "pos_enc_slice", "decoder_masks", "decoder_scoring", "memory_kv_once")
+# The 2022 reference solution's rewrites (the seeds' list) plus the decoder's own passes.
+DECODER_PASSES = ("decoder_masks", "decoder_scoring", "memory_kv_once")
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- configs ------------------------------------------------------------------------------------
 def passes_for(model: str, which: str) -> list[str]:
     import candidates
+    from search.seeds import REFERENCE_REWRITES
 
     available = list(candidates.available_passes(model))
     if not which:
         return []
-    wanted = set(REFERENCE_PASSES) | ({"bool_slice"} if "bool_slice" in which else set())
+    wanted = set(REFERENCE_REWRITES) | set(DECODER_PASSES) | ({"bool_slice"} if "bool_slice" in which else set())
     return [p for p in available if p in wanted]            # registry order: the order they apply
 
 
@@ -290,18 +291,6 @@ def layer_profiles(jobs: list[Job], work: Path) -> dict[str, Any]:
     return out
 
 
-def wait_file(path: str | Path | None, timeout_s: float, what: str) -> bool:
-    if not path:
-        return True
-    t0 = time.monotonic()
-    while not Path(path).exists():
-        if time.monotonic() - t0 > timeout_s:
-            print(f"gave up waiting for {what} ({path})", flush=True)
-            return False
-        time.sleep(3)
-    return True
-
-
 def summarize(rows: list[dict]) -> list[dict]:
     """Per (model, label): sum of latency, Good count; ratio to the model's naive fp32 contest sum."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -378,8 +367,8 @@ def build_phase(args, jobs: list[Job], models: list[str], work: Path, record: di
 
 
 def measure_phase(args, jobs: list[Job], work: Path, record: dict, save) -> None:
-    wait_file(work / "data" / ".complete", args.data_wait_s, "the test data")
-    if not wait_file(args.torch_compiled_flag, args.torch_wait_s, "the torch compiles"):
+    wait_for_file(work / "data" / ".complete", args.data_wait_s, "the test data")
+    if not wait_for_file(args.torch_compiled_flag, args.torch_wait_s, "the torch compiles"):
         record["note"] = "timed while torch may still have been compiling"
     for job in jobs:
         if job.status == "built":

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import base_record, ensure_repo_on_path, finite_or_none, write_json  # noqa: E402
+from bench_common import base_record, ensure_repo_on_path, finite_or_none, wait_for_file, write_json  # noqa: E402
 
 ensure_repo_on_path()
 
@@ -133,17 +133,6 @@ def load_feeds(torch, path: Path, model: str, device: str):
     return feeds, reference
 
 
-def wait_for(path: str | None, timeout_s: float) -> bool:
-    if not path:
-        return True
-    t0 = time.monotonic()
-    while not Path(path).exists():
-        if time.monotonic() - t0 > timeout_s:
-            return False
-        time.sleep(2)
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -204,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             del feeds
     if args.compiled_flag:
         Path(args.compiled_flag).write_text("compiled\n")
-    if not wait_for(args.barrier, args.barrier_timeout_s):
+    if not wait_for_file(args.barrier, args.barrier_timeout_s, "the TensorRT timings"):
         record["note"] = f"barrier {args.barrier} never appeared: timed anyway"
 
     # --- phase 2: check and time every variant at every shape -----------------------------

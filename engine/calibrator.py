@@ -77,12 +77,10 @@ def calibration_cache_name(onnx_path: Path, algorithm: str, data_path: Path) -> 
     a stale cache gives wrong scales (a re-export with new weights keeps the file name)."""
     import hashlib
 
-    h = hashlib.sha256()
-    for path in (onnx_path, data_path):
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    return onnx_path.with_name(f"{onnx_path.stem}.{algorithm}.{h.hexdigest()[:12]}.calib")
+    from engine.prepare import file_sha256      # memoized: the ONNX is already hashed for its prepare key
+
+    digest = hashlib.sha256(f"{file_sha256(onnx_path)}:{file_sha256(data_path)}".encode()).hexdigest()
+    return onnx_path.with_name(f"{onnx_path.stem}.{algorithm}.{digest[:12]}.calib")
 
 
 def make_calibrator(trt: Any, cuda: Any, data: CalibrationSet, algorithm: str = "entropy2",

@@ -38,6 +38,18 @@ inline void logError(char const* who, char const* fmt, ...)
     va_end(args);
 }
 
+// enqueue's status after a kernel launch: 0, or 1 with the launch error on stderr.
+inline int32_t launchStatus(char const* who)
+{
+    cudaError_t const err = cudaGetLastError();
+    if (err != cudaSuccess)
+    {
+        logError(who, "kernel launch failed: %s", cudaGetErrorString(err));
+        return 1;
+    }
+    return 0;
+}
+
 // Rows of a [..., width] tensor: the product of every dimension but the last (-1 if any is < 0).
 inline int64_t leadingRows(Dims const& d)
 {

@@ -290,13 +290,7 @@ public:
             logError(kName, "unsupported data type %d (FP32 or FP16 only)", static_cast<int>(inputDesc[0].type));
             return 1;
         }
-        cudaError_t const err = cudaGetLastError();
-        if (err != cudaSuccess)
-        {
-            logError(kName, "kernel launch failed: %s", cudaGetErrorString(err));
-            return 1;
-        }
-        return 0;
+        return launchStatus(kName);
     }
 
 private:
