@@ -1,4 +1,7 @@
-"""CLI: `python -m candidates list [--model M]` and `python -m candidates apply IN OUT --passes a,b [--model M]`."""
+"""CLI: `python -m candidates list [--model M]` and `python -m candidates apply IN OUT --passes a,b [--model M]`.
+
+Bad input gives one line `error: ...` on stderr and exit status 2; nothing is written.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +9,21 @@ import logging
 import sys
 from pathlib import Path
 
+from workload.errors import OneLineError, report
 from workload.shapes import MODELS
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m candidates", description="ONNX graph passes for the WeNet models")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="python -m candidates", description="ONNX graph passes for the WeNet models")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     ls = sub.add_parser("list", help="list the registered passes (and plugin rewrites)")
     ls.add_argument("--model", choices=MODELS)
     ap = sub.add_parser("apply", help="apply passes to an ONNX file")
@@ -38,7 +50,9 @@ def _list(model: str | None) -> None:
 def _apply(args) -> None:
     import onnx
 
-    from candidates.framework import PassError, get_pass, run_passes
+    from candidates.framework import PassError, resolve_passes, run_passes
+    from workload.outputs import check_output_file
+
     if not args.input.is_file():
         raise PassError(f"{args.input} does not exist")
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
@@ -48,12 +62,9 @@ def _apply(args) -> None:
         import plugins  # noqa: F401
     except ImportError:
         pass
-    kinds = {}
-    for name in names:  # unknown names and wrong-model passes fail before any work
-        p = get_pass(name)
-        if args.model is not None and args.model not in p.models:
-            raise PassError(f"{name} applies to {', '.join(p.models)}, not {args.model}")
-        kinds[name] = p.kind
+    # unknown names, repeats and wrong-model passes fail before any work
+    kinds = {p.name: p.kind for p in resolve_passes(names, model_name=args.model)}
+    check_output_file(args.output, "output ONNX file")
     try:
         model = onnx.load(str(args.input))
     except Exception as exc:
@@ -72,15 +83,13 @@ def _apply(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args = _parser().parse_args(argv)
-    from candidates.framework import PassError
     try:
         if args.cmd == "list":
             _list(args.model)
         else:
             _apply(args)
-    except PassError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except OneLineError as exc:
+        return report(exc)
     return 0
 
 

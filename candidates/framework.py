@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import onnx
 import onnx_graphsurgeon as gs
 
+from workload.errors import OneLineError
 from workload.shapes import MODELS
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 PASS, PLUGIN = "pass", "plugin"
 
 
-class PassError(ValueError):
+class PassError(OneLineError, ValueError):
     """A pass request that cannot be honoured: unknown name, wrong model, no site under strict, invalid result."""
 
 
@@ -188,17 +189,23 @@ def check_model(model: onnx.ModelProto, what: str = "rewritten model") -> None:
         raise PassError(f"{what} is not a valid ONNX model: {first}") from None
 
 
-def run_passes(model: onnx.ModelProto, names: Sequence[str], *, kind: str, strict: bool = False,
-               model_name: str | None = None) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """Apply the named rewrites of `kind` in order; see apply_passes."""
+def resolve_passes(names: Sequence[str], kind: str | None = None, model_name: str | None = None) -> list[Pass]:
+    """The registered rewrites named, in order: unknown names, repeats and other models' rewrites are errors."""
     passes = [get_pass(n, kind) for n in names]
     dupes = sorted({n for n in names if list(names).count(n) > 1})
     if dupes:
-        raise PassError(f"{kind} listed more than once: {', '.join(dupes)}")
+        raise PassError(f"{kind or 'rewrite'} listed more than once: {', '.join(dupes)}")
     if model_name is not None:
         for p in passes:
             if model_name not in p.models:
                 raise PassError(f"{p.name} applies to {', '.join(p.models)}, not {model_name}")
+    return passes
+
+
+def run_passes(model: onnx.ModelProto, names: Sequence[str], *, kind: str, strict: bool = False,
+               model_name: str | None = None) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """Apply the named rewrites of `kind` in order; see apply_passes."""
+    passes = resolve_passes(names, kind, model_name)
     sites: dict[str, int] = {}
     current = infer_shapes(model)
     changed = False

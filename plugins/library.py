@@ -14,13 +14,15 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from workload.errors import OneLineError
+
 log = logging.getLogger(__name__)
 
 _LOADED: dict[str, ctypes.CDLL] = {}   # resolved path -> handle; keeps libraries alive for the process
 _TRT_LOGGER = None
 
 
-class PluginLibraryError(RuntimeError):
+class PluginLibraryError(OneLineError, RuntimeError):
     """A plugin library that cannot be loaded (missing file, not a shared object, unresolved symbols)."""
 
 
@@ -32,6 +34,16 @@ def _is_elf(path: Path) -> bool:
         return False
 
 
+def check_plugin_library(p: str | os.PathLike) -> Path:
+    """A plugin library that exists and is a shared object (ELF), checked without loading it."""
+    path = Path(p).expanduser()
+    if not path.is_file():
+        raise PluginLibraryError(f"plugin library {path} does not exist")
+    if not _is_elf(path):
+        raise PluginLibraryError(f"plugin library {path} is not a shared object (no ELF header)")
+    return path
+
+
 def load_plugin_libraries(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """dlopen each library with RTLD_GLOBAL so its REGISTER_TENSORRT_PLUGIN creators reach the registry.
 
@@ -40,14 +52,10 @@ def load_plugin_libraries(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """
     loaded: list[Path] = []
     for p in paths:
-        path = Path(p).expanduser()
-        if not path.is_file():
-            raise PluginLibraryError(f"plugin library {path} does not exist")
+        path = check_plugin_library(p)
         resolved = path.resolve()
         key = str(resolved)
         if key not in _LOADED:
-            if not _is_elf(resolved):
-                raise PluginLibraryError(f"plugin library {path} is not a shared object (no ELF header)")
             try:
                 _LOADED[key] = ctypes.CDLL(key, mode=ctypes.RTLD_GLOBAL)
             except OSError as exc:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from workload import shapes
-from workload.errors import WorkloadError
+from workload.errors import OneLineError, WorkloadError, report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,9 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from workload.checkpoint import save_checkpoint
             print(save_checkpoint(args.out, config, args.seed))
-    except WorkloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except OneLineError as exc:
+        return report(exc)
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from workload.errors import CheckpointError
+from workload.outputs import check_output_file
 from workload.model import AsrModel, build_model
 from workload.model_config import ModelConfig
 
@@ -89,7 +90,7 @@ def load_model(config: ModelConfig | None = None, seed: int = 0, checkpoint: str
 
 def save_checkpoint(path: str | Path, config: ModelConfig | None = None, seed: int = 0) -> Path:
     """Write the seeded model's state_dict as a WeNet-style checkpoint (for round-trip tests)."""
-    path = Path(path)
+    path = check_output_file(path, "checkpoint file")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(build_model(config, seed).state_dict(), str(path))
     return path

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from workload import shapes
-from workload.errors import WorkloadError
+from workload.errors import WorkloadError, first_line
+from workload.outputs import check_output_dir
 from workload.model_config import ModelConfig, default_cmvn
 
 MIN_FRAMES = 7                      # shortest utterance with one frame after the x4 subsampling
@@ -132,18 +134,56 @@ def parse_grid(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(cases)
 
 
-def load_calibration(path: str | Path) -> list[dict[str, np.ndarray]]:
-    """The batches of a calibration-*.npz, in order: [{input name: array}, ...]."""
-    batches: dict[int, dict[str, np.ndarray]] = {}
-    with np.load(str(path)) as data:
-        for key in data.files:
-            name, sep, index = key.rpartition("__")
-            if not sep or not index.isdigit():
-                raise WorkloadError(f"{path}: key {key!r} is not <input>__<i>")
-            batches.setdefault(int(index), {})[name] = data[key]
+def open_npz(path: str | Path):
+    """np.load of an .npz (use as a context manager); a missing, truncated or foreign file is a WorkloadError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkloadError(f"{path} does not exist")
+    try:
+        data = np.load(str(path), allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise WorkloadError(f"{path} is not a readable .npz ({first_line(exc)})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise WorkloadError(f"{path} is a single .npy array, not an .npz archive")
+    return data
+
+
+def npz_keys(path: str | Path) -> list[str]:
+    """The array names of an .npz, read from its directory only (no array is loaded)."""
+    with open_npz(path) as data:
+        return list(data.files)
+
+
+def _calibration_index(path: str | Path, keys: Iterable[str]) -> dict[int, dict[str, str]]:
+    """batch index -> {input name: key}; every key `<input>__<i>`, the indices 0..n-1."""
+    batches: dict[int, dict[str, str]] = {}
+    for key in keys:
+        name, sep, index = key.rpartition("__")
+        if not sep or not index.isdigit():
+            raise WorkloadError(f"{path}: key {key!r} is not <input>__<i>")
+        batches.setdefault(int(index), {})[name] = key
+    if not batches:
+        raise WorkloadError(f"{path} holds no calibration batch")
     if sorted(batches) != list(range(len(batches))):
         raise WorkloadError(f"{path}: batch indices {sorted(batches)} are not 0..n-1")
-    return [batches[i] for i in range(len(batches))]
+    return batches
+
+
+def check_calibration(path: str | Path, model: str | None = None) -> None:
+    """A calibration-*.npz that load_calibration can read (and, with `model`, has its inputs), without loading it."""
+    batches = _calibration_index(path, npz_keys(path))
+    if model is not None:
+        wanted = set(shapes.input_shapes(model, 1, shapes.MIN_LEN))
+        missing = sorted(wanted - set(batches[0]))
+        if missing:
+            raise WorkloadError(f"{path}: batch 0 lacks {model} input(s) {missing}")
+
+
+def load_calibration(path: str | Path) -> list[dict[str, np.ndarray]]:
+    """The batches of a calibration-*.npz, in order: [{input name: array}, ...]."""
+    with open_npz(path) as data:
+        index = _calibration_index(path, data.files)
+        return [{name: data[key] for name, key in index[i].items()} for i in range(len(index))]
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -236,9 +276,9 @@ def generate(out_dir: str | Path, grid: Iterable[tuple[int, int]] = shapes.GRID,
     _rng("calibration", seed)                                   # validates seed early
     if device not in ("cpu", "cuda"):
         raise WorkloadError(f"device {device!r} must be cpu or cuda")
-    out = Path(out_dir)
+    out = check_output_dir(out_dir, "data folder")
+    ref = _Reference(cfg, seed, checkpoint, device)            # checks the device and checkpoint first
     out.mkdir(parents=True, exist_ok=True)
-    ref = _Reference(cfg, seed, checkpoint, device)
     written = []
     steps = [("case", b, t) for b, t in grid] + ([("calibration", 0, 0)] if calibration else [])
     for kind, batch, frames in _progress(steps, progress):

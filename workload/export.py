@@ -18,6 +18,7 @@ from workload import shapes
 from workload.checkpoint import load_model
 from workload.data import make_inputs
 from workload.errors import WorkloadError
+from workload.outputs import check_output_file
 from workload.model import AsrModel
 from workload.model_config import ModelConfig
 from workload.wrappers import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS,
@@ -99,5 +100,7 @@ def export_all(out_dir: str | Path, style: str = "contest", models: tuple[str, .
     for m in models:
         if m not in shapes.MODELS:
             raise WorkloadError(f"unknown model {m!r}; expected one of {', '.join(shapes.MODELS)}")
+    for m in models:
+        check_output_file(Path(out_dir) / f"{m}.onnx", f"{m} ONNX file")
     model = load_model(config, seed, checkpoint)
     return {m: export(m, Path(out_dir) / f"{m}.onnx", style, model=model) for m in models}
