@@ -61,7 +61,7 @@ done
 for m in $MODELS; do
   case "$m" in encoder|decoder) ;; *) die "unknown model $m (encoder, decoder)" ;; esac
 done
-[ -n "$MODELS" ] || die "--models names no model"
+[ -n "${MODELS// /}" ] || die "--models names no model"
 case "$BUILD_PLUGINS" in auto|on|off) ;; *) die "BUILD_PLUGINS=$BUILD_PLUGINS is not auto, on or off" ;; esac
 
 # Our plugin library, before any engine build, so that a frozen config's plugin rewrites can build.
@@ -93,11 +93,37 @@ if ! "$PYTHON" -c "import tensorrt" >/dev/null 2>&1; then
   die "$PYTHON cannot import tensorrt; set PYTHON to a Python with TensorRT and cuda-python (GPU host: . /root/rig/env.sh && PYTHON=python3.10 bash build.sh)"
 fi
 
+for so in $PLUGINS; do
+  [ -f "$so" ] || die "plugin library $so does not exist"
+done
+
+# The `engine build` arguments of model $1, in the array `args` (without --onnx, --plugins).
+model_args() {
+  local m=$1
+  args=(--out "$OUT_DIR/$m.plan" --work-dir "$WORK" --log "$WORK/build-$m.log")
+  if [ "$BASELINE" = 0 ] && [ -f "$CONFIG_DIR/$m.yaml" ]; then
+    args+=(--config "$CONFIG_DIR/$m.yaml")
+    [ ! -f "$CONFIG_DIR/$m.timing.cache" ] || args+=(--timing-cache "$WORK/build-$m.timing.cache")
+    # used only when the config has int8
+    [ ! -f "$WORK/data/calibration-$m.npz" ] || args+=(--calibration "$WORK/data/calibration-$m.npz")
+  else
+    args+=(--baseline --model "$m" --timing-cache "$WORK/build-$m-baseline.timing.cache")
+  fi
+}
+
+# Before anything is written: each build's config, ONNX (when exported already), data and output
+# paths (`engine check`; its one error line is on stderr).
+for m in $MODELS; do
+  model_args "$m"
+  onnx=()
+  [ ! -f "$WORK/onnx/$m.onnx" ] || onnx=(--onnx "$WORK/onnx/$m.onnx")
+  "$PYTHON" -m engine check "${args[@]}" "${onnx[@]}" ${PLUGINS:+--plugins $PLUGINS} >/dev/null || exit 2
+done
+
 build_plugins
 plugin_args=()
 [ -z "$own_lib" ] || plugin_args+=("$own_lib")
 for so in $PLUGINS; do
-  [ -f "$so" ] || die "plugin library $so does not exist"
   plugin_args+=("$so")
 done
 
@@ -111,21 +137,14 @@ done
 
 mkdir -p "$WORK" "$OUT_DIR"
 for m in $MODELS; do
-  args=(--onnx "$WORK/onnx/$m.onnx" --out "$OUT_DIR/$m.plan" --work-dir "$WORK" --log "$WORK/build-$m.log")
+  model_args "$m"
+  args+=(--onnx "$WORK/onnx/$m.onnx")
   if [ "$BASELINE" = 0 ] && [ -f "$CONFIG_DIR/$m.yaml" ]; then
     echo "== $m: building the frozen config $CONFIG_DIR/$m.yaml"
-    args+=(--config "$CONFIG_DIR/$m.yaml")
-    if [ -f "$CONFIG_DIR/$m.timing.cache" ]; then
-      # A copy: the frozen cache stays as frozen; the build adds to its copy only.
-      cp "$CONFIG_DIR/$m.timing.cache" "$WORK/build-$m.timing.cache"
-      args+=(--timing-cache "$WORK/build-$m.timing.cache")
-    fi
-    if [ -f "$WORK/data/calibration-$m.npz" ]; then
-      args+=(--calibration "$WORK/data/calibration-$m.npz")   # used only when the config has int8
-    fi
+    # A copy: the frozen cache stays as frozen; the build adds to its copy only.
+    [ ! -f "$CONFIG_DIR/$m.timing.cache" ] || cp "$CONFIG_DIR/$m.timing.cache" "$WORK/build-$m.timing.cache"
   else
     echo "== $m: building the naive baseline"
-    args+=(--baseline --model "$m" --timing-cache "$WORK/build-$m-baseline.timing.cache")
   fi
   if [ ${#plugin_args[@]} -gt 0 ]; then
     args+=(--plugins "${plugin_args[@]}")

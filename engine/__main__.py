@@ -2,6 +2,7 @@
 
     python -m engine build --config configs/encoder.yaml --onnx work/onnx/encoder.onnx --out encoder.plan
     python -m engine build --baseline --model decoder --onnx work/onnx/decoder.onnx --out decoder.plan
+    python -m engine check --config configs/encoder.yaml --onnx work/onnx/encoder.onnx   # no TensorRT needed
     python -m engine inspect encoder.plan --model encoder
     python -m engine probe --json probe.json
 
@@ -15,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine.errors import EngineError, first_line
+from engine.errors import EngineError
+from workload.errors import OneLineError, report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,19 +28,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m engine", description="TensorRT engines: build, inspect, probe.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    b = sub.add_parser("build", help="prepare the ONNX (passes, plugins) and build an engine",
-                       description="Apply the config's passes and plugin rewrites (cached in WORK/prepared), "
-                                   "build the engine and write PLAN plus PLAN's .layers.json.")
+def _build_options(b: argparse.ArgumentParser, onnx_required: bool = True) -> None:
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="BuildConfig YAML (e.g. configs/encoder.yaml)")
     src.add_argument("--baseline", action="store_true", help="the naive baseline config (needs --model)")
     b.add_argument("--model", choices=("encoder", "decoder"), help="model of --baseline (checked against --config)")
-    b.add_argument("--onnx", required=True, help="exported ONNX (before passes), e.g. work/onnx/encoder.onnx")
-    b.add_argument("--out", required=True, help="engine file to write, e.g. encoder.plan")
+    b.add_argument("--onnx", required=onnx_required, help="exported ONNX (before passes), e.g. work/onnx/encoder.onnx")
+    b.add_argument("--out", required=onnx_required, help="engine file to write, e.g. encoder.plan")
     b.add_argument("--timing-cache", help="timing cache file: read if present, updated after the build")
     b.add_argument("--calibration", help="calibration npz for INT8 (default WORK/data/calibration-MODEL.npz "
                                          "when the config uses int8)")
@@ -49,6 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-layer-info", action="store_true", help="skip the inspector's .layers.json")
     b.add_argument("--report", help="also write the build report (settings, profiles, ignored knobs, "
                                     "rewrite sites, times) as JSON here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m engine", description="TensorRT engines: build, inspect, probe.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("build", help="prepare the ONNX (passes, plugins) and build an engine",
+                       description="Apply the config's passes and plugin rewrites (cached in WORK/prepared), "
+                                   "build the engine and write PLAN plus PLAN's .layers.json. Every input and "
+                                   "output path is checked first (as `check` does).")
+    _build_options(b)
+    c = sub.add_parser("check", help="check a build's inputs without building (no TensorRT needed)",
+                       description="What `build` with the same options would fail on before building: the config "
+                                   "(types, names, rewrites), the ONNX (readable, the model's, every layer_precision "
+                                   "group matching a node) when --onnx is given, calibration data, plugin libraries "
+                                   "and output paths. Writes nothing.")
+    _build_options(c, onnx_required=False)
 
     i = sub.add_parser("inspect", help="per-layer precisions of an engine",
                        description="Run the engine inspector and summarize precisions (per group with --model).")
@@ -66,10 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_build(args) -> int:
-    from engine.build import build_engine
+def _checked(args):
+    """(config, calibration path or None, log path): every input and output of the build checked, nothing written."""
+    from engine.build import layer_info_path_for
     from engine.config import BuildConfig, baseline
-    from engine.prepare import prepare_onnx
+    from engine.prepare import check_build, check_rewrites
+    from plugins.library import check_plugin_library
+    from workload.data import check_calibration
+    from workload.outputs import check_output_dir, check_output_file
 
     if args.baseline:
         if not args.model:
@@ -79,22 +96,52 @@ def _cmd_build(args) -> int:
         config = BuildConfig.load(args.config)
         if args.model and args.model != config.model:
             raise EngineError(f"--model {args.model} but {args.config} is a {config.model} config")
+    if args.onnx:
+        check_build(config, args.onnx)
+    else:
+        check_rewrites(config)
     work = Path(args.work_dir)
-    out = Path(args.out)
     calibration = None
     if config.uses_int8:
         calibration = Path(args.calibration) if args.calibration else work / "data" / f"calibration-{config.model}.npz"
         if not calibration.is_file():
             raise EngineError(f"{config.model} config uses int8 but calibration file {calibration} does not exist "
                               f"(write it with `python -m workload data`)")
+        check_calibration(calibration, config.model)
     elif args.calibration:
         print(f"note: {config.model} config uses no int8; --calibration is not used", file=sys.stderr)
+    for lib in args.plugins:
+        check_plugin_library(lib)
+    out = Path(args.out) if args.out else None
+    log_path = Path(args.log) if args.log else (out.with_name(out.stem + ".build.log") if out else None)
+    for path, what in ((out, "engine file"), (log_path, "build log"), (args.timing_cache, "timing cache"),
+                       (args.report, "build report"), (out and layer_info_path_for(out), "layer information file")):
+        if path:
+            check_output_file(path, what)
+    if config.passes or config.plugins:
+        check_output_dir(work / "prepared", "prepared-ONNX cache")
+    return config, calibration, log_path
+
+
+def _cmd_check(args) -> int:
+    config, _, _ = _checked(args)
+    print(f"{config.model} build inputs ok")
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from engine.build import build_engine
+    from engine.prepare import prepare_onnx
+    from engine.trt_compat import import_tensorrt
+
+    config, calibration, log_path = _checked(args)
+    import_tensorrt()                       # before anything is written
+    out = Path(args.out)
     t0 = time.monotonic()
-    prepared = prepare_onnx(args.onnx, config, work / "prepared")
+    prepared = prepare_onnx(args.onnx, config, Path(args.work_dir) / "prepared")
     prepare_s = time.monotonic() - t0
     if prepared.sites:
         print("rewrites: " + ", ".join(f"{k} {v}" for k, v in prepared.sites.items()), file=sys.stderr)
-    log_path = Path(args.log) if args.log else out.with_name(out.stem + ".build.log")
     report = build_engine(prepared.path, config, out, timing_cache=args.timing_cache, calibration=calibration,
                           plugin_libs=args.plugins, log_path=log_path, progress=not args.no_progress,
                           layer_info=not args.no_layer_info)
@@ -115,7 +162,15 @@ def _cmd_build(args) -> int:
 
 def _cmd_inspect(args) -> int:
     from engine.inspect import inspect_plan, save_layer_info, summary_lines
+    from engine.plan_file import check_plan_file
+    from plugins.library import check_plugin_library
+    from workload.outputs import check_output_file
 
+    check_plan_file(args.plan)
+    for lib in args.plugins:
+        check_plugin_library(lib)
+    if args.json:
+        check_output_file(args.json, "inspector JSON")
     info = inspect_plan(args.plan, plugin_libs=args.plugins)
     if args.json:
         save_layer_info(info, args.json)
@@ -125,6 +180,14 @@ def _cmd_inspect(args) -> int:
 
 def _cmd_probe(args) -> int:
     from engine.probe import run_probe
+    from engine.trt_compat import cuda_api, import_tensorrt
+    from workload.outputs import check_output_dir, check_output_file
+
+    check_output_file(args.json, "probe results")
+    if args.keep:
+        check_output_dir(args.keep, "--keep folder")
+    import_tensorrt()                       # without TensorRT every feature would FAIL: say so once
+    cuda_api()
 
     results = run_probe(args.json, keep=args.keep, only=args.only)
     return 0 if all(r["status"] != "FAIL" for r in results) else 1
@@ -132,20 +195,11 @@ def _cmd_probe(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from engine.config import ConfigError
-
-    handled: tuple[type[BaseException], ...] = (EngineError, ConfigError)
+    verbs = {"build": _cmd_build, "check": _cmd_check, "inspect": _cmd_inspect, "probe": _cmd_probe}
     try:
-        from candidates import PassError
-        from plugins.library import PluginLibraryError
-        handled += (PassError, PluginLibraryError)
-    except ImportError:
-        pass
-    try:
-        return {"build": _cmd_build, "inspect": _cmd_inspect, "probe": _cmd_probe}[args.command](args)
-    except handled as exc:
-        print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 2
+        return verbs[args.command](args)
+    except OneLineError as exc:
+        return report(exc)
 
 
 if __name__ == "__main__":

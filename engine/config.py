@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from engine.layer_groups import GROUPS, is_group
+from workload.errors import OneLineError
 from workload.shapes import MAX_LEN, MIN_LEN, MODELS, STRESS_MAX_BATCH
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -28,7 +30,7 @@ DEFAULT_BATCH_BUCKETS = (1, 4, 16)
 DEFAULT_FRAME_BUCKETS = (64, 256, 1024)
 
 
-class ConfigError(ValueError):
+class ConfigError(OneLineError, ValueError):
     """A config that cannot be built: one line saying which field and why."""
 
 
@@ -69,6 +71,9 @@ class BuildConfig:
         if self.model not in MODELS:
             raise ConfigError(f"model: {self.model!r} is not one of {', '.join(MODELS)}")
         for group, prec in self.layer_precision.items():
+            if not is_group(self.model, group):
+                raise ConfigError(f"layer_precision: {group!r} is not a {self.model} layer group "
+                                  f"({', '.join(GROUPS[self.model])}, or block<i>.<group>)")
             if prec not in PRECISIONS:
                 raise ConfigError(f"layer_precision[{group}]: {prec!r} is not one of {', '.join(PRECISIONS)}")
         if self.precision_constraints not in CONSTRAINTS:
@@ -79,6 +84,8 @@ class BuildConfig:
                 raise ConfigError(f"tactic_sources: unknown {bad}; known: {', '.join(TACTIC_SOURCES)}")
         if not 0 <= self.opt_level <= 5:
             raise ConfigError(f"opt_level: {self.opt_level} is outside 0..5")
+        if self.max_aux_streams is not None and self.max_aux_streams < 0:
+            raise ConfigError(f"max_aux_streams: {self.max_aux_streams} must be 0 or more (or null: TensorRT decides)")
         if self.workspace_mib <= 0:
             raise ConfigError(f"workspace_mib: {self.workspace_mib} must be positive")
         if not 1 <= self.max_batch <= STRESS_MAX_BATCH:

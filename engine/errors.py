@@ -1,8 +1,10 @@
 """The engine package's exceptions: each carries one line that a CLI prints as `error: ...`."""
 from __future__ import annotations
 
+from workload.errors import OneLineError, first_line  # noqa: F401  (first_line: engine's callers import it here)
 
-class EngineError(Exception):
+
+class EngineError(OneLineError):
     """Base of every engine/ error: a one-line message, no traceback needed to understand it."""
 
 
@@ -37,8 +39,3 @@ class InferenceError(EngineError):
 class CalibrationError(EngineError):
     """Calibration data that does not fit the network (missing inputs, differing batch shapes)."""
 
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's text, or its type name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from engine.errors import EngineError, PlanError, first_line
+from engine.errors import EngineError, first_line
 from engine.layer_groups import layer_group
 
 _DTYPE_RE = re.compile(r"\b(FP32|FP16|BF16|FP8|INT8|UINT8|INT32|INT64|BOOL|Float|Half|Int8|Int32|Int64)\b",
@@ -53,15 +53,15 @@ def engine_information(engine: Any, trt: Any) -> dict[str, Any]:
     return info
 
 
-def inspect_serialized(blob: bytes, *, trt: Any = None) -> dict[str, Any]:
+def inspect_serialized(blob: bytes, *, trt: Any = None, path: str | Path = "the engine") -> dict[str, Any]:
     """Deserialize a plan held in memory and return its layer information."""
+    from engine.plan_file import deserialize
     from engine.trt_compat import get_logger, import_tensorrt
 
     trt = trt or import_tensorrt()
-    runtime = trt.Runtime(get_logger(trt))
-    engine = runtime.deserialize_cuda_engine(blob)
-    if engine is None:
-        raise PlanError("TensorRT could not deserialize the engine (see the TensorRT log)")
+    logger = get_logger(trt)
+    runtime = trt.Runtime(logger)
+    engine = deserialize(trt, runtime, logger, blob, path)
     try:
         return engine_information(engine, trt)
     finally:
@@ -72,15 +72,15 @@ def inspect_plan(plan_path: str | Path, plugin_libs: Sequence[str | Path] = ()) 
     """Layer information of an engine file (plugin libraries loaded first, as at run time)."""
     from engine.trt_compat import get_logger, import_tensorrt
 
+    from engine.plan_file import check_plan_file
+
+    path = check_plan_file(plan_path)
     trt = import_tensorrt()
-    path = Path(plan_path)
-    if not path.is_file():
-        raise PlanError(f"engine file {path} does not exist")
     from plugins.library import init_builtin_plugins, load_plugin_libraries
 
     load_plugin_libraries(plugin_libs)
     init_builtin_plugins(get_logger(trt))
-    return inspect_serialized(path.read_bytes(), trt=trt)
+    return inspect_serialized(path.read_bytes(), trt=trt, path=path)
 
 
 # --- parsing (CPU) -----------------------------------------------------------------------

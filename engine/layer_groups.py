@@ -49,6 +49,18 @@ def layer_group(model: str, layer_name: str, by_block: bool = False) -> str | No
     return None
 
 
+def block_of(layer_name: str) -> int | None:
+    """The block index of a layer (`/encoders.3/...` -> 3), or None outside every block."""
+    m = _BLOCK.search(layer_name)
+    return int(m.group(1)) if m else None
+
+
+def is_group(model: str, group: str) -> bool:
+    """A group name of the model: one of GROUPS[model], or `block<i>.<kind>` of one."""
+    m = re.fullmatch(r"block\d+\.(\w+)", group)
+    return (m.group(1) if m else group) in GROUPS[model]
+
+
 def group_kind(group: str) -> str:
     """'block3.feed_forward' -> 'feed_forward'; a kind is its own kind."""
     return group.split(".", 1)[1] if group.startswith("block") and "." in group else group

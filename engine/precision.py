@@ -84,6 +84,12 @@ def resolve_group(model: str, layer_name: str, layer_precision: Mapping[str, str
     return None
 
 
+def groups_without_layers(model: str, layer_names: Iterable[str], layer_precision: Mapping[str, str]) -> list[str]:
+    """The pinned groups (layer_precision keys) that no layer of `layer_names` resolves to, sorted."""
+    used = {hit[0] for name in layer_names for hit in [resolve_group(model, name, layer_precision)] if hit}
+    return sorted(set(layer_precision) - used)
+
+
 def _skip_reason(layer: LayerDesc) -> str | None:
     if layer.type in SKIP_TYPES:
         return f"type {layer.type}"

@@ -154,6 +154,52 @@ def _atomic_write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+# --- checks before any work (engine build, tune): nothing here writes -------------------------
+def check_rewrites(config: BuildConfig) -> None:
+    """Every pass and plugin rewrite of the config is registered, listed once and for its model (PassError)."""
+    if not config.passes and not config.plugins:
+        return
+    from candidates.framework import PASS, PLUGIN, resolve_passes
+
+    if config.passes:
+        resolve_passes(config.passes, PASS, config.model)
+    if config.plugins:
+        import plugins  # noqa: F401  (registers the plugin rewrites)
+        resolve_passes(config.plugins, PLUGIN, config.model)
+
+
+def source_node_names(src_onnx: str | Path, model: str) -> list[str]:
+    """The node names of a readable source ONNX of `model` (its inputs are the model's); else a PrepareError."""
+    import onnx
+
+    from workload.shapes import input_shapes
+
+    src = Path(src_onnx)
+    if not src.is_file():
+        raise PrepareError(f"ONNX model {src} does not exist (export it with `python -m workload export`)")
+    try:
+        graph = onnx.load(str(src), load_external_data=False).graph
+    except Exception as exc:
+        raise PrepareError(f"cannot read ONNX model {src}: {first_line(exc)}") from None
+    inputs = sorted(i.name for i in graph.input if i.name not in {t.name for t in graph.initializer})
+    expected = sorted(input_shapes(model, 1, 16))
+    if inputs != expected:
+        raise PrepareError(f"{src} is not the {model} model: its inputs are {inputs}, the {model}'s {expected}")
+    return [n.name for n in graph.node]
+
+
+def check_build(config: BuildConfig, src_onnx: str | Path) -> None:
+    """What a build of `config` from `src_onnx` would fail on, or build wrongly, found before any work:
+    unknown rewrites, an unreadable or foreign ONNX, a layer_precision group that matches no node."""
+    from engine.precision import groups_without_layers
+
+    check_rewrites(config)
+    names = source_node_names(src_onnx, config.model)
+    unmatched = groups_without_layers(config.model, names, config.layer_precision)
+    if unmatched:
+        raise PrepareError(f"layer_precision group(s) {', '.join(unmatched)} match no layer of {src_onnx}")
+
+
 def prepare_onnx(src_onnx: str | Path, config: BuildConfig, cache_dir: str | Path) -> PreparedOnnx:
     """The ONNX for `config`: the source itself when there is nothing to rewrite, else a cached rewrite."""
     src = Path(src_onnx)

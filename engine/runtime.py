@@ -27,6 +27,7 @@ import numpy as np
 from engine.errors import CudaError, InferenceError, InputError, PlanError, first_line
 from engine.feeds import cast_feed, check_feed_names, check_rank, choose_profile, summarize_ms  # noqa: F401
 from engine.harness import HARNESSES, Harness
+from engine.plan_file import check_plan_file, deserialize
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -68,27 +69,15 @@ class TrtRunner:
         self.cuda = cuda_api()
         self.harness = harness or HARNESSES["contest"]
         self.pad = pad if self.harness.select_profiles else None
-        path = Path(plan_path)
-        if not path.is_file():
-            raise PlanError(f"engine file {path} does not exist")
-        blob = path.read_bytes()
-        if not blob:
-            raise PlanError(f"engine file {path} is empty")
+        path = check_plan_file(plan_path)
         from plugins.library import init_builtin_plugins, load_plugin_libraries
 
         logger = get_logger(trt)
         load_plugin_libraries(plugin_libs)
         init_builtin_plugins(logger)
-        logger.sink.clear_errors()
         self.plan_path = path
         self.runtime = trt.Runtime(logger)
-        self.engine = self.runtime.deserialize_cuda_engine(blob)
-        del blob
-        if self.engine is None:
-            errors = " | ".join(logger.sink.last_errors(2))
-            raise PlanError(f"TensorRT {getattr(trt, '__version__', '?')} cannot load {path}"
-                            + (f": {errors}" if errors else "") +
-                            " (built by another TensorRT version or GPU, or a plugin library is missing?)")
+        self.engine = deserialize(trt, self.runtime, logger, path.read_bytes(), path)
         self.input_names: list[str] = []
         self.output_names: list[str] = []
         self.dtypes: dict[str, np.dtype] = {}

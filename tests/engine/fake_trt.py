@@ -584,7 +584,12 @@ def make_tensorrt(version: str = "8.6.0") -> types.ModuleType:
                 _say(self._logger, "ERROR", "1: [stdArchiveReader.cpp::StdArchiveReader::32] Error Code 1: Serialization "
                                             "assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match")
                 return None
-            return ICudaEngine(header, model, self._logger)
+            try:
+                return ICudaEngine(header, model, self._logger)
+            except Exception:           # a truncated plan: TensorRT reports it and returns None, never raises
+                _say(self._logger, "ERROR", "1: [stdArchiveReader.cpp::StdArchiveReader::54] Error Code 1: Serialization "
+                                            "assertion sizeRead == static_cast<uint64_t>(mEnd - mCurrent) failed")
+                return None
     trt.Runtime = Runtime
 
     class ICudaEngine(_Strict):

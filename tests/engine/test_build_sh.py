@@ -71,8 +71,13 @@ def test_frozen_config_for_one_model_baseline_for_the_other(tmp_path, recorder):
     assert res.returncode == 0, res.stderr
     calls = log.read_text().splitlines()
     assert calls[0] == "-c import tensorrt"
-    enc = next(c for c in calls if "--onnx" in c and "encoder.onnx" in c)
-    dec = next(c for c in calls if "--onnx" in c and "decoder.onnx" in c)
+    # every build's inputs are checked before anything is built (or written)
+    checks = [i for i, c in enumerate(calls) if c.startswith("-m engine check")]
+    builds = [i for i, c in enumerate(calls) if c.startswith("-m engine build")]
+    assert len(checks) == len(builds) == 2 and max(checks) < min(builds)
+    assert f"--config {tmp_path}/configs/encoder.yaml" in calls[checks[0]]
+    enc = next(c for c in calls if c.startswith("-m engine build") and "encoder.onnx" in c)
+    dec = next(c for c in calls if c.startswith("-m engine build") and "decoder.onnx" in c)
     w = tmp_path / "work"
     assert enc.startswith("-m engine build") and f"--config {tmp_path}/configs/encoder.yaml" in enc
     assert f"--timing-cache {w}/build-encoder.timing.cache" in enc          # a copy, the frozen one stays
@@ -93,6 +98,8 @@ def test_baseline_flag_and_export_when_onnx_missing(tmp_path, recorder):
     assert torch_log.read_text().strip() == f"-m workload export --out {tmp_path}/work/onnx"
     calls = [c for c in log.read_text().splitlines() if c.startswith("-m engine build")]
     assert len(calls) == 1 and "--baseline --model decoder" in calls[0]
+    check = next(c for c in log.read_text().splitlines() if c.startswith("-m engine check"))
+    assert "--onnx" not in check          # not exported yet when checked: the config and outputs only
 
 
 def test_failing_build_stops_with_its_status(tmp_path):
