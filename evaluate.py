@@ -36,16 +36,22 @@ import numpy as np
 
 from scoring.metrics import compare_case, rules
 from scoring.objective import CaseResult, constraint, contest_score, objective
-from workload.shapes import ALL_SHAPES, GRID, MODELS, STRESS_GRID
+from workload.errors import OneLineError, first_line, report
+from workload.shapes import ALL_SHAPES, GRID, MIN_LEN, MODELS, STRESS_GRID, input_shapes
 
 DEFAULT_DATA = "work/data"
 
 
-class EvaluateError(Exception):
+class EvaluateError(OneLineError):
     """Missing plan, data folder, test file or npz key; outputs that do not fit: one line."""
 
 
 # --- test cases ---------------------------------------------------------------------------------
+def case_keys(model: str) -> list[str]:
+    """The arrays of a test file: the model's inputs, then the reference outputs (the contest's names)."""
+    return [*input_shapes(model, 1, MIN_LEN), *(r.name for r in rules(model))]
+
+
 def case_path(data_dir: str | Path, model: str, batch: int, length: int) -> Path:
     return Path(data_dir) / f"{model}-{batch}-{length}.npz"
 
@@ -72,22 +78,31 @@ def select_cases(model: str, data_dir: str | Path, grid: Sequence[tuple[int, int
     return found, missing
 
 
+def _lacking(path: Path, keys: Sequence[str], wanted: Sequence[str]) -> None:
+    missing = [k for k in wanted if k not in keys]
+    if missing:
+        raise EvaluateError(f"{path.name} lacks key(s) {missing}; it has {sorted(keys)}")
+
+
+def check_cases(model: str, cases: Sequence[tuple[int, int, Path]]) -> None:
+    """Every test file readable with the model's inputs and references (read from the files' directories only)."""
+    from workload.data import npz_keys
+
+    for _, _, path in cases:
+        _lacking(path, npz_keys(path), case_keys(model))
+
+
 def load_case(path: Path, model: str, input_names: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(feeds by the engine's input names, reference outputs by the contest's names)."""
+    from workload.data import open_npz
+
     try:
-        with np.load(str(path)) as z:
-            keys = set(z.files)
-            wanted = list(input_names) + [r.name for r in rules(model)]
-            missing = [k for k in wanted if k not in keys]
-            if missing:
-                raise EvaluateError(f"{path.name} lacks key(s) {missing}; it has {sorted(keys)}")
+        with open_npz(path) as z:
+            _lacking(path, z.files, list(input_names) + [r.name for r in rules(model)])
             feeds = {n: z[n] for n in input_names}
             reference = {r.name: z[r.name] for r in rules(model)}
-    except EvaluateError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise EvaluateError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
-            from None
+    except (OSError, ValueError, EOFError) as exc:       # an array that does not read back
+        raise EvaluateError(f"cannot read {path}: {first_line(exc)}") from None
     return feeds, reference
 
 
@@ -258,8 +273,10 @@ def _parse_models(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from engine.harness import get_harness
     from workload.data import parse_grid
     from workload.errors import WorkloadError
+    from workload.outputs import check_output_file
 
     models = _parse_models(args.models)
     harness = "contest" if args.contest else args.harness
@@ -270,11 +287,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         grid = named.get((args.grid or "").strip().lower()) or (parse_grid(args.grid) if args.grid else None)
     except WorkloadError as exc:
         raise EvaluateError(str(exc)) from None
+    get_harness(harness).loops(args.warmup, args.runs)
+    if args.json:
+        check_output_file(args.json, "results file")
     plans = {"encoder": Path(args.encoder), "decoder": Path(args.decoder)}
     for m in models:                       # fail fast, before any engine loads
         if not plans[m].is_file():
             raise EvaluateError(f"engine file {plans[m]} does not exist (build it with build.sh)")
-        select_cases(m, args.data, grid, strict=grid is not None)
+        check_cases(m, select_cases(m, args.data, grid, strict=grid is not None)[0])
     libs = plugin_libraries(args.plugins, None if args.no_cwd_plugins else Path.cwd())
     result: dict[str, Any] = {**environment(), "harness": harness, "cuda_graphs": not args.no_cuda_graphs
                               and harness == "serving", "runs": args.runs, "warmup": args.warmup,
@@ -305,19 +325,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handled: tuple[type[BaseException], ...] = (EvaluateError,)
-    try:
-        from engine.errors import EngineError
-        from plugins.library import PluginLibraryError
-        handled += (EngineError, PluginLibraryError)
-    except ImportError:
-        pass
     try:
         result = run(args)
-    except handled as exc:
-        text = str(exc).strip()
-        print(f"error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
-        return 2
+    except OneLineError as exc:
+        return report(exc)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
