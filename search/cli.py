@@ -23,9 +23,12 @@ from typing import Sequence
 
 import optuna
 
-from engine.config import ConfigError
+from engine.config import LAYOUTS
+from workload.errors import OneLineError, report
+from workload.outputs import check_output_dir, check_output_file
 
-from search.errors import SearchError, StorageError
+from search.errors import SearchError
+from search.plans import PLANS
 from search.options import (HARNESS_NAMES, SpaceOptions, StudyOptions, TuneOptions, add_arguments,
                             from_args)
 
@@ -108,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "FP32 for norms, softmax, scoring, attention (cumulative), obey and prefer "
                                     "(+ INT8 feed-forward/conv with --allow-int8).")
     _study_args(pn, harness_default="serving")
-    pn.add_argument("--plan", required=True, help="ablation, sensitivity, bisect, bisect_reverse or rules")
+    pn.add_argument("--plan", required=True, choices=PLANS, help="ablation, sensitivity, bisect, bisect_reverse or rules")
     _base_arg(pn)
     _space_args(pn)
 
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(pr)
     _base_arg(pr)
     pr.add_argument("--enqueue", action="store_true", help="enqueue the next bisection step of each ladder")
-    pr.add_argument("--layout", default=None, help="layout of the four rows (default: the best lower-precision "
+    pr.add_argument("--layout", default=None, choices=LAYOUTS, help="layout of the four rows (default: the best lower-precision "
                                                    "trial's), e.g. per_batch")
     pr.add_argument("--json", default=None, help="write the four engines' per-shape rows (bench/results format)")
     pr.add_argument("--gpu", default="unknown", help="GPU name for the JSON header")
@@ -153,37 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
 # --- studies to read ---------------------------------------------------------------------
 def _existing_studies(args) -> list[optuna.Study]:
     """The studies a read-only verb works on; a StorageError when none exists."""
-    from search.storage import harness_of_study, make_storage, open_study, safe_url, study_name_for
+    from search.storage import existing_studies
 
     sel = from_args(StudyOptions, args)
-    url = sel.storage
-    harnesses = HARNESS_NAMES if args.harness == "all" else (args.harness,)
-    storage = make_storage(url, heartbeat_interval=None, must_exist=True)
-    names = set(optuna.study.get_all_study_names(storage=storage))
-    if sel.study_name:
-        if sel.study_name not in names:
-            raise StorageError(f"no study {sel.study_name!r} in {safe_url(url)}")
-        harness = args.harness if args.harness != "all" else harness_of_study(
-            optuna.load_study(study_name=sel.study_name, storage=storage))
-        return [open_study(url, sel.models[0], harness, sel.study_name, create=False, storage=storage)]
-    pairs = [(m, h) for m in sel.models for h in harnesses]
-    studies = []
-    for model in sel.models:
-        found = 0
-        for harness in harnesses:
-            name = study_name_for(model, harness)
-            if name in names:
-                studies.append(open_study(url, model, harness, create=False, storage=storage))
-                found += 1
-            elif len(pairs) == 1:
-                raise StorageError(f"no study {name!r} in {safe_url(url)}")
-            elif args.harness != "all":
-                print(f"note: no study {name!r} in {safe_url(url)}", file=sys.stderr)
-        if not found and args.harness == "all" and len(sel.models) > 1:
-            print(f"note: no wenet-{model}-* study in {safe_url(url)}", file=sys.stderr)
-    if not studies:
-        raise StorageError(f"no study in {safe_url(url)} (run `python -m search tune` first)")
-    return studies
+    return existing_studies(sel.storage, sel.models, args.harness, sel.study_name)
+
+
+def _outputs(*paths: str | None) -> None:
+    """Files a verb will write, checked before it reads anything."""
+    for path in paths:
+        if path:
+            check_output_file(path, "output file")
 
 
 # --- verbs ---------------------------------------------------------------------------------
@@ -231,6 +214,7 @@ def cmd_freeze(args) -> int:
     from search.freeze import freeze_study
     from search.storage import best_feasible_trial
 
+    check_output_dir(args.out, "--out folder")
     studies = _existing_studies(args)
     for study in studies:               # all or nothing: check every study before writing
         best_feasible_trial(study)
@@ -242,20 +226,20 @@ def cmd_freeze(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from search.storage import make_storage, safe_url
+    from search.dashboard import check_listen, serve
+    from search.storage import make_storage
 
     try:
-        import optuna_dashboard
+        import optuna_dashboard  # noqa: F401
     except ImportError:
         raise SearchError("dashboard needs optuna-dashboard (pip install optuna-dashboard)") from None
+    check_listen(args.host, args.port)
     sel = from_args(StudyOptions, args)
-    url = sel.storage
-    storage = make_storage(url, heartbeat_interval=None, must_exist=True)
-    artifacts = Path(args.artifacts) if args.artifacts else Path(sel.work_dir) / "artifacts"
+    storage = make_storage(sel.storage, heartbeat_interval=None, must_exist=True)
+    artifacts = check_output_dir(Path(args.artifacts) if args.artifacts else Path(sel.work_dir) / "artifacts",
+                                 "artifact folder")
     artifacts.mkdir(parents=True, exist_ok=True)
-    store = optuna.artifacts.FileSystemArtifactStore(base_path=str(artifacts))
-    print(f"optuna-dashboard on http://{args.host}:{args.port} for {safe_url(url)}", file=sys.stderr)
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
+    serve(storage, artifacts, args.host, args.port)
     return 0
 
 
@@ -263,6 +247,7 @@ def cmd_export(args) -> int:
     from search.results import export_study
     from search.storage import safe_url
 
+    check_output_file(args.out, "--out file")
     studies = _existing_studies(args)
     data = {"storage": safe_url(from_args(StudyOptions, args).storage),
             "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -278,6 +263,7 @@ def cmd_export(args) -> int:
 def cmd_plot(args) -> int:
     from search.results import plot_best
 
+    check_output_file(args.out, "--out file")
     out = plot_best(_existing_studies(args), Path(args.out))
     print(f"-> {out}")
     return 0
@@ -301,10 +287,13 @@ def cmd_plan(args) -> int:
     from search.storage import open_study
 
     sel = from_args(StudyOptions, args)
-    for model in sel.models:
-        study = open_study(sel.storage, model, args.harness, sel.study_name)
+    for model in sel.models:            # the space and the base first: a wrong request writes nothing
         space = _plan_space(args, model, args.harness)
-        added = enqueue_plan(study, space, args.plan, resolve_base(space, args.base, study), _onnx_path(args, model))
+        trial_base = (args.base or "").startswith("trial:")
+        base = resolve_base(space, args.base, open_study(sel.storage, model, args.harness, sel.study_name,
+                                                         create=False) if trial_base else None)
+        study = open_study(sel.storage, model, args.harness, sel.study_name)
+        added = enqueue_plan(study, space, args.plan, base, _onnx_path(args, model))
         print(f"{study.study_name}: {len(added)} {args.plan} trials enqueued"
               + (f" ({added[0]} .. {added[-1]})" if added else " (all already in the study)"))
     return 0
@@ -314,6 +303,9 @@ def cmd_sensitivity(args) -> int:
     from search.plans import labelled, predict_mixed, resolve_base, sensitivity, sensitivity_rows
     from search.storage import harness_of_study, model_of_study
 
+    if not 0 < args.margin <= 1:      # nan too
+        raise SearchError(f"--margin {args.margin}: need a worst metric/threshold ratio in (0, 1]")
+    _outputs(args.json)
     out = {}
     for study in _existing_studies(args):
         space = _plan_space(args, model_of_study(study), harness_of_study(study))
@@ -342,6 +334,7 @@ def cmd_precision(args) -> int:
     from search.plans import base_name, precision_report
     from search.storage import harness_of_study, model_of_study
 
+    _outputs(args.json)
     rows, summary = [], []
     for study in _existing_studies(args):
         model, harness = model_of_study(study), harness_of_study(study)
@@ -360,6 +353,7 @@ def cmd_precision(args) -> int:
 def cmd_pareto(args) -> int:
     from search.pareto import front_json, front_table, pareto_front, plot_fronts, trial_points
 
+    _outputs(args.json, args.out)
     series, fronts = [], []
     for study in _existing_studies(args):
         points = trial_points(study)
@@ -390,9 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return VERBS[args.verb](args)
-    except (SearchError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except OneLineError as exc:
+        return report(exc)
     except KeyboardInterrupt:
         print("interrupted; the study keeps every finished trial (re-run to continue)", file=sys.stderr)
         return 130

@@ -1,8 +1,10 @@
 """Exceptions of the search package: each carries one line for `error: ...`."""
 from __future__ import annotations
 
+from workload.errors import OneLineError
 
-class SearchError(Exception):
+
+class SearchError(OneLineError):
     """Bad input to the search (unknown model, bad storage URL, nothing to freeze...)."""
 
 

@@ -65,11 +65,24 @@ def artifact_store(work_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(base_path=str(base))
 
 
+# Content types of the trial artifacts, by suffix: text, so that the dashboard's link opens them in
+# the browser (mimetypes knows neither .yaml nor .log: they were served as downloads).
+TEXT = "text/plain; charset=utf-8"
+MIMETYPES = {".yaml": TEXT, ".yml": TEXT, ".log": TEXT, ".txt": TEXT, ".jsonl": TEXT,
+             ".json": "application/json; charset=utf-8"}
+
+
+def artifact_mimetype(filename: str) -> str | None:
+    """The content type of one of our artifacts by its file name (None: Optuna guesses)."""
+    return MIMETYPES.get(Path(filename).suffix.lower())
+
+
 def upload(trial: optuna.trial.Trial, path: Path, store) -> str | None:
-    """upload_artifact across Optuna versions (3.x positional, 4+ keyword-only)."""
+    """upload_artifact across Optuna versions (3.x positional, 4+ keyword-only, with the content type)."""
     try:
         try:
-            return optuna.artifacts.upload_artifact(study_or_trial=trial, file_path=str(path), artifact_store=store)
+            return optuna.artifacts.upload_artifact(study_or_trial=trial, file_path=str(path), artifact_store=store,
+                                                    mimetype=artifact_mimetype(path.name))
         except TypeError:
             return optuna.artifacts.upload_artifact(trial, str(path), store)
     except OSError as exc:      # a full disk must not turn a measured trial into a failed one

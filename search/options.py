@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shlex
 import types
 import typing
@@ -32,13 +33,15 @@ from engine.config import TACTIC_SOURCES
 from engine.harness import DEFAULT_HARNESS, HARNESSES
 from workload.shapes import MAX_BATCH, MODELS
 
+from search import preflight
 from search.errors import SearchError
 from search.grid import parse_grid
-from search.storage import default_storage_url
+from search.storage import default_storage_url, parse_url
 
 HARNESS_NAMES = tuple(HARNESSES)          # ("contest", "serving")
 GRANULARITIES = ("kind", "block")
 DEFAULT_WORK = "work"
+SEED_MAX = 2**32 - 1                      # numpy's (TPESampler's) largest seed
 
 
 def opt(default: Any, flag: str, help: str = "", *, parse: Callable[[Any], Any] | None = None,
@@ -165,6 +168,14 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
+def check_finite(options: Any) -> None:
+    """Every float option of `options` (not its nested groups) is a finite number: nan and inf mean nothing here."""
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SearchError(f"{f.metadata.get('flag') or f.name} {value}: need a finite number")
+
+
 # --- parsers of flag values ----------------------------------------------------------------
 def parse_models(text: str) -> tuple[str, ...]:
     if text == "both":
@@ -210,6 +221,7 @@ class StudyOptions:
     def __post_init__(self) -> None:
         if self.storage is None:
             object.__setattr__(self, "storage", default_storage_url(self.work_dir))
+        parse_url(self.storage)
         bad = [m for m in self.models if m not in MODELS]
         if bad or not self.models:
             raise SearchError(f"unknown model {bad[0] if bad else ''!r}; expected encoder, decoder or both")
@@ -247,6 +259,7 @@ class TrialOptions:
                                  "this many times its threshold; 0: off (default: %(default)s)", type=float)
 
     def validate(self) -> None:
+        check_finite(self)
         if self.harness not in HARNESSES:
             raise SearchError(f"--harness {self.harness!r} is not one of {', '.join(HARNESS_NAMES)}")
         parse_grid(self.grid)
@@ -256,9 +269,6 @@ class TrialOptions:
             raise SearchError(f"--warmup {self.warmup}: need 0 or more")
         if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:
             raise SearchError(f"--trial-timeout {self.trial_timeout_s:g}: need a positive number of seconds")
-        for lib in self.plugin_libs:
-            if not Path(lib).is_file():
-                raise SearchError(f"plugin library {lib} does not exist")
         if self.plan_cache_gib < 0:
             raise SearchError(f"--plan-cache-gib {self.plan_cache_gib:g}: need 0 (off) or more")
         if not 0 < self.prune_percentile < 100:
@@ -268,6 +278,7 @@ class TrialOptions:
         if self.prune_bad_ratio != 0 and self.prune_bad_ratio <= 1:
             raise SearchError(f"--prune-bad-ratio {self.prune_bad_ratio:g}: need more than 1 (a Good case is "
                               f"within 1x its threshold) or 0 (off)")
+        preflight.check_plugin_libraries(self.plugin_libs)
 
 
 @dataclass(frozen=True)
@@ -321,6 +332,8 @@ class TuneOptions:
         return from_json(cls, text)
 
     def validate(self) -> None:
+        """Every option, then what every trial would fail on (search/preflight.py); nothing is written."""
+        check_finite(self)
         if self.n_trials is None and self.time_budget_s is None:
             raise SearchError("say how long to tune: --trials N and/or --time-budget SECONDS")
         if self.n_trials is not None and self.n_trials < 1:
@@ -331,18 +344,13 @@ class TuneOptions:
             raise SearchError("--gpus names no GPU")
         if not 0 <= self.space.max_opt_level <= 5:
             raise SearchError(f"--max-opt-level {self.space.max_opt_level} is outside 0..5")
+        if self.seed is not None and not 0 <= self.seed <= SEED_MAX - len(self.gpus) + 1:
+            raise SearchError(f"--seed {self.seed}: need 0..{SEED_MAX - len(self.gpus) + 1} (GPU k's process uses seed+k)")
         self.trial.validate()
-        for model in self.study.models:
-            onnx = self.onnx_path(model)
-            if not onnx.is_file():
-                raise SearchError(f"{onnx} does not exist (export it first: python3 -m workload export)")
-        if not Path(self.data_dir).is_dir():
-            raise SearchError(f"test data directory {self.data_dir} does not exist (python3 -m workload data)")
-        if self.space.allow_int8:
-            for model in self.study.models:
-                calib = Path(self.data_dir) / f"calibration-{model}.npz"
-                if not calib.is_file():
-                    raise SearchError(f"--allow-int8 needs {calib} (python3 -m workload data)")
+        preflight.check_worker(self.worker_command)
+        models = self.study.models
+        preflight.check_models(models, [self.onnx_path(m) for m in models])
+        preflight.check_data(models, self.data_dir, parse_grid(self.trial.grid), self.space.allow_int8)
 
     def onnx_path(self, model: str) -> Path:
         return Path(self.onnx_dir) / f"{model}.onnx"

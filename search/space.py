@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import optuna
@@ -100,6 +101,22 @@ class Dim:
         if isinstance(self.choices, range):
             return isinstance(value, int) and not isinstance(value, bool) and value in self.choices
         return any(value is c or (type(value) is type(c) and value == c) for c in self.choices)
+
+
+def block_count(onnx_path: Path, model: str, wanted: int | None = None) -> int:
+    """`wanted` (--num-blocks), or the encoder/decoder blocks of an export counted from its node-name scopes
+    (`/encoders.11/`); more blocks than the export has would be groups that match no layer: an error."""
+    from engine.layer_groups import block_of
+    from engine.prepare import source_node_names
+
+    found = [b for name in source_node_names(onnx_path, model) for b in [block_of(name)] if b is not None]
+    counted = max(found) + 1 if found else 0
+    if wanted is not None and wanted > counted:
+        raise SpaceError(f"--num-blocks {wanted}: {onnx_path} has {counted} blocks (the groups of the others "
+                         "would match no layer)")
+    if wanted is None and not counted:
+        raise SpaceError(f"{onnx_path}: no /encoders.N/ or /decoders.N/ node scopes; pass --num-blocks")
+    return counted if wanted is None else wanted
 
 
 def space_groups(model: str, granularity: str = "kind", num_blocks: int | None = None) -> tuple[str, ...]:

@@ -73,6 +73,17 @@ def harness_of_study(study: optuna.Study) -> str:
     raise SearchError(f"study {study.study_name!r} has no harness attribute")
 
 
+def parse_url(url: str):
+    """The storage URL parsed (sqlalchemy.engine.URL); a StorageError when it is not one (checked before any work)."""
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage URL {url!r} is not a SQLAlchemy URL (e.g. sqlite:///work/study.db)") from None
+
+
 def make_storage(url: str, heartbeat_interval: int | None = _DEFAULT, grace_period: int | None = _DEFAULT,
                  must_exist: bool = False) -> optuna.storages.RDBStorage:
     """RDBStorage for any SQLAlchemy URL; a bad URL is a StorageError with one line.
@@ -83,15 +94,11 @@ def make_storage(url: str, heartbeat_interval: int | None = _DEFAULT, grace_peri
     Writers create Optuna's schema under `storage_lock`, so processes started together on a
     fresh database do not race to create the same tables.
     """
-    import sqlalchemy
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy.exc import NoSuchModuleError
 
     heartbeat_interval = HEARTBEAT_INTERVAL_S if heartbeat_interval is _DEFAULT else heartbeat_interval
     grace_period = GRACE_PERIOD_S if grace_period is _DEFAULT else grace_period
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except ArgumentError:
-        raise StorageError(f"storage URL {url!r} is not a SQLAlchemy URL (e.g. sqlite:///work/study.db)") from None
+    parsed = parse_url(url)
     engine_kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -268,6 +275,39 @@ def open_study(storage_url: str = DEFAULT_STORAGE, model: str = "encoder", harne
         if note:
             print(f"note: {note}", file=sys.stderr)
     return study
+
+
+def existing_studies(url: str, models: Sequence[str], harness: str = "all",
+                     study_name: str | None = None) -> list[optuna.Study]:
+    """The studies a read-only verb works on (`harness` "all": every one present); nothing is written.
+    A StorageError when none exists (or the one named is missing); notes on stderr for the others."""
+    every = harness == "all"
+    harnesses = tuple(HARNESSES) if every else (harness,)
+    storage = make_storage(url, heartbeat_interval=None, must_exist=True)
+    names = set(optuna.study.get_all_study_names(storage=storage))
+    if study_name:
+        if study_name not in names:
+            raise StorageError(f"no study {study_name!r} in {safe_url(url)}")
+        if every:
+            harness = harness_of_study(optuna.load_study(study_name=study_name, storage=storage))
+        return [open_study(url, models[0], harness, study_name, create=False, storage=storage)]
+    studies = []
+    for model in models:
+        found = 0
+        for h in harnesses:
+            name = study_name_for(model, h)
+            if name in names:
+                studies.append(open_study(url, model, h, create=False, storage=storage))
+                found += 1
+            elif len(models) * len(harnesses) == 1:
+                raise StorageError(f"no study {name!r} in {safe_url(url)}")
+            elif not every:
+                print(f"note: no study {name!r} in {safe_url(url)}", file=sys.stderr)
+        if not found and every and len(models) > 1:
+            print(f"note: no wenet-{model}-* study in {safe_url(url)}", file=sys.stderr)
+    if not studies:
+        raise StorageError(f"no study in {safe_url(url)} (run `python -m search tune` first)")
+    return studies
 
 
 def study_names(storage_url: str) -> list[str]:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -56,7 +55,7 @@ from search.options import SpaceOptions, TuneOptions
 from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
 from search.seeds import labelled_seeds
-from search.space import SearchSpace, registered_passes, registered_plugins
+from search.space import SearchSpace, block_count, registered_passes, registered_plugins
 from search.locking import storage_lock, study_lock
 from search.stale import StaleWatch, requeue_interrupted
 from search.storage import feasible_trials, open_study, trial_constraint
@@ -66,24 +65,12 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 POLL_S = 2.0
 
 
-def count_blocks(onnx_path: Path) -> int:
-    """Encoder/decoder blocks in an export, from its node-name scopes (`/encoders.11/`)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    pat = re.compile(r"/(?:encoders|decoders)\.(\d+)/")
-    found = {int(m.group(1)) for n in model.graph.node for m in [pat.search(n.name)] if m}
-    if not found:
-        raise SearchError(f"{onnx_path}: no /encoders.N/ or /decoders.N/ node scopes; pass --num-blocks")
-    return max(found) + 1
-
-
 def make_space(options: SpaceOptions, model: str, onnx: Path) -> SearchSpace:
     """The model's space over the registered passes and plugins (blocks counted in `onnx` when needed)."""
     passes = registered_passes(model)
     plugins = [p for p in registered_plugins(model) if p not in passes]
-    if options.group_granularity == "block" and options.num_blocks is None:
-        options = dataclasses.replace(options, num_blocks=count_blocks(onnx))
+    if options.group_granularity == "block":
+        options = dataclasses.replace(options, num_blocks=block_count(onnx, model, options.num_blocks))
     return SearchSpace(model, passes, plugins, options=options)
 
 
@@ -390,6 +377,8 @@ def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: 
 
 def tune(opts: TuneOptions) -> list[dict[str, Any]]:
     opts.validate()
+    for model in opts.study.models:     # every model's space, before any study is written
+        make_space(opts.space, model, opts.onnx_path(model))
     spent = 0.0                     # seconds of tuning so far (setup excluded)
     summaries = []
     models = opts.study.models

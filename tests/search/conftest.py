@@ -9,6 +9,7 @@ import pytest
 
 from search.request import TrialRequest
 from search.runner import worker_args
+from stand_ins import write_stand_ins
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
 
@@ -37,13 +38,8 @@ def fake_command():
 
 @pytest.fixture
 def work(tmp_path) -> Path:
-    """work/ with stand-in model files and a data directory (the fake worker reads neither)."""
-    w = tmp_path / "work"
-    (w / "onnx").mkdir(parents=True)
-    (w / "data").mkdir()
-    for m in ("encoder", "decoder"):
-        (w / "onnx" / f"{m}.onnx").write_bytes(b"not a model: the fake worker never opens it")
-    return w
+    """work/ with stand-in model files and test data (tune checks them; the fake worker reads neither)."""
+    return write_stand_ins(tmp_path / "work")
 
 
 def _alive(pid: int) -> bool:

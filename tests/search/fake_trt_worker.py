@@ -14,27 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "engine")]
 
-import fake_trt  # noqa: E402
+from with_fake_trt import install_in_process  # noqa: E402
 
 from search import worker  # noqa: E402
 from search.request import read_request  # noqa: E402
 
 
-class _Patch:
-    """What fake_trt.install needs of pytest's monkeypatch (this process ends with the trial)."""
-
-    @staticmethod
-    def setitem(mapping, key, value) -> None:
-        mapping[key] = value
-
-    @staticmethod
-    def setattr(obj, name, value) -> None:
-        setattr(obj, name, value)
-
-
 def main(argv: list[str]) -> int:
     out = Path(read_request(worker.parse_args(argv).request).out)
-    trt, _ = fake_trt.install(_Patch(), "8.6.0")
+    trt, _ = install_in_process("8.6.0")
     try:
         return worker.main(argv)
     finally:

@@ -21,6 +21,7 @@ from search.precision_strategies import (ALL_FP32, bisect_configs, bisect_next, 
                                          rule_sets, rules_configs, rules_report, split_label)
 from search.space import SearchSpace
 from search.storage import open_study
+from stand_ins import write_stand_ins
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
 ENC = "/encoder/encoders"
@@ -196,9 +197,7 @@ def test_rules_report_orders_good_seeds_by_latency():
 
 def test_plan_tune_precision_cli_with_the_fake_worker(tmp_path, capsys):
     work = tmp_path / "work"
-    (work / "onnx").mkdir(parents=True)
-    (work / "data").mkdir()
-    (work / "onnx" / "decoder.onnx").write_bytes(b"stand-in: the fake worker never opens it")
+    write_stand_ins(work, ("decoder",))
     common = ["--work-dir", str(work), "--model", "decoder"]
     assert main(["plan", *common, "--plan", "bisect", "--base", "per_batch"]) == 0
     assert main(["plan", *common, "--plan", "rules", "--base", "per_batch"]) == 0

@@ -185,14 +185,37 @@ def test_best_so_far_series(work):
 
 
 def test_dashboard_serves_storage_and_artifacts(work, monkeypatch):
-    import optuna_dashboard
+    from search import dashboard
     assert tune(work, trials="1") == 0
     seen = {}
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: seen.update(storage=storage, **kw))
+    monkeypatch.setattr(dashboard, "check_listen", lambda host, port: seen.update(checked=(host, port)))
+    monkeypatch.setattr(dashboard, "serve", lambda storage, artifacts, host, port: seen.update(
+        storage=storage, artifacts=artifacts, host=host, port=port))
     assert main(["dashboard", "--work-dir", str(work)]) == 0
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8080
-    assert isinstance(seen["artifact_store"], optuna.artifacts.FileSystemArtifactStore)
+    assert seen["checked"] == ("127.0.0.1", 8080) and seen["host"] == "127.0.0.1" and seen["port"] == 8080
+    assert seen["artifacts"] == work / "artifacts" and any(seen["artifacts"].iterdir())
     assert optuna.study.get_all_study_names(seen["storage"]) == ["wenet-encoder-serving"]
+
+
+def test_dashboard_serves_text_artifacts_as_text(work):
+    """The middleware types a trial artifact by its file name, also one stored as a download."""
+    from search.dashboard import text_artifacts
+    from search.objective import artifact_mimetype
+    assert tune(work, trials="1") == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    trial = study.trials[0]
+    metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+    by_name = {m.filename: m for m in metas}
+    assert by_name["build.log"].mimetype == artifact_mimetype("build.log") == "text/plain; charset=utf-8"
+    app = text_artifacts(lambda env, start: [start("200 OK", [("Content-Type", "application/octet-stream")]) or b"x"],
+                         study._storage)
+    got = []
+    for name, kind in (("build.log", "text/plain"), ("layers.json", "application/json")):
+        path = f"/artifacts/{study._study_id}/{trial._trial_id}/{by_name[name].artifact_id}"
+        app({"PATH_INFO": path}, lambda status, headers, exc_info=None: got.append(dict(headers)["Content-Type"]))
+        assert got[-1].startswith(kind)
+    app({"PATH_INFO": "/api/studies"}, lambda status, headers, exc_info=None: got.append(dict(headers)["Content-Type"]))
+    assert got[-1] == "application/octet-stream"                 # not an artifact: untouched
 
 
 def test_two_gpus_two_processes_one_storage(work, capsys):

@@ -28,8 +28,8 @@ def non_default_argv(f: dataclasses.Field, tmp_path: Path) -> list[str]:
     if kw.get("action") in ("store_true", "store_false"):
         return [flag]
     if kw.get("action") == "append":
-        item = tmp_path / f"{f.name}.so"          # existing files: path options are checked
-        item.write_bytes(b"")
+        item = tmp_path / f"{f.name}.so"          # existing files: path options are checked (an ELF header)
+        item.write_bytes(b"\x7fELF" + b"\0" * 60)
         return [flag, str(item)]
     if "choices" in kw:
         return [flag, next(c for c in kw["choices"] if c != f.default)]

@@ -18,6 +18,7 @@ from search.errors import SearchError
 from search.plans import (ablation_configs, enqueue_plan, predict_mixed, sensitivity, sensitivity_configs)
 from search.space import SearchSpace
 from search.storage import open_study
+from stand_ins import write_stand_ins
 
 PASSES = ["fold_constants", "layernorm"]
 PLUGINS = ["skip_layernorm_plugin", "skip_layernorm_plugin_fp16"]
@@ -89,9 +90,7 @@ def test_sensitivity_orders_groups_and_predicts_the_cheapest_good_mix():
 
 def test_plan_tune_sensitivity_cli(tmp_path, capsys):
     work = tmp_path / "work"
-    (work / "onnx").mkdir(parents=True)
-    (work / "data").mkdir()
-    (work / "onnx" / "decoder.onnx").write_bytes(b"stand-in: the fake worker never opens it")
+    write_stand_ins(work, ("decoder",))
     common = ["--work-dir", str(work), "--model", "decoder"]
     assert main(["plan", *common, "--plan", "sensitivity"]) == 0
     n = len(GROUPS["decoder"]) + 1
@@ -109,4 +108,6 @@ def test_plan_tune_sensitivity_cli(tmp_path, capsys):
     data = json.loads(out_json.read_text())["wenet-decoder-serving"]
     assert len(data["rows"]) == n and data["predicted_fp32_groups"] == []
     assert study.get_trials(states=(TrialState.WAITING,))[-1].user_attrs["plan"] == "sensitivity/predicted"
-    assert main(["plan", *common, "--plan", "bogus"]) == 2
+    with pytest.raises(SystemExit) as exc:                  # an unknown plan is a usage error
+        main(["plan", *common, "--plan", "bogus"])
+    assert exc.value.code == 2

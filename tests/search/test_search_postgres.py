@@ -24,6 +24,7 @@ import pytest
 
 from search.runner import REPO_ROOT
 from search.storage import open_study
+from stand_ins import write_stand_ins
 
 pytestmark = pytest.mark.postgres
 
@@ -142,9 +143,7 @@ def test_four_tuners_on_one_postgres_study(fresh_database, tmp_path):
     procs = []
     for i in range(n):                            # as four hosts would: own work dirs, one storage
         work = tmp_path / f"host{i}"
-        (work / "onnx").mkdir(parents=True)
-        (work / "data").mkdir()
-        (work / "onnx" / "encoder.onnx").write_bytes(b"stand-in")
+        write_stand_ins(work, ("encoder",))
         cmd = [sys.executable, "-m", "search", "tune", "--work-dir", str(work), "--storage", fresh_database,
                "--model", "encoder", "--harness", "contest", "--trials", "1", "--grid", "1x16",
                "--seed", str(i), "--no-progress", "--worker-command", worker]

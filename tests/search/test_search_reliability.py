@@ -23,6 +23,7 @@ from search.cli import main
 from search.runner import REPO_ROOT
 from search.stale import requeue_interrupted
 from search.storage import open_study
+from stand_ins import write_stand_ins
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
 CONTEST_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed", "fds_off")   # seed_study's order
@@ -34,11 +35,8 @@ def fake(mode: str = "ok") -> str:
 
 
 def make_work(root: Path) -> Path:
-    """A work directory as conftest's `work` makes it (the fake worker reads neither file)."""
-    (root / "onnx").mkdir(parents=True)
-    (root / "data").mkdir()
-    (root / "onnx" / "encoder.onnx").write_bytes(b"not a model: the fake worker never opens it")
-    return root
+    """A work directory as conftest's `work` makes it (the fake worker reads none of its files)."""
+    return write_stand_ins(root, ("encoder",))
 
 
 @pytest.fixture
@@ -188,8 +186,9 @@ def test_an_interrupted_seed_is_retried_at_most_max_attempts_times():
 # milliseconds of each other (the worst case for races) and ten rounds stay cheap.
 LAUNCHER = r"""
 import json, os, sys
-sys.path.insert(0, os.getcwd())
+sys.path[:0] = [os.getcwd(), os.path.join(os.getcwd(), "tests", "search")]
 from search.cli import main
+from stand_ins import write_stand_ins
 base, n, rounds, worker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 storage = sys.argv[5] if len(sys.argv) > 5 else None      # a URL with {round}; default WORK/study.db
 
@@ -199,10 +198,7 @@ def tune(work, i, r=None):
                  "--grid", "1x16", "--no-progress", "--seed", str(i), "--worker-command", worker, *where])
 
 def make_work(work):
-    for d in ("onnx", "data"):
-        os.makedirs(os.path.join(work, d))
-    with open(os.path.join(work, "onnx", "encoder.onnx"), "w") as f:
-        f.write("stand-in")
+    write_stand_ins(__import__("pathlib").Path(work), ("encoder",))
 
 # One tune here first, so the tuners below start with everything imported (as a long-running
 # host would): what is left is the storage work that races.

@@ -140,7 +140,7 @@ def test_opt_shape_default_is_the_max_shape_and_choices_lie_in_the_judged_grid()
     (BuildConfig("encoder", passes=["layernorm", "fold_constants"]), "passes"),        # other order
     (BuildConfig("encoder", sparse_weights=True), "sparse_weights"),                   # not sampled
     (BuildConfig("encoder", layer_precision={"norm": "fp32"}), "layer_precision"),     # fp16 off
-    (BuildConfig("encoder", fp16=True, layer_precision={"bogus": "fp32"}), "layer_precision"),
+    (BuildConfig("encoder", fp16=True, layer_precision={"block0.norm": "fp32"}), "layer_precision"),  # kind space
     (BuildConfig("encoder", int8=True), "int8"),                                       # int8 not allowed
     (BuildConfig("encoder", workspace_mib=2048), "workspace_mib"),
     (BuildConfig("encoder", opt_level=5), "opt_level"),                                 # above the cap

@@ -138,7 +138,11 @@ def test_bad_config_file(tmp_path, stages, capsys):
 def test_missing_inspector_is_a_warning_not_a_failure(tmp_path, monkeypatch):
     """The real inspect() against an engine module without the inspector functions."""
     import types
-    monkeypatch.setitem(__import__("sys").modules, "engine.inspect", types.ModuleType("engine.inspect"))
+
+    import engine
+    empty = types.ModuleType("engine.inspect")
+    monkeypatch.setitem(__import__("sys").modules, "engine.inspect", empty)
+    monkeypatch.setattr(engine, "inspect", empty, raising=False)     # also when another test imported it
     counts, honoured, warning = worker.inspect(Path(tmp_path / "x.plan"), BuildConfig("encoder"), [],
                                                tmp_path / "layers.json")
     assert counts == {} and honoured == {} and warning.startswith("inspector unavailable")
