@@ -71,6 +71,10 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("attention", ("attention", "self_attention", "cross_attention")),
 )
 INT8_GROUPS = {"encoder": ("feed_forward", "conv_module"), "decoder": ("feed_forward",)}
+# Our plugins compute these kinds in FP32 outside Myelin's fused graphs. On TensorRT 8.6 an FP32 pin
+# inside a Myelin graph buys no FP16 speed (decoder 46.1 ms vs 46.9 FP32), the plugin-backed pin does
+# (26.1 ms, all Good: bench/results/plugins-h200.json), so each rule set gets a "+plugins" variant.
+PLUGINS_FOR_KIND = {"norm": ("wenet_layernorm_plugin",), "output": ("wenet_log_softmax_plugin",)}
 CALIBRATORS = ("entropy2", "minmax")
 
 
@@ -262,6 +266,11 @@ def rules_configs(space: SearchSpace, base: BuildConfig | None = None,
         for constraints in ("obey", "prefer"):
             out.append((labelled(f"rules/{name}/{constraints}", base_name),
                         with_precision(space, base, fp32_pins(space, kinds=kinds), constraints)))
+        extra = [p for k in kinds for p in PLUGINS_FOR_KIND.get(k, ()) if p in space.plugins]
+        if extra:       # obey: the pins also fix the plugins' I/O to FP32
+            cfg = with_precision(space, base, fp32_pins(space, kinds=kinds), "obey")
+            cfg.plugins = [p for p in space.plugins if p in set(cfg.plugins) | set(extra)]   # the space's order
+            out.append((labelled(f"rules/{name}+plugins/obey", base_name), cfg))
     if space.options.allow_int8:
         strict = [s for s in sets if "attention" not in s[0]][-1:]
         for name, kinds in strict:
