@@ -278,7 +278,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     libs = plugin_libraries(args.plugins, None if args.no_cwd_plugins else Path.cwd())
     result: dict[str, Any] = {**environment(), "harness": harness, "cuda_graphs": not args.no_cuda_graphs
                               and harness == "serving", "runs": args.runs, "warmup": args.warmup,
-                              "command": " ".join(shlex.quote(a) for a in sys.argv), "models": {}}
+                              "command": " ".join(shlex.quote(a) for a in sys.argv),
+                              "plugin_libs": [str(p) for p in libs], "models": {}}
     total = 0.0
     for m in models:
         _, missing = select_cases(m, args.data, grid, strict=grid is not None)

@@ -159,17 +159,21 @@ step() {
       trt -m search status --work-dir "$WORK"
       trt -m search freeze --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$WORK/configs"
       trt -m search export --work-dir "$WORK" --out "$RESULTS/study-$GPU_SLUG.json" ;;
-    reproduce)  # build.sh (plans + our plugin library) from the frozen configs, evaluate.py run inside the
-      # plan folder as the organisers do (it loads every *.so there), then trial vs rebuilt per shape
+    build-eval)  # build.sh from $CONFIG_DIR (plans + our plugin library into $WORK/best), then evaluate.py
+      # run inside the plan folder as the organisers do (it loads every *.so there) -> EVAL_JSON
       rm -rf "$WORK/best" && mkdir -p "$WORK/best"
       SP=/root/.pyenv/versions/3.10.13/lib/python3.10/site-packages
       ms=${MODELS:-decoder}
-      (. /root/rig/env.sh && PYTHON=python3.10 TORCH_PYTHON=python3 WORK="$WORK" CONFIG_DIR="$WORK/configs" \
+      wait_for "$WORK/data/.complete" 600 || return 1
+      (. /root/rig/env.sh && PYTHON=python3.10 TORCH_PYTHON=python3 WORK="$WORK" CONFIG_DIR="${CONFIG_DIR:-$WORK/configs}" \
         OUT_DIR="$WORK/best" TRT_INCLUDE="$REPO/.gpu/tensorrt-include" TRT_LIB="$SP/tensorrt" \
         bash build.sh --models "$ms") > "$RESULTS/reproduce-build.log" 2>&1
       tail -3 "$RESULTS/reproduce-build.log"; ls "$WORK/best"
       (cd "$WORK/best" && . /root/rig/env.sh && python3.10 "$REPO/evaluate.py" --models "$ms" \
-        --harness "${HARNESS:-contest}" --data "$WORK/data" --no-progress --json "$RESULTS/reproduce-eval-$GPU_SLUG.json")
+        --harness "${HARNESS:-contest}" --data "$WORK/data" --no-progress \
+        --json "${EVAL_JSON:-$RESULTS/reproduce-eval-$GPU_SLUG.json}") | tail -16 ;;
+    reproduce)  # build-eval of the frozen configs, then the frozen trial vs the rebuilt plans per shape
+      step build-eval
       python3 bench/reproduce.py --study-json "$RESULTS/study-$GPU_SLUG.json" --configs "$WORK/configs" \
         --evaluate-json "$RESULTS/reproduce-eval-$GPU_SLUG.json" --out "$RESULTS/reproduce-$GPU_SLUG.json" ;;
     await)  # let the pipelines started before this one finish (clean timings)
