@@ -2,6 +2,10 @@
 
     python3 bench/reproduce.py --study-json STUDY.json --configs CONFIG_DIR --evaluate-json EVAL.json
         --out OUT.json [--tolerance 0.10]
+    python3 bench/reproduce.py --bench-json BENCH.json --label LABEL --evaluate-json EVAL.json --out OUT.json
+
+The second form compares with a bench file's rows of one label (e.g. a plugins-suite engine that
+build.sh rebuilt from the config the bench wrote) instead of a study trial.
 
 STUDY.json is `search export`'s file, CONFIG_DIR holds `search freeze`'s <model>.yaml (its header
 names the study and the trial), EVAL.json is `evaluate.py --json` on the plans build.sh wrote.
@@ -64,14 +68,27 @@ def trial_cases(study_json: dict, study: str, number: int) -> tuple[str, list[di
     raise ReproduceError(f"no study {study} in the study export")
 
 
-def compare(study_json: dict, configs: Path, evaluation: dict, tolerance: float) -> tuple[list[dict], list[dict]]:
+def bench_cases(bench_json: dict, model: str, label: str) -> tuple[str, list[dict]]:
+    rows = [r for r in bench_json.get("rows", []) if r.get("model") == model and r.get("label") == label]
+    if not rows:
+        raise ReproduceError(f"the bench file has no {model} rows labelled {label!r}")
+    return rows[0]["harness"], [{"batch": r["bs"], "length": r["sl"], "latency_ms": r["latency_ms"],
+                                 "good": r["good"]} for r in rows]
+
+
+def compare(study_json: dict | None, configs: Path | None, evaluation: dict, tolerance: float,
+            bench: tuple[dict, str] | None = None) -> tuple[list[dict], list[dict]]:
     rows, out = [], []
     for model, result in evaluation.get("models", {}).items():
-        config = configs / f"{model}.yaml"
-        if not config.is_file():
-            raise ReproduceError(f"no frozen config {config} for model {model}")
-        study, number = frozen_trial(config)
-        harness, cases = trial_cases(study_json, study, number)
+        if bench is not None:
+            study, number = bench[1], "bench"
+            harness, cases = bench_cases(bench[0], model, bench[1])
+        else:
+            config = configs / f"{model}.yaml"
+            if not config.is_file():
+                raise ReproduceError(f"no frozen config {config} for model {model}")
+            study, number = frozen_trial(config)
+            harness, cases = trial_cases(study_json, study, number)
         if evaluation.get("harness") and evaluation["harness"] != harness:
             raise ReproduceError(f"{model}: evaluate.py ran the {evaluation['harness']} harness, "
                                  f"the trial was measured with {harness}")
@@ -87,7 +104,7 @@ def compare(study_json: dict, configs: Path, evaluation: dict, tolerance: float)
                             "rebuilt_ms": c["latency_ms"], "ratio": None, "within": False})
                 continue
             t = trial[key]
-            rows.append({**base, "label": f"trial {number}", "latency_ms": t["latency_ms"], "good": t["good"],
+            rows.append({**base, "label": f"trial {number}" if bench is None else study, "latency_ms": t["latency_ms"], "good": t["good"],
                          "a0": None, "r0": None, "a1": None, "r1": None, "build_s": None,
                          "worst_ratio": t.get("worst_ratio")})
             ratio = c["latency_ms"] / t["latency_ms"]
@@ -99,8 +116,10 @@ def compare(study_json: dict, configs: Path, evaluation: dict, tolerance: float)
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench/reproduce.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--study-json", required=True)
-    p.add_argument("--configs", required=True)
+    p.add_argument("--study-json", help="search export's file (with --configs)")
+    p.add_argument("--configs", help="search freeze's folder")
+    p.add_argument("--bench-json", help="a bench result file (with --label) instead of a study")
+    p.add_argument("--label", help="the bench rows' label to compare with")
     p.add_argument("--evaluate-json", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--tolerance", type=float, default=0.10)
@@ -108,12 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not 0 < args.tolerance < 1:
             raise ReproduceError(f"--tolerance {args.tolerance}: expected a fraction in (0, 1)")
+        if bool(args.bench_json) == bool(args.study_json) or bool(args.bench_json) != bool(args.label) \
+                or bool(args.study_json) != bool(args.configs):
+            raise ReproduceError("give --study-json with --configs, or --bench-json with --label")
         try:
-            study_json = json.loads(Path(args.study_json).read_text())
+            source = json.loads(Path(args.study_json or args.bench_json).read_text())
             evaluation = json.loads(Path(args.evaluate_json).read_text())
         except (OSError, ValueError) as exc:
             raise ReproduceError(f"cannot read the inputs: {exc}") from None
-        rows, cmp = compare(study_json, Path(args.configs), evaluation, args.tolerance)
+        if args.bench_json:
+            rows, cmp = compare(None, None, evaluation, args.tolerance, bench=(source, args.label))
+        else:
+            rows, cmp = compare(source, Path(args.configs), evaluation, args.tolerance)
     except ReproduceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

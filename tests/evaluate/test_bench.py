@@ -159,3 +159,17 @@ def test_reproduce_bad_input(tmp_path, capsys):
     (tmp_path / "configs" / "decoder.yaml").write_text("model: decoder\n")
     assert reproduce.main(args) == 2
     assert "no 'study ... trial N:' header" in capsys.readouterr().err
+
+
+def test_reproduce_against_a_bench_label(tmp_path):
+    reproduce = load("reproduce")
+    args = _reproduce_inputs(tmp_path, (2.1, 3.7))
+    rows = [{"model": "decoder", "label": "x contest", "harness": "contest", "bs": b, "sl": t, "latency_ms": ms,
+             "good": True} for (b, t), ms in (((1, 16), 2.0), ((4, 64), 4.0))]
+    (tmp_path / "bench.json").write_text(json.dumps({"rows": rows}))
+    ev = args[args.index("--evaluate-json") + 1]
+    out = ["--evaluate-json", ev, "--out", str(tmp_path / "o.json")]
+    assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), "--label", "x contest", *out]) == 0
+    assert {r["label"] for r in json.loads((tmp_path / "o.json").read_text())["rows"]} == {"x contest", "build.sh"}
+    assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), "--label", "nope", *out]) == 2
+    assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), *out]) == 2
