@@ -298,6 +298,9 @@ class TuneOptions:
     onnx_dir: str | None = opt(None, "--onnx-dir", "where <model>.onnx are (default: WORK_DIR/onnx)")
     data_dir: str | None = opt(None, "--data", "test data directory (default: WORK_DIR/data)")
     seed: int | None = opt(None, "--seed", "sampler seed (GPU k's process uses seed+k)", type=int)
+    sampler: str = opt("tpe", "--sampler", "tpe (default) or random, the baseline to compare TPE with; "
+                       "one sampler per study (give a random one its own --study-name)",
+                       choices=("tpe", "random"))
     worker_command: tuple[str, ...] | None = opt(None, "--worker-command", "command line standing in for "
                                                  "`python -m search.worker` (tests: the fake worker)",
                                                  parse=parse_command)

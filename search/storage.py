@@ -209,13 +209,21 @@ def best_feasible_trial(study: optuna.Study) -> FrozenTrial:
 
 
 # --- studies ------------------------------------------------------------------------------
+SAMPLERS = ("tpe", "random")
+
+
 def make_sampler(seed: int | None = None,
-                 constraints: Callable[[FrozenTrial], Sequence[float]] | None = constraints_func
-                 ) -> optuna.samplers.BaseSampler:
+                 constraints: Callable[[FrozenTrial], Sequence[float]] | None = constraints_func,
+                 kind: str = "tpe") -> optuna.samplers.BaseSampler:
     """Multivariate TPE over the conditional space; constant liar for parallel workers.
+    kind "random": Optuna's RandomSampler, the baseline TPE is compared with (its own study).
 
     Give every parallel process its own seed: equal seeds would sample equal trials.
     """
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind != "tpe":
+        raise StorageError(f"sampler {kind!r} is not one of {', '.join(SAMPLERS)}")
     with warnings.catch_warnings():
         # multivariate/group/constant_liar are "experimental"; Optuna 5 deprecates
         # constraints_func in favour of Trial.set_constraint, which optuna-dashboard

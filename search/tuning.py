@@ -59,7 +59,7 @@ from search.seeds import labelled_seeds
 from search.space import SearchSpace, registered_passes, registered_plugins
 from search.locking import storage_lock, study_lock
 from search.stale import StaleWatch, requeue_interrupted
-from search.storage import feasible_trials, open_study, trial_constraint
+from search.storage import feasible_trials, make_sampler, open_study, trial_constraint
 
 log = logging.getLogger("search")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -206,7 +206,15 @@ def trial_context(opts: TuneOptions, model: str, gpu: str) -> TrialContext:
 
 
 def open_run_study(opts: TuneOptions, model: str, seed: int | None) -> optuna.Study:
-    return open_study(opts.study.storage, model, opts.trial.harness, opts.study.study_name, seed=seed)
+    study = open_study(opts.study.storage, model, opts.trial.harness, opts.study.study_name,
+                       sampler=make_sampler(seed, kind=opts.sampler))
+    used = study.user_attrs.get("sampler")
+    if used is None:
+        study.set_user_attr("sampler", opts.sampler)
+    elif used != opts.sampler:      # a mixed study compares nothing: one sampler per study
+        raise SearchError(f"study {study.study_name} is tuned with --sampler {used}; "
+                          f"give --sampler {opts.sampler} its own --study-name")
+    return study
 
 
 class _QuietFailedTrials(logging.Filter):
