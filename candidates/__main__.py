@@ -1,4 +1,8 @@
-"""CLI: `python -m candidates list [--model M]` and `python -m candidates apply IN OUT --passes a,b [--model M]`."""
+"""CLI: `python -m candidates list [--model M]` and `python -m candidates apply IN OUT --passes a,b [--model M]`.
+
+Graph passes only: `python -m plugins` is the same CLI over passes and plugin rewrites (plugins/
+depends on candidates/, not the other way round).
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +13,10 @@ from pathlib import Path
 from workload.shapes import MODELS
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m candidates", description="ONNX graph passes for the WeNet models")
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="ONNX graph passes for the WeNet models")
     sub = p.add_subparsers(dest="cmd", required=True)
-    ls = sub.add_parser("list", help="list the registered passes (and plugin rewrites)")
+    ls = sub.add_parser("list", help="list the registered passes (python -m plugins: and plugin rewrites)")
     ls.add_argument("--model", choices=MODELS)
     ap = sub.add_parser("apply", help="apply passes to an ONNX file")
     ap.add_argument("input", type=Path)
@@ -23,19 +27,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _list(model: str | None) -> None:
-    from candidates.framework import PLUGIN, available, get_pass
-    try:
-        import plugins  # noqa: F401  (registers the plugin rewrites)
-    except ImportError:
-        pass
-    for kind in ("pass", PLUGIN):
+def _list(model: str | None, kinds: tuple[str, ...]) -> None:
+    from candidates.framework import available, get_pass
+    for kind in kinds:
         for name in available(model, kind):
             p = get_pass(name)
             print(f"{name:28s} {kind:6s} {','.join(p.models):16s} {p.summary}")
 
 
-def _apply(args) -> None:
+def _apply(args, kinds: tuple[str, ...]) -> None:
     import onnx
 
     from candidates.framework import PassError, get_pass, run_passes
@@ -44,16 +44,14 @@ def _apply(args) -> None:
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     if not names:
         raise PassError("--passes is empty")
-    try:
-        import plugins  # noqa: F401
-    except ImportError:
-        pass
-    kinds = {}
+    kind_of = {}
     for name in names:  # unknown names and wrong-model passes fail before any work
         p = get_pass(name)
+        if p.kind not in kinds:
+            raise PassError(f"{name} is a {p.kind} rewrite: use python -m plugins apply")
         if args.model is not None and args.model not in p.models:
             raise PassError(f"{name} applies to {', '.join(p.models)}, not {args.model}")
-        kinds[name] = p.kind
+        kind_of[name] = p.kind
     try:
         model = onnx.load(str(args.input))
     except Exception as exc:
@@ -61,7 +59,7 @@ def _apply(args) -> None:
     # passes and plugin rewrites may be mixed on the command line; each runs as its kind
     sites: dict[str, int] = {}
     for name in names:
-        model, s = run_passes(model, [name], kind=kinds[name], strict=args.strict, model_name=args.model)
+        model, s = run_passes(model, [name], kind=kind_of[name], strict=args.strict, model_name=args.model)
         sites.update(s)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(args.output))
@@ -69,15 +67,16 @@ def _apply(args) -> None:
         print(f"{name}: {n} site(s)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m candidates",
+         kinds: tuple[str, ...] = ("pass",)) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     from candidates.framework import PassError
     try:
         if args.cmd == "list":
-            _list(args.model)
+            _list(args.model, kinds)
         else:
-            _apply(args)
+            _apply(args, kinds)
     except PassError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

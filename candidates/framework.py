@@ -69,16 +69,7 @@ def register_pass(name: str | None = None, *, models: Sequence[str] = MODELS, mi
     return wrap
 
 
-def _load_all() -> None:
-    # Importing the packages registers their passes (a side effect on purpose: one
-    # module per pass, no central list to keep in sync).
-    # plugins/ registers its rewrites when it is imported (it depends on candidates/,
-    # not the other way round).
-    import candidates.passes  # noqa: F401
-
-
 def get_pass(name: str, kind: str | None = None) -> Pass:
-    _load_all()
     p = _REGISTRY.get(name)
     if p is None or (kind is not None and p.kind != kind):
         known = ", ".join(available(kind=kind)) or "(none)"
@@ -88,7 +79,6 @@ def get_pass(name: str, kind: str | None = None) -> Pass:
 
 
 def available(model: str | None = None, kind: str | None = PASS) -> list[str]:
-    _load_all()
     if model is not None and model not in MODELS:
         raise PassError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     return [p.name for p in _REGISTRY.values()
