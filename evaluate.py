@@ -187,7 +187,8 @@ def environment() -> dict[str, Any]:
     """GPU name and TensorRT version (best effort: evaluation never fails for want of them)."""
     env: dict[str, Any] = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     try:
-        from engine.trt_compat import gpu_name, import_tensorrt
+        from engine.trt_compat import import_tensorrt
+        from engine.cuda_runtime import gpu_name
         env["tensorrt"] = str(import_tensorrt().__version__)
         env["gpu"] = gpu_name()
     except Exception as exc:

@@ -350,7 +350,8 @@ def summarize(rows: list[dict], baselines: dict[str, str] | None = None) -> list
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from engine.trt_compat import gpu_name, import_tensorrt
+    from engine.trt_compat import import_tensorrt
+    from engine.cuda_runtime import gpu_name
 
     t0 = time.monotonic()
     import_tensorrt()

@@ -295,8 +295,9 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
     `calibration`: calibration-<model>.npz, needed when the config uses INT8.
     `layer_info`: also write the inspector's per-layer JSON beside the plan.
     """
-    from engine.trt_compat import (ElapsedIndicator, PhaseTracker, capabilities, cuda_api, get_logger,
-                                   host_bytes, import_tensorrt, make_progress_monitor, network_flags)
+    from engine.trt_compat import capabilities, get_logger, host_bytes, import_tensorrt, network_flags
+    from engine.cuda_runtime import cuda_api
+    from engine.build_progress import ElapsedIndicator, PhaseTracker, make_progress_monitor
 
     trt = import_tensorrt()
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)

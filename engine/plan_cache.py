@@ -104,7 +104,8 @@ def plan_key(source_onnx: str | Path, prepared_onnx: str | Path, config: BuildCo
 
 def tensorrt_and_gpu() -> tuple[str, str]:
     """(TensorRT version, GPU name) of this process, from engine.trt_compat (imported here, lazily)."""
-    from engine.trt_compat import gpu_name, import_tensorrt
+    from engine.trt_compat import import_tensorrt
+    from engine.cuda_runtime import gpu_name
 
     return str(getattr(import_tensorrt(), "__version__", "")), gpu_name()
 

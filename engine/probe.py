@@ -234,7 +234,8 @@ def run_probe(json_path: str | Path, keep: str | Path | None = None, only: str |
 
 def _run(p: Probe) -> None:  # noqa: C901 (one flat list of features reads best)
     from engine.errors import CudaError, InputError, PlanError
-    from engine.trt_compat import capabilities, cuda_api, import_tensorrt
+    from engine.trt_compat import capabilities, import_tensorrt
+    from engine.cuda_runtime import cuda_api
 
     # --- environment ---
     def env():
