@@ -50,6 +50,37 @@ def _encoder_output_frames(shapes: Shapes) -> dict[str, tuple[int, int]]:
     return {"encoder_out": (1, encoder_out_len(shapes["speech"][1]))}
 
 
+def pad_spec_of(spec) -> PadSpec:
+    """The PadSpec a workload spec implies: every `batch` dimension is a batch axis, every input
+    dimension that depends on `length` a frames axis, and an output dimension that depends on it
+    is trimmed back to its value at the true length (read from an input dimension that is
+    `length` itself; without one, outputs keep their frames axis)."""
+    batch_axes, frame_axes, trims = {}, {}, {}
+    for tensor in spec.inputs:
+        for axis, dim in enumerate(tensor.dims):
+            if dim.kind == "batch":
+                batch_axes[tensor.name] = axis
+            elif dim.kind == "length" and tensor.name not in frame_axes:
+                frame_axes[tensor.name] = axis
+    source = next(((t.name, a) for t in spec.inputs for a, d in enumerate(t.dims) if d.is_plain_length), None)
+    for out in spec.outputs:
+        dims = out.dims if out.dims is not None else ()
+        axes = [a for a, d in enumerate(dims) if d.kind == "batch"]
+        if axes or out.dims is None:
+            batch_axes[out.name] = axes[0] if axes else 0
+        for axis, dim in enumerate(dims):
+            if dim.kind == "length" and source is not None and out.name not in trims:
+                trims[out.name] = (axis, dim)
+
+    def output_frames(shapes: Shapes) -> dict[str, tuple[int, int]]:
+        if not trims or source is None or source[0] not in shapes:
+            return {}
+        length = shapes[source[0]][source[1]]
+        return {name: (axis, dim.value(1, length)) for name, (axis, dim) in trims.items()}
+
+    return PadSpec(batch_axes=batch_axes, frame_axes=frame_axes, output_frames=output_frames)
+
+
 PAD_SPECS: dict[str, PadSpec] = {
     "encoder": PadSpec(batch_axes={"speech": 0, "speech_lengths": 0, "encoder_out": 0, "encoder_out_lens": 0},
                        frame_axes={"speech": 1}, output_frames=_encoder_output_frames),
