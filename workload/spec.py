@@ -102,6 +102,22 @@ class Workload:
     def study_name(self, harness: str) -> str:
         return f"{self.study}-{harness}"
 
+    def cases_hint(self) -> str:
+        """How this workload's test cases are made (for the message when they are missing)."""
+        if self.cases.generate:
+            return f"python3 -m workload cases --workload {self.source or self.name}"
+        if self.source and Path(self.source).parent == Path(__file__).resolve().parent / "specs":
+            return "python3 -m workload data"
+        return f"write them as {self.source or 'the spec'} says: <name>-<batch>-<length>.npz"
+
+    def build_material(self) -> dict[str, Any]:
+        """What of the spec decides an engine's bytes (profiles, buckets, layer groups): the engine
+        cache's key covers it (engine/plan_cache.py), so an edited spec never reuses a stale plan."""
+        return {"name": self.name, "batch": [self.batch.min, self.batch.max, self.batch.stress_max],
+                "length": [self.length.min, self.length.max],
+                "inputs": [[i.name, i.dtype, [d.text for d in i.dims]] for i in self.inputs],
+                "buckets": [list(b) for b in self.bucket_defaults], "layer_groups": self.layer_groups.to_dict()}
+
 
 # --- loading ---------------------------------------------------------------------------------
 def load_spec(path: str | Path) -> Workload:
@@ -230,6 +246,10 @@ def validate_consistency(spec: Workload) -> None:
         for values in lists:
             if values[0] < lo or values[-1] > hi:
                 raise WorkloadError(f"{key}: {list(values)} must lie in {lo}..{hi}")
+    for values in spec.search.length_buckets:
+        if values[-1] != t.max:
+            raise WorkloadError(f"search.length_buckets: {list(values)} must end at length.max {t.max} "
+                                "(a buckets layout without profile 0 must hold the longest case)")
     if spec.cases.calibration_shape is not None:
         cb, ct = spec.cases.calibration_shape
         if not (b.min <= cb <= spec.max_batch_limit and t.min <= ct <= t.max):
