@@ -273,6 +273,7 @@ def _parse_models(text: str) -> list[str]:
 
 def _grid(text: str | None, model: str) -> tuple[tuple[int, int], ...] | None:
     """--grid for one model: all / stress / full of its spec, or a BATCHxLENGTH list; None: every judged case found."""
+    from workload.cases import parse_cases
     from workload.data import parse_grid
 
     spec = registry.get(model)
@@ -284,15 +285,10 @@ def _grid(text: str | None, model: str) -> tuple[tuple[int, int], ...] | None:
         if not named[key]:
             raise EvaluateError(f"--grid {key}: workload {model} has no {key} shapes")
         return named[key]
-    if model in ("encoder", "decoder"):
-        try:
-            return parse_grid(text)                 # WeNet: frames >= 7 (one frame after the subsampling)
-        except WorkloadError as exc:
-            raise EvaluateError(str(exc)) from None
-    try:
-        return tuple((int(b), int(t)) for b, t in (part.strip().lower().split("x") for part in text.split(",")))
-    except ValueError:
-        raise EvaluateError(f"--grid {text!r}: expected all, stress, full or BATCHxLENGTH,... e.g. 4x64") from None
+    try:       # WeNet: frames >= 7 (one frame after the subsampling)
+        return parse_grid(text) if model in ("encoder", "decoder") else parse_cases(text)
+    except WorkloadError as exc:
+        raise EvaluateError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
