@@ -224,3 +224,21 @@ def test_a_name_is_registered_once(tmp_path):
         registry.unregister("tiny")
     with pytest.raises(WorkloadError, match="unknown workload 'tiny'; known: "):
         registry.get("tiny")
+
+
+def test_the_readme_example_is_a_valid_spec_of_the_tested_model():
+    """README "Tune your own ONNX model" shows every key; its block must load, and describe the model
+    tests/search/test_own_workload.py tunes."""
+    import yaml
+
+    from workload.spec import spec_from_dict
+
+    text = (registry.SPEC_DIR.parents[1] / "README.md").read_text()
+    section = text.split("## Tune your own ONNX model", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = spec_from_dict(yaml.safe_load(block))
+    assert spec.name == "tinycnn" and spec.input_shapes(4, 32) == {"x": (4, 8, 32)}
+    assert [(o.name, o.metric) for o in spec.outputs] == [("probs", "check"), ("features", "max")]
+    assert spec.cases.generate and spec.grid.stress == ((16, 8), (16, 32)) and spec.contest_loop == (1, 3)
+    assert spec.layer_groups.by_op_type and spec.precision.rules == (("reductions", ("ReduceMean",)),
+                                                                     ("softmax", ("Softmax",)))
