@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="run trials (build + evaluate engines) and store them in the study",
                        description="Run trials: sample a BuildConfig, build and evaluate it in an isolated "
-                                   "worker process, store the result in the study wenet-<model>-<harness>. "
-                                   "Re-running continues the study.")
+                                   "worker process, store the result in the study <study>-<harness> (WeNet: "
+                                   "wenet-<model>-<harness>). Re-running continues the study.")
     add_arguments(t, TuneOptions)
 
     s = sub.add_parser("status", help="trials by state, feasible count and best value of each study",

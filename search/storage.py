@@ -1,7 +1,8 @@
 """Where studies live: Optuna's RDBStorage (any SQLAlchemy URL), one study per model and harness.
 
-Every study shares one database file: `wenet-<model>-<harness>` ("wenet-encoder-serving",
-"wenet-decoder-contest", ...): a harness times engines its own way, so its trials are not
+Every study shares one database file: `<study>-<harness>`, the workload spec's study name
+(`wenet-<model>-<harness>` for WeNet: "wenet-encoder-serving", "wenet-decoder-contest", ...;
+`tinycnn-serving` for a spec of one's own): a harness times engines its own way, so its trials are not
 comparable with another harness's. For SQLite a busy timeout lets the per-GPU processes
 share the file.
 

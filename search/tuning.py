@@ -1,6 +1,7 @@
 """`tune`: seed the study, then run the optimize loop on every GPU.
 
-The study is the model's for the run's harness (`wenet-<model>-<harness>`, search/storage.py);
+The study is the model's for the run's harness (`<spec's study>-<harness>`, e.g. `wenet-encoder-serving`,
+search/storage.py);
 its options are search/options.py's TuneOptions.
 
 One GPU: the loop runs in this process. Several GPUs: one loop process per GPU
