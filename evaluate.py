@@ -1,14 +1,15 @@
 """Score engines like the contest: per test case latency, throughput, errors, Good/Bad; the objective.
 
-    python evaluate.py [--models encoder,decoder] [--encoder encoder.plan] [--decoder decoder.plan]
+    python evaluate.py [--models encoder,decoder | --workload my-model.yaml [--plan my-model.plan]]
+                       [--encoder encoder.plan] [--decoder decoder.plan]
                        [--data work/data] [--harness contest|serving] [--no-cuda-graphs] [--runs N]
                        [--warmup N] [--plugins DIR_or_.so ...] [--json out.json] [--grid all|stress|1x16,...]
 
 Like the contest's harness it loads every plugin library (*.so) in the working
 directory first (plus --plugins), and prints the table bs, sl, latency, throughput
 (bs*sl/latency*1000), a0, r0, a1, r1, Good/Bad per model. Test cases are
-work/data/{model}-{bs}-{sl}.npz; without --grid every case of the judged grid
-(batch <= 16) that exists is run.
+{model}-{bs}-{sl}.npz in the workload's cases folder (work/data for WeNet); without --grid
+every case of the judged grid (WeNet: batch <= 16) that exists is run.
 
 Harnesses (engine/harness.py): `contest` is the organisers' final loop (profile 0,
 one context, synchronous runs, 10 warm-ups + 30 timed, time_ns mean); `serving`
@@ -22,6 +23,7 @@ Library API (the search's trial worker):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import gc
 import json
@@ -36,9 +38,10 @@ import numpy as np
 
 from scoring.metrics import compare_case, rules
 from scoring.objective import CaseResult, constraint, contest_score, objective
-from workload.shapes import ALL_SHAPES, GRID, MODELS, STRESS_GRID
+from workload import registry
+from workload.errors import WorkloadError
 
-DEFAULT_DATA = "work/data"
+DEFAULT_DATA = "work/data"          # the WeNet specs' cases folder (another spec names its own)
 
 
 class EvaluateError(Exception):
@@ -52,13 +55,17 @@ def case_path(data_dir: str | Path, model: str, batch: int, length: int) -> Path
 
 def select_cases(model: str, data_dir: str | Path, grid: Sequence[tuple[int, int]] | None = None,
                  strict: bool = True) -> tuple[list[tuple[int, int, Path]], list[tuple[int, int]]]:
-    """(cases to run, shapes without a file). strict: every shape of the grid (default GRID) must have a file."""
-    if model not in MODELS:
-        raise EvaluateError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    """(cases to run, shapes without a file). strict: every shape of the grid (default: the workload's
+    judged grid) must have a file."""
+    if not registry.known(model):
+        raise EvaluateError(f"unknown model {model!r}; expected one of {', '.join(registry.names())} "
+                            "(or --workload SPEC)")
+    spec = registry.get(model)
     data = Path(data_dir)
     if not data.is_dir():
-        raise EvaluateError(f"data folder {data} does not exist (write it with `python -m workload data`)")
-    shapes = tuple(grid) if grid is not None else GRID
+        hint = "write it with `python -m workload data`" if model in ("encoder", "decoder") else spec.cases_hint()
+        raise EvaluateError(f"data folder {data} does not exist ({hint})")
+    shapes = tuple(grid) if grid is not None else spec.grid.judged
     found, missing = [], []
     for b, t in shapes:
         p = case_path(data, model, b, t)
@@ -107,10 +114,10 @@ def evaluate_plan(model: str, plan_path: str | Path, data_dir: str | Path, *,
                   plugin_libs: Sequence[str | Path] = (), strict: bool = True,
                   progress: bool = False,
                   on_case: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
-    """Every test case of `grid` (default: the judged GRID) on one engine, run and timed by `harness`.
+    """Every test case of `grid` (default: the workload's judged grid) on one engine, run and timed by `harness`.
 
     cuda_graphs: override the harness's choice (serving without graphs, for comparisons).
-    runs/warmup None: the harness's (10 warm-ups, 30 runs).
+    runs/warmup None: the harness's (10 warm-ups, 30 runs; the contest harness: the spec's contest_loop).
     strict: every shape of the grid needs its test file (else only those found run).
     on_case: called with each result as soon as it is measured (partial results).
     Each CaseResult.run says how the case ran (profile, padded shapes, CUDA graph or not, host time).
@@ -123,6 +130,9 @@ def evaluate_plan(model: str, plan_path: str | Path, data_dir: str | Path, *,
     if not plan.is_file():
         raise EvaluateError(f"engine file {plan} does not exist (build it with build.sh or `python -m engine build`)")
     chosen = get_harness(harness).with_options(cuda_graphs=cuda_graphs)
+    if chosen.name == "contest" and registry.known(model):      # the workload's own loop of its contest
+        warm, timed = registry.get(model).contest_loop
+        chosen = dataclasses.replace(chosen, warmup=warm, runs=timed)
     chosen.loops(warmup, runs)                              # bad counts fail before loading anything
     cases, _ = select_cases(model, data_dir, grid, strict)
     results: list[CaseResult] = []
@@ -233,7 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="encoder,decoder", help="comma list (default encoder,decoder)")
     p.add_argument("--encoder", default="encoder.plan", help="encoder engine (default encoder.plan)")
     p.add_argument("--decoder", default="decoder.plan", help="decoder engine (default decoder.plan)")
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"test data folder (default {DEFAULT_DATA})")
+    p.add_argument("--workload", help="workload spec YAML of a model of your own: evaluate its engine "
+                                      "(instead of --models)")
+    p.add_argument("--plan", help="the --workload's engine (default <name>.plan)")
+    p.add_argument("--data", default=None, help=f"test data folder (default: the workload's cases folder, "
+                                                f"{DEFAULT_DATA} for WeNet)")
     p.add_argument("--harness", default="serving", choices=("contest", "serving"),
                    help="contest: the organisers' loop on profile 0; serving (default): profile per shape, "
                         "CUDA graphs, CUDA-event median")
@@ -252,30 +266,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse_models(text: str) -> list[str]:
     models = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in models if m not in MODELS]
+    bad = [m for m in models if not registry.known(m)]
     if bad or not models:
-        raise EvaluateError(f"--models {text!r}: expected a comma list of {', '.join(MODELS)}")
+        raise EvaluateError(f"--models {text!r}: expected a comma list of {', '.join(registry.names())}")
     return models
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _grid(text: str | None, model: str) -> tuple[tuple[int, int], ...] | None:
+    """--grid for one model: all / stress / full of its spec, or a BATCHxLENGTH list; None: every judged case found."""
+    from workload.cases import parse_cases
     from workload.data import parse_grid
-    from workload.errors import WorkloadError
 
-    models = _parse_models(args.models)
+    spec = registry.get(model)
+    named = {"all": spec.grid.judged, "stress": spec.grid.stress, "full": spec.grid.full}
+    key = (text or "").strip().lower()
+    if not key:
+        return None
+    if key in named:
+        if not named[key]:
+            raise EvaluateError(f"--grid {key}: workload {model} has no {key} shapes")
+        return named[key]
+    try:       # WeNet: frames >= 7 (one frame after the subsampling)
+        return parse_grid(text) if model in ("encoder", "decoder") else parse_cases(text)
+    except WorkloadError as exc:
+        raise EvaluateError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    plans = {"encoder": Path(args.encoder), "decoder": Path(args.decoder)}
+    if args.workload:
+        try:
+            spec = registry.resolve(args.workload)
+        except WorkloadError as exc:
+            raise EvaluateError(str(exc)) from None
+        models = [spec.name]
+        plans[spec.name] = Path(args.plan or f"{spec.name}.plan")
+    elif args.plan:
+        raise EvaluateError("--plan is the engine of a --workload (WeNet: --encoder / --decoder)")
+    else:
+        models = _parse_models(args.models)
     harness = "contest" if args.contest else args.harness
     if args.no_cuda_graphs and harness == "contest":
         raise EvaluateError("--no-cuda-graphs is for --harness serving (the contest harness uses none)")
-    named = {"all": GRID, "stress": STRESS_GRID, "full": ALL_SHAPES}
-    try:
-        grid = named.get((args.grid or "").strip().lower()) or (parse_grid(args.grid) if args.grid else None)
-    except WorkloadError as exc:
-        raise EvaluateError(str(exc)) from None
-    plans = {"encoder": Path(args.encoder), "decoder": Path(args.decoder)}
+    grids = {m: _grid(args.grid, m) for m in models}
+    data = {m: Path(args.data) if args.data else registry.get(m).cases_dir() for m in models}
     for m in models:                       # fail fast, before any engine loads
         if not plans[m].is_file():
             raise EvaluateError(f"engine file {plans[m]} does not exist (build it with build.sh)")
-        select_cases(m, args.data, grid, strict=grid is not None)
+        select_cases(m, data[m], grids[m], strict=grids[m] is not None)
     libs = plugin_libraries(args.plugins, None if args.no_cwd_plugins else Path.cwd())
     result: dict[str, Any] = {**environment(), "harness": harness, "cuda_graphs": not args.no_cuda_graphs
                               and harness == "serving", "runs": args.runs, "warmup": args.warmup,
@@ -283,11 +321,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "plugin_libs": [str(p) for p in libs], "models": {}}
     total = 0.0
     for m in models:
-        _, missing = select_cases(m, args.data, grid, strict=grid is not None)
+        grid = grids[m]
+        _, missing = select_cases(m, data[m], grid, strict=grid is not None)
         if missing:
             print(f"note: {m}: no test file for {', '.join(f'{b}x{t}' for b, t in missing)}; skipped",
                   file=sys.stderr)
-        cases = evaluate_plan(m, plans[m], args.data, grid=grid, harness=harness,
+        cases = evaluate_plan(m, plans[m], data[m], grid=grid, harness=harness,
                               cuda_graphs=False if args.no_cuda_graphs else None, runs=args.runs,
                               warmup=args.warmup, plugin_libs=libs, strict=False, progress=not args.no_progress)
         rows = rows_json(cases)
@@ -307,7 +346,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handled: tuple[type[BaseException], ...] = (EvaluateError,)
+    handled: tuple[type[BaseException], ...] = (EvaluateError, WorkloadError)
     try:
         from engine.errors import EngineError
         from plugins.library import PluginLibraryError

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import onnx
 import onnx_graphsurgeon as gs
 
+from workload import registry
 from workload.shapes import MODELS
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ def get_pass(name: str, kind: str | None = None) -> Pass:
 
 
 def available(model: str | None = None, kind: str | None = PASS) -> list[str]:
-    if model is not None and model not in MODELS:
-        raise PassError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    if model is not None and not registry.known(model):      # any registered workload; WeNet's passes are theirs
+        raise PassError(f"unknown model {model!r}; expected one of {', '.join(registry.names())}")
     return [p.name for p in _REGISTRY.values()
             if (kind is None or p.kind == kind) and (model is None or model in p.models)]
 

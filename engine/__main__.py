@@ -3,6 +3,7 @@
     python -m engine build --config configs/encoder.yaml --onnx work/onnx/encoder.onnx --out encoder.plan
     python -m engine build --baseline --model decoder --onnx work/onnx/decoder.onnx --out decoder.plan
     python -m engine inspect encoder.plan --model encoder
+    python -m engine build --baseline --workload my-model.yaml --onnx my.onnx --out my.plan
     python -m engine probe --json probe.json
 
 Bad input gives one line `error: ...` on stderr and exit status 2.
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="BuildConfig YAML (e.g. configs/encoder.yaml)")
     src.add_argument("--baseline", action="store_true", help="the naive baseline config (needs --model)")
-    b.add_argument("--model", choices=("encoder", "decoder"), help="model of --baseline (checked against --config)")
+    b.add_argument("--model", help="model of --baseline: a registered workload, encoder or decoder (checked "
+                                   "against --config)")
+    b.add_argument("--workload", help="workload spec YAML of a model of your own (its name is the model)")
     b.add_argument("--onnx", required=True, help="exported ONNX (before passes), e.g. work/onnx/encoder.onnx")
     b.add_argument("--out", required=True, help="engine file to write, e.g. encoder.plan")
     b.add_argument("--timing-cache", help="timing cache file: read if present, updated after the build")
@@ -53,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="per-layer precisions of an engine",
                        description="Run the engine inspector and summarize precisions (per group with --model).")
     i.add_argument("plan", help="engine file")
-    i.add_argument("--model", choices=("encoder", "decoder"), help="also count per layer group")
+    i.add_argument("--model", help="also count per layer group: encoder, decoder or a --workload's name")
+    i.add_argument("--workload", help="workload spec YAML (registers its model name)")
     i.add_argument("--plugins", nargs="*", default=[], help="plugin libraries (.so) to load first")
     i.add_argument("--json", help="write the inspector's JSON here")
 
@@ -73,7 +77,7 @@ def _cmd_build(args) -> int:
 
     if args.baseline:
         if not args.model:
-            raise EngineError("--baseline needs --model encoder|decoder")
+            raise EngineError("--baseline needs --model (encoder, decoder or a --workload's name)")
         config = baseline(args.model)
     else:
         config = BuildConfig.load(args.config)
@@ -81,6 +85,8 @@ def _cmd_build(args) -> int:
             raise EngineError(f"--model {args.model} but {args.config} is a {config.model} config")
     work = Path(args.work_dir)
     out = Path(args.out)
+    from workload.registry import bind_onnx
+    bind_onnx(config.model, args.onnx)          # layer groups by op type are read from this graph
     calibration = None
     if config.uses_int8:
         calibration = Path(args.calibration) if args.calibration else work / "data" / f"calibration-{config.model}.npz"
@@ -115,6 +121,10 @@ def _cmd_build(args) -> int:
 
 def _cmd_inspect(args) -> int:
     from engine.inspect import inspect_plan, save_layer_info, summary_lines
+    from workload.registry import get
+
+    if args.model:
+        get(args.model)                         # an unknown name is one line, before the engine loads
 
     info = inspect_plan(args.plan, plugin_libs=args.plugins)
     if args.json:
@@ -141,7 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         handled += (PassError, PluginLibraryError)
     except ImportError:
         pass
+    from workload.errors import WorkloadError
+
+    handled += (WorkloadError,)
     try:
+        workload = getattr(args, "workload", None)
+        if workload:
+            from workload.registry import resolve
+            spec = resolve(workload)
+            if args.model and args.model != spec.name:
+                raise EngineError(f"--model {args.model} but --workload {workload} is {spec.name!r}")
+            args.model = spec.name
         return {"build": _cmd_build, "inspect": _cmd_inspect, "probe": _cmd_probe}[args.command](args)
     except handled as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterable
 
 from engine.config import TACTIC_SOURCES
 from engine.harness import DEFAULT_HARNESS, HARNESSES
+from workload import registry
+from workload.errors import WorkloadError
 from workload.shapes import MAX_BATCH, MODELS
 
 from search.errors import SearchError
@@ -167,11 +169,18 @@ def _coerce(hint: Any, value: Any) -> Any:
 
 # --- parsers of flag values ----------------------------------------------------------------
 def parse_models(text: str) -> tuple[str, ...]:
+    """"both" (the two WeNet models) or one workload name (checked once --workload files are loaded)."""
     if text == "both":
         return tuple(MODELS)
-    if text not in MODELS:
-        raise SearchError(f"unknown model {text!r}; expected encoder, decoder or both")
     return (text,)
+
+
+def resolve_workloads(refs: Iterable[str]) -> tuple[str, ...]:
+    """--workload values (spec files, or shipped names) -> their model names, each registered."""
+    try:
+        return tuple(dict.fromkeys(registry.resolve(r).name for r in refs))
+    except WorkloadError as exc:
+        raise SearchError(str(exc)) from None
 
 
 def parse_gpus(text: str) -> tuple[str, ...]:
@@ -190,9 +199,11 @@ def parse_command(text: str) -> tuple[str, ...]:
     return words
 
 
-def grid_max_batch(grid: str | None) -> int:
-    """The engine's max batch for a grid: the judged grid's 16, or more when the grid has larger batches."""
-    return max([MAX_BATCH] + [b for b, _ in parse_grid(grid)])
+def grid_max_batch(grid: str | None, models: Iterable[str] = ()) -> int:
+    """The engine's max batch for a grid: the workload's batch.max (WeNet: the judged grid's 16), or
+    more when the grid has larger batches; over several models, the largest."""
+    return max(max([registry.get(m).batch.max if models else MAX_BATCH] + [b for b, _ in parse_grid(grid, m)])
+               for m in (list(models) or [None]))
 
 
 # --- the groups ----------------------------------------------------------------------------
@@ -202,17 +213,27 @@ class StudyOptions:
     work_dir: str = opt(DEFAULT_WORK, "--work-dir", "work directory (default: %(default)s)")
     storage: str | None = opt(None, "--storage", "SQLAlchemy URL of the study database "
                               "(default: sqlite:///WORK_DIR/study.db)")
-    models: tuple[str, ...] = opt(tuple(MODELS), "--model", "encoder, decoder or both (default: both)",
-                                  parse=parse_models)
+    models: tuple[str, ...] = opt(tuple(MODELS), "--model", "encoder, decoder or both (default: both; "
+                                  "with --workload: its model)", parse=parse_models)
     study_name: str | None = opt(None, "--study-name", "a study other than wenet-<model>-<harness> "
                                  "(needs a single --model)")
+    workloads: tuple[str, ...] = opt((), "--workload", "workload spec YAML of an ONNX model of your own, or a "
+                                     "shipped spec's name (wenet-encoder); repeatable; its model is tuned",
+                                     action="append")
 
     def __post_init__(self) -> None:
         if self.storage is None:
             object.__setattr__(self, "storage", default_storage_url(self.work_dir))
-        bad = [m for m in self.models if m not in MODELS]
+        if self.workloads:
+            named = resolve_workloads(self.workloads)
+            if self.models != tuple(MODELS) and set(self.models) != set(named):
+                raise SearchError(f"--model {','.join(self.models)} and --workload ({', '.join(named)}) "
+                                  "name different models; give one of them")
+            object.__setattr__(self, "models", named)
+        bad = [m for m in self.models if not registry.known(m)]
         if bad or not self.models:
-            raise SearchError(f"unknown model {bad[0] if bad else ''!r}; expected encoder, decoder or both")
+            raise SearchError(f"unknown model {bad[0] if bad else ''!r}; expected encoder, decoder or both, "
+                              "or a spec of your own with --workload PATH")
         if self.study_name and len(self.models) > 1:
             raise SearchError("--study-name needs a single --model (each model has its own study)")
 
@@ -246,10 +267,12 @@ class TrialOptions:
     prune_bad_ratio: float = opt(3.0, "--prune-bad-ratio", "prune at once when a case's worst error exceeds "
                                  "this many times its threshold; 0: off (default: %(default)s)", type=float)
 
-    def validate(self) -> None:
+    def validate(self, models: Iterable[str] = ()) -> None:
+        """`models`: the workloads whose grids --grid must fit (default: the WeNet grid)."""
         if self.harness not in HARNESSES:
             raise SearchError(f"--harness {self.harness!r} is not one of {', '.join(HARNESS_NAMES)}")
-        parse_grid(self.grid)
+        for model in list(models) or [None]:
+            parse_grid(self.grid, model)
         if self.runs is not None and self.runs < 1:
             raise SearchError(f"--runs {self.runs}: need at least 1")
         if self.warmup is not None and self.warmup < 0:
@@ -283,7 +306,7 @@ class SpaceOptions:
                                  "(default: counted in the ONNX)", type=int)
     tactic_sources: tuple[str, ...] = TACTIC_SOURCES   # the ones the custom-subset dims may pick
     harness: str = DEFAULT_HARNESS       # the contest harness runs profile 0 only: single layout
-    max_batch: int = MAX_BATCH           # the engines' batch range (BuildConfig.max_batch)
+    max_batch: int | None = None         # the engines' batch range (BuildConfig.max_batch); None: the workload's
 
 
 @dataclass
@@ -295,8 +318,10 @@ class TuneOptions:
                                       "it (a running one finishes)", type=float)
     gpus: tuple[str, ...] = opt(("0",), "--gpus", "GPU ids, one tuning process each (default: 0), e.g. 0,1",
                                 parse=parse_gpus)
-    onnx_dir: str | None = opt(None, "--onnx-dir", "where <model>.onnx are (default: WORK_DIR/onnx)")
-    data_dir: str | None = opt(None, "--data", "test data directory (default: WORK_DIR/data)")
+    onnx_dir: str | None = opt(None, "--onnx-dir", "where <model>.onnx are (default: the workload spec's "
+                               "onnx; WORK_DIR/onnx for WeNet)")
+    data_dir: str | None = opt(None, "--data", "test data directory (default: the workload spec's "
+                               "cases.folder; WORK_DIR/data for WeNet)")
     seed: int | None = opt(None, "--seed", "sampler seed (GPU k's process uses seed+k)", type=int)
     sampler: str = opt("tpe", "--sampler", "tpe (default) or random, the baseline to compare TPE with; "
                        "one sampler per study (give a random one its own --study-name)",
@@ -314,7 +339,7 @@ class TuneOptions:
         self.data_dir = self.data_dir or str(work / "data")
         # One source for what the space must agree on with the trials.
         self.space = dataclasses.replace(self.space, harness=self.trial.harness,
-                                         max_batch=grid_max_batch(self.trial.grid))
+                                         max_batch=grid_max_batch(self.trial.grid, self.study.models))
 
     def to_json(self) -> str:
         return to_json(self)
@@ -334,18 +359,32 @@ class TuneOptions:
             raise SearchError("--gpus names no GPU")
         if not 0 <= self.space.max_opt_level <= 5:
             raise SearchError(f"--max-opt-level {self.space.max_opt_level} is outside 0..5")
-        self.trial.validate()
+        self.trial.validate(self.study.models)
         for model in self.study.models:
+            spec = registry.get(model)
             onnx = self.onnx_path(model)
             if not onnx.is_file():
-                raise SearchError(f"{onnx} does not exist (export it first: python3 -m workload export)")
-        if not Path(self.data_dir).is_dir():
-            raise SearchError(f"test data directory {self.data_dir} does not exist (python3 -m workload data)")
-        if self.space.allow_int8:
-            for model in self.study.models:
-                calib = Path(self.data_dir) / f"calibration-{model}.npz"
+                how = spec.export_command(self.study.work_dir) or f"write it, as {spec.source} says"
+                raise SearchError(f"{onnx} does not exist (export it first: {how})")
+            data = self.data_path(model)
+            if not data.is_dir():
+                raise SearchError(f"test data directory {data} does not exist ({spec.cases_hint()})")
+            if self.space.allow_int8:
+                calib = data / f"calibration-{model}.npz"
                 if not calib.is_file():
-                    raise SearchError(f"--allow-int8 needs {calib} (python3 -m workload data)")
+                    raise SearchError(f"--allow-int8 needs {calib} ({spec.cases_hint()})")
+
+    def _default(self, given: str | None, sub: str) -> bool:
+        return given is None or Path(given) == Path(self.study.work_dir) / sub
 
     def onnx_path(self, model: str) -> Path:
+        """--onnx-dir/<model>.onnx when given, else the workload spec's onnx."""
+        if self._default(self.onnx_dir, "onnx"):
+            return registry.get(model).onnx_path(self.study.work_dir)
         return Path(self.onnx_dir) / f"{model}.onnx"
+
+    def data_path(self, model: str) -> Path:
+        """--data when given, else the workload spec's cases folder."""
+        if self._default(self.data_dir, "data"):
+            return registry.get(model).cases_dir(self.study.work_dir)
+        return Path(self.data_dir)

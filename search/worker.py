@@ -3,7 +3,7 @@
     python -m search.worker --request work/trials/wenet-encoder-serving/00012/request.json
 
 The request (search/request.py, written by the runner) names the config, ONNX, test
-data, trial directory, timing cache and prepared-ONNX cache, and carries the run's
+data, trial directory, timing cache, prepared-ONNX cache and workload spec, and carries the run's
 TrialOptions (harness, grid, runs, warm-ups, plugin libraries, keep_plans).
 Runs in its own process (search/runner.py) so that a TensorRT crash, hang or
 out-of-memory kills one trial, not the study. Writes into the trial directory:
@@ -218,6 +218,8 @@ def run(req) -> dict[str, Any]:
     from evaluate import case_row, format_table
     from scoring.objective import constraint, objective
 
+    from workload import registry
+
     from search.grid import parse_grid
     from search.options import to_dict
 
@@ -227,7 +229,8 @@ def run(req) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     try:
         config = BuildConfig.load(req.config)
-        grid = parse_grid(opts.grid)
+        grid = parse_grid(opts.grid, config.model)
+        registry.bind_onnx(config.model, req.onnx)      # layer groups by op type: of the source graph
     except Exception as exc:
         raise StageError("config", exc) from exc
     plugin_libs = [Path(p) for p in opts.plugin_libs]

@@ -90,7 +90,7 @@ def main() -> int:
     with cache.open("a") as f:
         f.write(f"{out.name}\n")
 
-    grid = parse_grid(req.trial.grid)
+    grid = parse_grid(req.trial.grid, config.model)
     order = case_order(grid) if mode in ("progress", "slow", "bad") else list(grid)
     cases = []
     for i, (b, t) in enumerate(order):
