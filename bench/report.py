@@ -19,9 +19,10 @@ import re
 import sys
 from pathlib import Path
 
+from bench.report_blocks import blocks
 from bench.report_data import ReportInputError, load_sources
 from bench.report_specs import all_specs
-from bench.report_tables import FIG_DIR, blocks
+from bench.report_tables import FIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 OPEN = re.compile(r"^<!-- report:([a-z0-9-]+) -->$")

@@ -1,16 +1,16 @@
 """What the report shows, from the committed bench/results/*.json only (no TensorRT, no GPU, no matplotlib).
 
-`load_sources` reads the files; `configs` turns their rows (../shared/conventions/results.md) into one
+`load_sources` (bench.report_sources) reads the files; `configs` turns their rows (../shared/conventions/results.md) into one
 `Config` per (model, label); `pick` names the configurations every figure compares. bench.report_specs
 and bench.report_tables build figures and tables from these.
 """
 from __future__ import annotations
 
-import json
 import math
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from bench.report_sources import ReportInputError, Sources, load_sources  # noqa: F401 (the report's API)
 from scoring.metrics import CaseErrors, rules
 
 MODELS = ("encoder", "decoder")
@@ -18,48 +18,6 @@ NAIVE = "naive fp32 contest"
 TORCH_EAGER = "torch eager fp32"
 # Roles of the latency-per-shape figure, in legend order.
 ROLES = ("naive", "best contest", "best serving", "torch eager", "torch.compile")
-
-
-class ReportInputError(Exception):
-    """Input the report cannot use: one line on stderr, exit status 2."""
-
-
-def _file_names(gpu: str) -> dict[str, str]:
-    return {k: f"{k}-{gpu}.json" for k in ("layouts", "torch-baselines", "study", "precision", "pareto",
-                                           "diag-trt86", "diag-decoder-batch1", "probe")}
-
-
-@dataclass
-class Sources:
-    results: Path
-    gpu: str
-    data: dict[str, dict | None]      # short name -> parsed file, None where the file is absent
-
-    def name(self, key: str) -> str:
-        return f"bench/results/{_file_names(self.gpu)[key]}"
-
-    def missing(self, key: str) -> str:
-        return f"{self.name(key)} is missing"
-
-
-def load_sources(results: Path, gpu: str) -> Sources:
-    if not results.is_dir():
-        raise ReportInputError(f"no results folder at {results}")
-    data: dict[str, dict | None] = {}
-    for key, fname in _file_names(gpu).items():
-        path = results / fname
-        if not path.is_file():
-            data[key] = None
-            continue
-        try:
-            data[key] = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ReportInputError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(data[key], dict):
-            raise ReportInputError(f"{path}: expected a JSON object at the top")
-    if not any(v is not None for v in data.values()):
-        raise ReportInputError(f"no result files for gpu '{gpu}' in {results} (expected e.g. layouts-{gpu}.json)")
-    return Sources(results, gpu, data)
 
 
 def rnd(x):
@@ -116,11 +74,14 @@ def case_ratio(model: str, row: dict) -> float:
     return CaseErrors(*(float(v) for v in vals), model).worst_ratio
 
 
-def _rows(src: Sources) -> list[dict]:
-    """Layouts rows, then torch and precision rows whose label the layouts file lacks."""
+BENCH = ("layouts", "torch-baselines")
+
+
+def _rows(src: Sources, keys: tuple[str, ...]) -> list[dict]:
+    """The rows of the files `keys`, a later file's only where its label is new."""
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
-    for key in ("layouts", "torch-baselines", "precision"):
+    for key in keys:
         rec = src.data.get(key) or {}
         new = [r for r in rec.get("rows", []) if isinstance(r, dict) and r.get("latency_ms") is not None
                and (r.get("model"), r.get("label")) not in seen]
@@ -129,10 +90,11 @@ def _rows(src: Sources) -> list[dict]:
     return rows
 
 
-def configs(src: Sources) -> dict[str, dict[str, Config]]:
-    """model -> label -> Config, labels in the order the files list them."""
+def configs(src: Sources, keys: tuple[str, ...] = BENCH) -> dict[str, dict[str, Config]]:
+    """model -> label -> Config, labels in the order the files list them (default: the layouts
+    bench and the torch baselines; ("plugins",) or ("precision",) for those files alone)."""
     out: dict[str, dict[str, Config]] = {m: {} for m in MODELS}
-    for r in _rows(src):
+    for r in _rows(src, keys):
         try:
             model, label, bs, sl = r["model"], r["label"], int(r["bs"]), int(r["sl"])
             float(r["latency_ms"])
@@ -208,3 +170,61 @@ def study_series(src: Sources) -> list[dict]:
                 best = v if best is None else min(best, v)
             s["best_so_far"].append(best)
     return [series[k] for k in sorted(series)]
+
+
+# --- plugins bench: "<base> +ln+lsm <harness>" is <base> with our plugins; its plugin-free base drops the token
+PLUGIN_TOKEN = re.compile(r" \+[A-Za-z0-9_]+(?:\+[A-Za-z0-9_]+)*(?= |$)")
+
+
+def plugin_set(label: str) -> str:
+    """'+ln+lsm' for 'passes fp16 norm32 +ln+lsm contest', '' for a label without plugins."""
+    m = PLUGIN_TOKEN.search(label)
+    return m.group(0).strip() if m else ""
+
+
+def plugin_free(label: str) -> str:
+    return PLUGIN_TOKEN.sub("", label)
+
+
+def build_of(rec: dict, c: Config) -> dict:
+    """The build report of a configuration: builds are labelled without the harness suffix."""
+    return next((b for b in rec.get("builds", []) if b.get("model") == c.model
+                 and c.label in (b.get("label"), f"{b.get('label')} {c.harness}")), {})
+
+
+def plugin_sites(build: dict) -> dict[str, int]:
+    return {k: v for k, v in (build.get("sites") or {}).items() if k.endswith("_plugin")}
+
+
+# --- study exports (`search export`): one row per trial, any state
+def short_reason(text: str | None, limit: int = 120) -> str:
+    """A prune or fail reason in one short line: the first of ' | '-joined messages, without the
+    worker's 'error: build: BuildError: TensorRT built no <model> engine: <code>:' preamble."""
+    if not text:
+        return ""
+    t = str(text).split(" | ")[0].strip()
+    t = re.sub(r"^error: (\w+): \w+Error: TensorRT built no \w+ engine: \d+: ", r"\1: ", t)
+    t = t.replace(" case(s)", " case").replace(" trial(s)", " trials").replace(" at that step", "")
+    return t if len(t) <= limit else t[:limit - 3] + "..."
+
+
+def trials(st: dict) -> list[dict]:
+    """Every trial of one exported study, in trial order, with the best feasible objective so far."""
+    out, best = [], None
+    for t in sorted(st.get("trials", []), key=lambda t: t["number"]):
+        ua = t.get("user_attrs") or {}
+        done = t["state"] == "COMPLETE" and t.get("value") is not None
+        if done and t.get("feasible"):
+            best = float(t["value"]) if best is None else min(best, float(t["value"]))
+        c = t.get("constraint")
+        out.append({"trial": t["number"], "state": t["state"], "label": ua.get("seed") or ua.get("plan") or "-",
+                    "value": float(t["value"]) if done else None,
+                    "partial": float(t["value"]) if t["state"] == "PRUNED" and t.get("value") is not None else None,
+                    "cases_measured": ua.get("cases_measured"),
+                    "feasible": bool(t.get("feasible")) if done else None,
+                    "worst_ratio": None if c is None or not done else float(c) + 1.0,
+                    "build_s": ua.get("build_s"), "duration_s": t.get("duration_s"),
+                    "engine_cache": t.get("engine_cache") or ua.get("engine_cache"),
+                    "reason": short_reason(t.get("prune_reason") or t.get("fail_reason")),
+                    "best_so_far": best})
+    return out

@@ -108,11 +108,13 @@ def _layers(plt, spec):
 
 
 def _pareto(plt, spec):
-    fig, axes = plt.subplots(1, len(spec["panels"]), figsize=(13, 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(spec["panels"]), figsize=(13, 5.6), squeeze=False)
     for ax, p in zip(axes[0], spec["panels"]):
         for q in p["points"]:
-            ax.scatter(q["worst_ratio"], q["sum_ms"], marker="^" if q["torch"] else "o",
-                       color="tab:orange" if q["torch"] else "tab:blue" if q["front"] else "lightsteelblue",
+            plug = q.get("source") == "plugins"
+            ax.scatter(q["worst_ratio"], q["sum_ms"], marker="^" if q["torch"] else "s" if plug else "o",
+                       color="tab:orange" if q["torch"] else ("tab:green" if plug else "tab:blue") if q["front"]
+                       else ("palegreen" if plug else "lightsteelblue"),
                        edgecolors="black", linewidths=0.4, zorder=3)
             ax.annotate(q["label"], (q["worst_ratio"], q["sum_ms"]), fontsize=5.5, xytext=(3, 2),
                         textcoords="offset points")
@@ -120,6 +122,17 @@ def _pareto(plt, spec):
         if front:
             ax.step([q["worst_ratio"] for q in front], [q["sum_ms"] for q in front], where="post",
                     color="tab:blue", linewidth=1)
+        for f in p.get("fronts", []):
+            pts = f["points"]
+            ax.step([q["worst_ratio"] for q in pts], [q["sum_ms"] for q in pts], where="post", color="tab:purple",
+                    linestyle="--", linewidth=1, marker="D", markersize=4,
+                    label=f"{f['study']}: front of {f['points_in_study']} trials")
+            for q in pts:
+                ax.annotate(f"trial {q['trial']} {q['label']}", (q["worst_ratio"], q["sum_ms"]), fontsize=5.5,
+                            xytext=(3, -7), textcoords="offset points", color="tab:purple")
+        ax.scatter([], [], marker="o", color="tab:blue", edgecolors="black", linewidths=0.4, label="layouts bench")
+        ax.scatter([], [], marker="s", color="tab:green", edgecolors="black", linewidths=0.4, label="plugins bench")
+        ax.scatter([], [], marker="^", color="tab:orange", edgecolors="black", linewidths=0.4, label="PyTorch")
         ax.axvline(1.0, color="tab:red", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -127,6 +140,95 @@ def _pareto(plt, spec):
         ax.set_ylabel("sum of latency over the grid, ms (log)")
         ax.set_title(p["model"] + ("\nnot shown: " + "; ".join(p["left_out"]) if p["left_out"] else ""),
                      fontsize=7)
+        ax.legend(loc="lower left", fontsize=6)
+    fig.suptitle(spec["title"])
+    fig.tight_layout()
+    return fig
+
+
+PLUGIN_COLORS = {"none": "tab:gray", "+ln": "tab:green", "+lsm": "tab:purple", "+ln+lsm": "tab:cyan"}
+
+
+def _plugins(plt, spec):
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, len(spec["panels"]), figsize=(13, 4.6), squeeze=False)
+    for ax, p in zip(axes[0], spec["panels"]):
+        y, ticks, labels = 0.0, [], []
+        for g in p["groups"]:
+            for b in g["bars"]:
+                bad = b["good"] < b["cases"]
+                ax.barh(y, b["sum_ms"], color=PLUGIN_COLORS.get(b["plugins"], "tab:blue"), edgecolor="black",
+                        linewidth=0.4, hatch="//" if bad else None)
+                ax.text(b["sum_ms"], y, f" {b['sum_ms']:.2f} ms, {b['good']}/{b['cases']} Good", va="center",
+                        fontsize=6.5, color="tab:red" if bad else "black")
+                ticks.append(y)
+                labels.append(b["label"])
+                y += 1
+            y += 0.6        # a gap between the FP32 and the FP16 group
+        base = next((b for g in p["groups"] for b in g["bars"] if b["label"] == p["baseline"]), None)
+        if base:
+            ax.axvline(base["sum_ms"], color="black", linestyle=":", linewidth=0.8)
+        ax.set_yticks(ticks, labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(right=max(b["sum_ms"] for g in p["groups"] for b in g["bars"]) * 1.45)
+        ax.set_xlabel("sum of latency over the judged grid, ms (dotted: the baseline)")
+        ax.set_title(f"{p['model']} (baseline: {p['baseline']})")
+        ax.legend(handles=[Patch(color=color, label="no plugin" if name == "none" else name)
+                           for name, color in PLUGIN_COLORS.items()
+                           if any(b["plugins"] == name for g in p["groups"] for b in g["bars"])], loc="lower right")
+    fig.suptitle(spec["title"])
+    fig.tight_layout()
+    return fig
+
+
+STATE_COLORS = {"COMPLETE": "tab:blue", "PRUNED": "tab:orange", "FAIL": "tab:red", "WAITING": "lightgrey",
+                "RUNNING": "tab:gray"}
+
+
+def _decoder_study(plt, spec):
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(len(spec["studies"]), 2, figsize=(13, 4.4 * len(spec["studies"])), squeeze=False)
+    for (ax, ax2), st in zip(axes, spec["studies"]):
+        ts = st["trials"]
+        done = [t for t in ts if t["value"] is not None]
+        for t in done:
+            ax.scatter(t["trial"], t["value"], marker="o" if t["feasible"] else "x", color="tab:blue", zorder=3)
+            ax.annotate(t["label"], (t["trial"], t["value"]), fontsize=5.5, xytext=(3, 3), textcoords="offset points",
+                        rotation=20)
+        best = [(t["trial"], t["best_so_far"]) for t in ts if t["best_so_far"] is not None]
+        if best:
+            ax.step([b[0] for b in best], [b[1] for b in best], where="post", color="tab:green",
+                    label="best feasible so far")
+        low = min(t["value"] for t in done) if done else 1.0
+        for t in (t for t in ts if t["value"] is None):
+            ax.annotate(t["state"], (t["trial"], low), fontsize=6, color=STATE_COLORS.get(t["state"], "black"),
+                        ha="center", va="top", rotation=90, xytext=(0, -8), textcoords="offset points")
+        ax.scatter([], [], marker="o", color="tab:blue", label="complete, feasible")
+        ax.scatter([], [], marker="x", color="tab:blue", label="complete, infeasible (penalised objective)")
+        ax.set_xlabel("trial (no value: the state is written at the bottom)")
+        ax.set_ylabel("objective, ms (sum over the grid)")
+        ax.set_xlim(-0.7, max(t["trial"] for t in ts) + 0.7)
+        ax.margins(y=0.25)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{st['study']}: objective per trial")
+        ax.legend(loc="upper right", fontsize=6)
+        ran = [t for t in ts if t["duration_s"] is not None]
+        ax2.bar([t["trial"] for t in ran], [t["duration_s"] for t in ran],
+                color=[STATE_COLORS.get(t["state"], "black") for t in ran], edgecolor="black", linewidth=0.4)
+        ax2.bar([t["trial"] for t in ran], [t["build_s"] or 0 for t in ran], width=0.4, color="white", alpha=0.6,
+                edgecolor="black", linewidth=0.4)
+        handles = [Patch(facecolor="white", edgecolor="black", linewidth=0.4, label="of which engine build")]
+        handles += [Patch(color=color, label=state) for state, color in STATE_COLORS.items()
+                    if any(t["state"] == state for t in ran)]
+        ax2.set_xlim(-0.7, max(t["trial"] for t in ts) + 0.7)
+        ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax2.set_xlabel("trial")
+        ax2.set_ylabel("trial duration, s")
+        ax2.set_title(f"{st['study']}: duration per trial")
+        ax2.legend(handles=handles, loc="upper right", fontsize=6)
     fig.suptitle(spec["title"])
     fig.tight_layout()
     return fig
@@ -161,7 +263,7 @@ def _study(plt, spec):
 
 
 DRAW = {"latency": _latency, "speedup": _speedup, "layers": _layers, "build": _build, "pareto": _pareto,
-        "study": _study}
+        "study": _study, "plugins": _plugins, "plugin-layers": _layers, "decoder-study": _decoder_study}
 
 
 def render(spec: dict) -> bytes:

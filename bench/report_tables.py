@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 
 from bench.report_data import MODELS, Config, Sources, configs, grid, outputs, pick, shape_key, time_ratio
-from bench.report_specs import FIGURES
 from scoring.metrics import rules
 
 FIG_DIR = "bench/results/figures"
@@ -19,9 +18,18 @@ CAPTIONS = {
     "layers": "TensorRT's per-layer profile of the same encoder layers before and after the biggest "
               "optimization (the run and profile of each engine are in the legend).",
     "build": "Build time per layout: TensorRT builder time and the wall time of the whole build process.",
-    "pareto": "Latency vs worst error ratio of every configuration measured on the whole grid; the line is "
-              "the front of the TensorRT engines (none faster at equal or smaller error).",
-    "study": "Best feasible objective so far vs trial of the committed study export.",
+    "pareto": "Latency vs worst error ratio of every configuration of the layouts and plugins benches measured "
+              "on the whole grid; the solid line is the front of their TensorRT engines (none faster at equal "
+              "or smaller error), the dashed one the front of each study (`search pareto`).",
+    "study": "Best feasible objective so far vs trial of the older study export (its date is in the title: "
+             "16-shape grid with batch 64, seed configs only), not the decoder contest study below.",
+    "plugins": "Sum over the judged grid of each plugins-bench configuration, FP32 and FP16 (norms, and the "
+               "decoder's output, pinned FP32) without and with our plugins; hatched bars have Bad cases.",
+    "plugin-layers": "TensorRT's per-layer profile of the encoder's FASTER_DYNAMIC_SHAPES-off FP32 engine "
+                     "without and with the WenetLayerNorm plugin (the run and profile of each engine are in "
+                     "the legend).",
+    "decoder-study": "Every trial of the decoder contest study: objective (x = infeasible) with the best "
+                     "feasible so far, and the trial's duration coloured by its state (white: engine build).",
 }
 TRT_CASES = {"cache_default": "timing cache serialized after a build (default tactic sources)",
              "cache_nocudnn": "the same with the CUDNN tactic source cleared",
@@ -116,12 +124,21 @@ ACCURACY_NOTE = (
     "median |a - b| / (|b| + eps) (r0, r1). Mean and median absolute error and max and mean relative error "
     "were not recorded, so they are not shown. The reference outputs come from the PyTorch model (the "
     "`torch eager fp32` rows reproduce them exactly, error 0). **The weights are random** (seeded): these "
-    "errors compare TensorRT with PyTorch on the same random model, not recognition accuracy. No frozen "
-    "config has been rebuilt and measured on this grid yet: the engines are those of the layouts run.")
+    "errors compare TensorRT with PyTorch on the same random model, not recognition accuracy. The engines "
+    "here are those of the layouts run")
 
 
-def layer_table(specs: dict) -> str:
-    spec, why = specs["layers"]
+def accuracy_note(src: Sources) -> str:
+    rep = src.data.get("reproduce")
+    if not rep or not rep.get("compare"):
+        return ACCURACY_NOTE + "; no frozen config has been rebuilt and measured on this grid yet."
+    studies = sorted({f"{c.get('study')} trial {c.get('trial')}" for c in rep["compare"]})
+    return (ACCURACY_NOTE + f"; the frozen best of {', '.join(studies)} rebuilt by build.sh is in "
+            f"`{src.name('reproduce')}` (section Reproduction).")
+
+
+def layer_table(specs: dict, name: str = "layers") -> str:
+    spec, why = specs[name]
     if spec is None:
         return f"_Not made: {why}._"
     profs = spec["profiles"]
@@ -131,29 +148,36 @@ def layer_table(specs: dict) -> str:
              ["sum over the layers (number of layers)", *(f"{p['sum_ms']:.2f} ({p['layers']})" for p in profs)],
              ["latency of the run / host time of the enqueue",
               *(f"{p['latency_ms']:.2f} / {p['host_ms']:.3f}" for p in profs)]]
-    return table(head, rows)
+    tops = sorted({p["top_n"] for p in profs})
+    return (table(head, rows) + f"\n\n`-`: not among that engine's {'/'.join(map(str, tops))} slowest layers "
+            f"(the profile records those only; from `{spec['sources'][0]}`).")
+
+
+def error_rows(model: str, role: str, c: Config) -> list[list]:
+    """Per output of one configuration: its thresholds, the shapes within them and worst / median errors."""
+    rows = []
+    for (name, rule), (ka, kr) in zip(zip(outputs(model), rules(model)), (("a0", "r0"), ("a1", "r1"))):
+        rs = [c.cases[s] for s in sorted(c.cases)]
+        limits = ", ".join(p for p in (f"abs < {rule.max_abs:g}" if rule.max_abs else "",
+                                       f"rel < {rule.max_rel:g}") if p)
+        ok = sum(1 for r in rs if (rule.max_abs is None or r[ka] < rule.max_abs) and r[kr] < rule.max_rel)
+        rows.append([role, f"`{c.label}`", f"`{name}`", limits, f"{ok}/{len(rs)}",
+                     e(max(r[ka] for r in rs)), e(max(r[kr] for r in rs)), e(statistics.median(r[kr] for r in rs))])
+    return rows
+
+
+ERROR_HEAD = ["role", "configuration", "output", "Good iff", "shapes within it", "max abs error (worst shape)",
+              "median rel error (worst shape)", "median rel error (median of shapes)"]
 
 
 def accuracy(src: Sources) -> str:
     if src.data.get("layouts") is None:
         return f"_Not made: {src.missing('layouts')}._"
-    out = [ACCURACY_NOTE]
+    out = [accuracy_note(src)]
     for model in MODELS:
-        cfgs = configs(src)[model]
-        rows = []
-        for role, c in pick(cfgs).items():
-            if c is None or role == "torch eager":
-                continue
-            for (name, rule), (ka, kr) in zip(zip(outputs(model), rules(model)), (("a0", "r0"), ("a1", "r1"))):
-                rs = [c.cases[s] for s in sorted(c.cases)]
-                limits = ", ".join(p for p in (f"abs < {rule.max_abs:g}" if rule.max_abs else "",
-                                               f"rel < {rule.max_rel:g}") if p)
-                rows.append([role, f"`{c.label}`", f"`{name}`", limits, f"{c.good}/{len(rs)}",
-                             e(max(r[ka] for r in rs)), e(max(r[kr] for r in rs)),
-                             e(statistics.median(r[kr] for r in rs))])
-        out.append(f"{model}:\n\n" + table(
-            ["role", "configuration", "output", "Good iff", "Good shapes", "max abs error (worst shape)",
-             "median rel error (worst shape)", "median rel error (median of shapes)"], rows))
+        rows = [r for role, c in pick(configs(src)[model]).items() if c is not None and role != "torch eager"
+                for r in error_rows(model, role, c)]
+        out.append(f"{model}:\n\n" + table(ERROR_HEAD, rows))
     detail = []
     for model in MODELS:
         cfgs = configs(src)[model]
@@ -179,8 +203,8 @@ def environment(src: Sources) -> str:
             ["Python of the TensorRT runs", lay.get("python") or probe.get("python") or "-", "layouts, probe"],
             ["PyTorch (torch baselines; Python)", f"{tor.get('torch', '-')} ({tor.get('python', '-')})",
              "torch-baselines"]]
-    files = [[f"`{src.name(k)}`", d.get("date") or d.get("exported") or d.get("started") or "-",
-              f"`{d['command']}`" if d.get("command") else "-"] for k, d in src.data.items() if d]
+    files = [[f"`{src.name(k)}`", date or "-", f"`{command}`" if command else "-"]
+             for k, d in src.data.items() if d for date, command in [src.meta(k)]]
     return (table(["", "value", "file (bench/results/*-" + src.gpu + ".json)"], rows) + "\n\nFiles read:\n\n"
             + table(["file", "date", "command"], files))
 
@@ -208,22 +232,32 @@ def diag(src: Sources) -> str:
     return "\n\n".join(out) or "_No diag file is committed._"
 
 
+def study_rows(st: dict) -> list[list]:
+    rows = []
+    for t in st.get("trials", []):
+        ua = t.get("user_attrs") or {}
+        c = t.get("constraint")
+        rows.append([st.get("study"), t["number"], ua.get("seed") or "-", t["state"],
+                     "-" if t.get("value") is None else f"{t['value']:.1f}", "yes" if t.get("feasible") else "no",
+                     "-" if c is None else f"{c + 1:.3g}",
+                     "-" if ua.get("build_s") is None else f"{ua['build_s']:.0f}", len(ua.get("cases") or [])])
+    return rows
+
+
 def study(src: Sources) -> str:
+    """The older study export (study-<gpu>.json): every trial, labelled with its export date and grid."""
     rec = src.data.get("study")
     if rec is None:
         return f"_Not made: {src.missing('study')}._"
-    rows = []
-    for st in rec.get("studies", []):
-        for t in st.get("trials", []):
-            ua = t.get("user_attrs") or {}
-            c = t.get("constraint")
-            rows.append([st.get("study"), t["number"], ua.get("seed") or "-", t["state"],
-                         "-" if t.get("value") is None else f"{t['value']:.1f}", "yes" if t.get("feasible") else "no",
-                         "-" if c is None else f"{c + 1:.3g}",
-                         "-" if ua.get("build_s") is None else f"{ua['build_s']:.0f}",
-                         len(ua.get("cases") or [])])
-    return f"`{src.name('study')}` (`python3 -m search export`):\n\n" + table(
-        ["study", "trial", "seed", "state", "objective ms", "feasible", "worst ratio", "build s", "shapes"], rows)
+    cases = [c for st in rec.get("studies", []) for t in st.get("trials", [])
+             for c in (t.get("user_attrs") or {}).get("cases") or []]
+    grid_note = (f", {len({(c.get('batch'), c.get('length')) for c in cases})} shapes up to batch "
+                 f"{max(c.get('batch') or 0 for c in cases)}" if cases else "")
+    date = (src.meta("study")[0] or "date not recorded")[:10]
+    return (f"`{src.name('study')}`: an **older** study export (`python3 -m search export` of {date}{grid_note}, "
+            f"not the decoder contest study below):\n\n"
+            + table(["study", "trial", "seed", "state", "objective ms", "feasible", "worst ratio", "build s",
+                     "shapes"], [r for st in rec.get("studies", []) for r in study_rows(st)]))
 
 
 def figure(name: str, spec: dict | None, why: str | None) -> str:
@@ -232,14 +266,3 @@ def figure(name: str, spec: dict | None, why: str | None) -> str:
     srcs = ", ".join(f"`{s}`" for s in spec["sources"])
     return (f"![{spec['title']}]({FIG_DIR}/{name}.png)\n\n"
             f"*{CAPTIONS[name]} From {srcs}; plotted data: `{FIG_DIR}/{name}.json`.*")
-
-
-def blocks(src: Sources, specs: dict) -> dict[str, str]:
-    """name -> Markdown of every generated README block."""
-    out = {"environment": environment(src), "summary-encoder": summary(src, "encoder"),
-           "summary-decoder": summary(src, "decoder"), "latency-shapes": latency_shapes(src),
-           "passes": passes(src), "layers": layer_table(specs), "accuracy": accuracy(src), "diag": diag(src),
-           "study": study(src)}
-    out.update({f"fig-{n}": figure(n, *specs[n]) for n in FIGURES})
-    return out
-

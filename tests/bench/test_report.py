@@ -171,3 +171,175 @@ def test_rewrite_replaces_only_block_contents():
     assert seen == {"x": ("old", "new")}
     _, problems, _ = report.rewrite("<!-- report:y -->\n<!-- /report:y -->", {"x": "new"})
     assert problems and "unknown block report:y" in problems[0]
+
+
+# --- the readers: each file's own shape -------------------------------------------------------------
+
+def results_of(root: Path) -> Path:
+    return root / "bench" / "results"
+
+
+def test_readers_know_each_files_shape():
+    from bench.report_sources import FILES, load_sources
+    src = load_sources(ROOT / "bench" / "results", "h200")
+    assert isinstance(src.data["pareto"], list) and src.data["pareto"][0]["front"]    # a list at the top
+    assert isinstance(src.data["plugins"], dict) and src.data["plugins"]["rows"]
+    assert set(src.data["plugins-gputests"]) == {"failed", "code", "assertions", "summary"}
+    assert src.meta("pareto") == (None, None) and src.meta("plugins-gputests") == (None, None)
+    assert src.meta("plugins")[1].startswith("python3.10 bench/layouts.py --suite plugins")
+    assert "baseline" not in FILES and "smoke-study" not in FILES       # files no block shows are not read
+
+
+@pytest.mark.parametrize("shape", ["one front object", "fronts key"])
+def test_pareto_file_as_an_object_is_read_as_a_list(shape):
+    from bench.report_sources import fronts
+    one = {"study": "s", "model": "decoder", "front": [{"latency_ms": 1.0, "worst_ratio": 0.5}]}
+    text = json.dumps(one if shape == "one front object" else {"fronts": [one]})
+    assert fronts(text, "x") == [one]
+
+
+def test_unused_files_are_ignored(root, capsys, hashes_only):
+    (results_of(root) / "baseline-h200.json").write_text("[1, 2, 3]")      # the report does not read it
+    (results_of(root) / "whatever-h200.json").write_text("{not json")
+    rc, out, err = run(capsys, "--check", "--root", str(root))
+    assert rc == 0, out + err
+
+
+@pytest.mark.parametrize("damage", ["pareto not fronts", "pareto point without latency", "plugins rows not list",
+                                    "study trial without number", "log without summary"])
+def test_a_misshapen_file_is_one_line_and_exit_2(root, capsys, damage):
+    res = results_of(root)
+    if damage == "pareto not fronts":
+        (res / "pareto-h200.json").write_text("[1, 2]")
+    elif damage == "pareto point without latency":
+        rec = json.loads((res / "pareto-h200.json").read_text())
+        del rec[0]["front"][0]["latency_ms"]
+        (res / "pareto-h200.json").write_text(json.dumps(rec))
+    elif damage == "plugins rows not list":
+        rec = json.loads((res / "plugins-h200.json").read_text())
+        rec["rows"] = {"a": 1}
+        (res / "plugins-h200.json").write_text(json.dumps(rec))
+    elif damage == "study trial without number":
+        rec = json.loads((res / "study-decoder-contest-h200.json").read_text())
+        del rec["studies"][0]["trials"][3]["number"]
+        (res / "study-decoder-contest-h200.json").write_text(json.dumps(rec))
+    else:
+        (res / "plugins-gputests-h200.log").write_text("FAILED tests/x.py::t\n")
+    rc, out, err = run(capsys, "--check", "--root", str(root))
+    assert rc == 2, out + err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("bench.report: ") and "-h200." in err
+
+
+def test_pytest_log_reader():
+    from bench.report_sources import pytest_log
+    log = pytest_log((ROOT / "bench" / "results" / "plugins-gputests-h200.log").read_text(), "x")
+    assert log["summary"].startswith("3 failed, 15 passed")
+    assert "tests/plugins/test_gpu_plugins.py::test_registry_has_the_creators_the_rewrites_claim" in log["failed"]
+    assert log["code"]["test_registry_has_the_creators_the_rewrites_claim"] == 'assert ("LayerNorm", "1") not in pairs'
+
+
+def test_label_and_reason_helpers():
+    from bench.report_data import plugin_free, plugin_set, short_reason
+    assert plugin_set("passes fp16 norm32 +ln+lsm contest") == "+ln+lsm"
+    assert plugin_free("passes fp16 norm32 +ln+lsm contest") == "passes fp16 norm32 contest"
+    assert plugin_set("fds_off fp32 contest") == "" and plugin_free("fds_off fp32 contest") == "fds_off fp32 contest"
+    fail = ("error: build: BuildError: TensorRT built no decoder engine: 10: Could not find any implementation for "
+            "node {ForeignNode[/a...b]}. | 10: [optimizer.cpp::computeCosts::3873] Error Code 10: Internal Error")
+    assert short_reason(fail) == "build: Could not find any implementation for node {ForeignNode[/a...b]}."
+    assert short_reason("8.757 ms after 1 case(s) > the median 7.744 ms of 5 complete trial(s) at that step") == \
+        "8.757 ms after 1 case > the median 7.744 ms of 5 complete trials"
+    assert short_reason(None) == "" and len(short_reason("x" * 500)) == 120
+
+
+# --- the new blocks and figures, against the files they come from ----------------------------------
+
+def readme_block(name: str) -> str:
+    return block((ROOT / "README.md").read_text(), name)
+
+
+def test_plugins_block_and_figure_come_from_the_plugins_file():
+    rec = json.loads((ROOT / "bench" / "results" / "plugins-h200.json").read_text())
+    text = readme_block("plugins")
+    for s in rec["summary"]:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{s['label']}` |"))
+        assert f"| {s['good']}/{s['cases']} | {s['sum_ms']:.2f} |" in row
+    assert "wenet_layernorm_plugin 19, wenet_log_softmax_plugin 1" in text      # plugin sites of the builds
+    dec = next(line for line in text.splitlines() if line.startswith("| `passes fp16 norm32 +ln+lsm contest` |"))
+    assert "| 0.57x | 0.56x |" in dec                                           # vs plugin-free, vs the baseline
+    spec = json.loads((ROOT / FIG_DIR / "plugins.json").read_text())
+    bars = {b["label"]: b for p in spec["panels"] for g in p["groups"] for b in g["bars"]}
+    assert bars["fds_off fp16 norm32 +ln contest"]["good"] == 6 and bars["fds_off fp16 norm32 contest"]["good"] == 0
+    assert [g["base"] for g in spec["panels"][1]["groups"]] == ["passes fp32 contest", "passes fp16 norm32 contest"]
+    layers = json.loads((ROOT / FIG_DIR / "plugin-layers.json").read_text())
+    assert [p["key"] for p in layers["profiles"]] == ["encoder fds_off fp32 1x16", "encoder fds_off fp32 +ln 1x16"]
+    assert "`encoder fds_off fp32 +ln 1x16` (contest, profile 0)" in readme_block("plugin-layers")
+
+
+def test_precision_block_marks_what_is_missing_and_where_the_plugin_row_comes_from():
+    text = readme_block("precision")
+    enc, dec = text.split("\n\nencoder:\n\n")[1].split("\n\ndecoder:\n\n")
+    assert enc.count("**not measured**") == 4 and dec.count("**not measured**") == 1      # decoder int8
+    for part, label in ((enc, "fds_off fp16 norm32 +ln contest"), (dec, "passes fp16 norm32 +ln+lsm contest")):
+        row = next(line for line in part.splitlines() if f"`{label}`" in line)
+        assert row.startswith("| fp16 + our plugins | **plugins bench**") and "not the study" in row
+    assert "| fp16 | study trial 2 | `fp16 single trial 2 (all_fp16)` | 16.89 | 2.69x |" in dec
+
+
+def test_reproduce_block_and_a_shape_out_of_tolerance(root, capsys, hashes_only):
+    text = readme_block("reproduce")
+    assert "12/12 shapes within 10%" in text and "every shape within the tolerance" in text
+    assert "| 16x1024 | 8.243 | 8.290 | 1.006 | yes | Good |" in text
+    path = results_of(root) / "reproduce-h200.json"
+    rec = json.loads(path.read_text())
+    rec["compare"][0].update(rebuilt_ms=rec["compare"][0]["trial_ms"] * 1.5, ratio=1.5, within=False)
+    rec["all_within"] = False
+    path.write_text(json.dumps(rec))
+    assert run(capsys, "--root", str(root))[0] == 0
+    new = block((root / "README.md").read_text(), "reproduce")
+    assert "**not** every shape" in new and "| 1x16 | 1.535 | 2.302 | 1.500 | **no** |" in new
+    assert "11/12 shapes within 10%" in new
+
+
+def test_decoder_study_block_has_every_trial_and_short_reasons():
+    rec = json.loads((ROOT / "bench" / "results" / "study-decoder-contest-h200.json").read_text())
+    text = readme_block("decoder-study")
+    rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert len(rows) == len(rec["studies"][0]["trials"])
+    assert "COMPLETE 8, FAIL 3, PRUNED 2, WAITING 1" in text
+    assert "BuildError" not in text and "(s)" not in text
+    assert text.count("`build: Could not find any implementation for node") == 3
+    spec = json.loads((ROOT / FIG_DIR / "decoder-study.json").read_text())
+    assert [t["state"] for t in spec["studies"][0]["trials"]][10:] == ["FAIL", "FAIL", "FAIL", "WAITING"]
+
+
+def test_older_study_is_labelled_and_pareto_uses_the_fronts():
+    assert "an **older** study export" in readme_block("study") and "of 2026-11-25" in readme_block("study")
+    assert "Older study export (2026-11-25)" in readme_block("fig-study")
+    spec = json.loads((ROOT / FIG_DIR / "pareto.json").read_text())
+    dec = next(p for p in spec["panels"] if p["model"] == "decoder")
+    assert [q["trial"] for q in dec["fronts"][0]["points"]] == [0, 6, 1, 2]            # by worst ratio
+    assert {q["source"] for q in dec["points"]} == {"layouts", "plugins"}
+    assert "bench/results/pareto-h200.json" in spec["sources"]
+
+
+def test_bug_entries_come_from_the_study_and_the_test_log():
+    text = readme_block("bugs-found")
+    assert "in trials 10, 11, 12 of `bench/results/study-decoder-contest-h200.json`" in text
+    assert "{ForeignNode[/decoder/Unsqueeze_8_output_0.../scoring/Cast_5]}" in text
+    assert "`passes fp16 norm32 +ln+lsm contest` (12/12 Good)" in text
+    assert "LayerNorm v1 plugin is still registered by the 8.6.0 pip wheel" in text
+
+
+def test_without_the_new_files_their_blocks_say_so(root, capsys):
+    pytest.importorskip("matplotlib")
+    for key in ("plugins", "precision", "pareto", "reproduce", "reproduce-eval", "study-decoder-contest"):
+        (results_of(root) / f"{key}-h200.json").unlink()
+    (results_of(root) / "plugins-gputests-h200.log").unlink()
+    rc, out, _ = run(capsys, "--root", str(root))
+    assert rc == 0, out
+    text = (root / "README.md").read_text()
+    assert "not made: bench/results/plugins-h200.json is missing" in block(text, "fig-plugins")
+    assert "Not made: bench/results/reproduce-h200.json is missing" in block(text, "reproduce")
+    assert "No new failure" in block(text, "bugs-found")
+    assert not (root / FIG_DIR / "plugins.png").exists() and (root / FIG_DIR / "pareto.png").exists()
+    assert run(capsys, "--check", "--root", str(root))[0] == 0
