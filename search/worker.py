@@ -146,7 +146,7 @@ def inspect(plan: Path, config, plugin_libs: list[Path], layers_path: Path) -> t
 def evaluate(model: str, plan: Path, data: Path, grid, harness: str, runs: int | None, warmup: int | None,
              plugin_libs: list[Path], on_case=None) -> list:
     """evaluate.evaluate_plan over `grid` in its order; on_case(CaseResult) as each case is measured."""
-    from evaluate import evaluate_plan
+    from engine.evaluation import evaluate_plan
 
     return evaluate_plan(model, plan, data, grid=grid, harness=harness, runs=runs, warmup=warmup,
                          plugin_libs=tuple(plugin_libs), on_case=on_case)
@@ -215,7 +215,7 @@ def build_or_reuse(req, config, onnx: Path, plan: Path, calibration: Path | None
 
 def run(req) -> dict[str, Any]:
     from engine.config import BuildConfig
-    from evaluate import case_row, format_table
+    from engine.evaluation import case_row, format_table
     from scoring.objective import constraint, objective
 
     from workload import registry

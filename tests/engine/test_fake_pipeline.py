@@ -12,7 +12,7 @@ import pytest
 
 from engine.config import BuildConfig
 from engine.errors import BuildError, CalibrationError, InferenceError, InputError, PlanError
-from engine.probe import ort_outputs, tiny_feeds, write_calibration
+from engine.tiny_model import ort_outputs, tiny_feeds, write_calibration
 
 
 def build(onnx, tmp_path, name="e", **kw):

@@ -49,7 +49,7 @@ def test_layouts_on_the_fake(monkeypatch, tmp_path, capsys):
     import onnx
 
     from engine.__main__ import main as engine_main
-    from engine.probe import tiny_encoder_model, write_cases
+    from engine.tiny_model import tiny_encoder_model, write_cases
 
     ft.install(monkeypatch)
     layouts = load("layouts")
