@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Build encoder.plan and decoder.plan in the repository root.
 #
-#   bash build.sh [--baseline] [--models encoder,decoder] [--plugins-only]
+#   bash build.sh [--baseline] [--models encoder,decoder | --workload SPEC.yaml] [--plugins-only]
 #
 # For each model: configs/<model>.yaml (the frozen best config, from
 # `python -m search freeze`) when it exists, with configs/<model>.timing.cache if
 # present and $WORK/data/calibration-<model>.npz when the config uses INT8;
 # otherwise the naive baseline (plain FP32, one profile over every test shape).
 # The ONNX models are exported into $WORK/onnx first when missing.
+#
+# A model of your own: WORKLOAD=my-model.yaml bash build.sh (or --workload my-model.yaml) builds
+# $OUT_DIR/<name>.plan from the workload spec (README "Tune your own ONNX model"): CONFIG_DIR/<name>.yaml
+# when frozen (`python -m search freeze --workload my-model.yaml`), else the baseline; the ONNX is
+# the spec's (made with the spec's export command when missing), calibration from its cases folder.
 #
 # Environment:
 #   PYTHON        Python with TensorRT + cuda-python (default python3); on the GPU host:
@@ -16,6 +21,7 @@
 #   WORK          work folder (default work)
 #   CONFIG_DIR    frozen configs (default configs)
 #   OUT_DIR       where the plans go (default: the repository root)
+#   WORKLOAD      a workload spec YAML to build instead of the WeNet models (same as --workload)
 #
 #   BUILD_PLUGINS auto (default): compile our plugin library (plugins/src, through
 #                 plugins/build_plugins.sh, which reads NVCC, TRT_INCLUDE, TRT_LIB, CUDA_ARCH)
@@ -30,6 +36,7 @@
 # `bash build.sh --plugins-only` builds just the library.
 set -euo pipefail
 
+CALLER_DIR=$(pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON=${PYTHON:-python3}
 TORCH_PYTHON=${TORCH_PYTHON:-$PYTHON}
@@ -38,9 +45,11 @@ CONFIG_DIR=${CONFIG_DIR:-configs}
 OUT_DIR=${OUT_DIR:-.}
 PLUGINS=${PLUGINS:-}
 BUILD_PLUGINS=${BUILD_PLUGINS:-auto}
+WORKLOAD=${WORKLOAD:-}
 PLUGINS_ONLY=0
 BASELINE=0
 MODELS="encoder decoder"
+MODELS_GIVEN=0
 
 die() { echo "error: $*" >&2; exit 2; }
 
@@ -50,18 +59,31 @@ while [ $# -gt 0 ]; do
     --plugins-only) PLUGINS_ONLY=1 ;;
     --models)
       [ $# -ge 2 ] || die "--models needs a value (encoder,decoder)"
-      MODELS=$(echo "$2" | tr ',' ' ')
+      MODELS=$(echo "$2" | tr ',' ' '); MODELS_GIVEN=1
       shift ;;
-    --models=*) MODELS=$(echo "${1#--models=}" | tr ',' ' ') ;;
+    --models=*) MODELS=$(echo "${1#--models=}" | tr ',' ' '); MODELS_GIVEN=1 ;;
+    --workload)
+      [ $# -ge 2 ] || die "--workload needs a spec file"
+      WORKLOAD=$2
+      shift ;;
+    --workload=*) WORKLOAD=${1#--workload=} ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
 done
+if [ -n "$WORKLOAD" ] && [ "$MODELS_GIVEN" = 1 ]; then
+  die "give --models (WeNet) or --workload/WORKLOAD (a spec), not both"
+fi
+[ -z "$WORKLOAD" ] || MODELS=""
+case "$WORKLOAD" in    # a spec path is the caller's, not the repository's
+  ""|/*) ;;
+  *) if [ -f "$CALLER_DIR/$WORKLOAD" ]; then WORKLOAD="$CALLER_DIR/$WORKLOAD"; fi ;;
+esac
 for m in $MODELS; do
   case "$m" in encoder|decoder) ;; *) die "unknown model $m (encoder, decoder)" ;; esac
 done
-[ -n "${MODELS// /}" ] || die "--models names no model"
+[ -n "${MODELS// /}" ] || [ -n "$WORKLOAD" ] || die "--models names no model"
 case "$BUILD_PLUGINS" in auto|on|off) ;; *) die "BUILD_PLUGINS=$BUILD_PLUGINS is not auto, on or off" ;; esac
 
 # Our plugin library, before any engine build, so that a frozen config's plugin rewrites can build.
@@ -97,15 +119,29 @@ for so in $PLUGINS; do
   [ -f "$so" ] || die "plugin library $so does not exist"
 done
 
+# A workload spec: its model name, ONNX, export command and cases folder (one line each, checked).
+spec_args=()
+onnx_of() { echo "$WORK/onnx/$1.onnx"; }
+data_of() { echo "$WORK/data"; }
+if [ -n "$WORKLOAD" ]; then
+  spec_get() { "$PYTHON" -m workload spec --workload "$WORKLOAD" --work-dir "$WORK" --get "$1"; }
+  MODELS=$(spec_get name) || exit 2          # a bad spec: its one line is on stderr
+  SPEC_ONNX=$(spec_get onnx) && SPEC_EXPORT=$(spec_get export) && SPEC_CASES=$(spec_get cases) || exit 2
+  onnx_of() { echo "$SPEC_ONNX"; }
+  data_of() { echo "$SPEC_CASES"; }
+  spec_args=(--workload "$WORKLOAD")
+fi
+
 # The `engine build` arguments of model $1, in the array `args` (without --onnx, --plugins).
 model_args() {
   local m=$1
   args=(--out "$OUT_DIR/$m.plan" --work-dir "$WORK" --log "$WORK/build-$m.log")
+  [ ${#spec_args[@]} -eq 0 ] || args+=("${spec_args[@]}")
   if [ "$BASELINE" = 0 ] && [ -f "$CONFIG_DIR/$m.yaml" ]; then
     args+=(--config "$CONFIG_DIR/$m.yaml")
     [ ! -f "$CONFIG_DIR/$m.timing.cache" ] || args+=(--timing-cache "$WORK/build-$m.timing.cache")
     # used only when the config has int8
-    [ ! -f "$WORK/data/calibration-$m.npz" ] || args+=(--calibration "$WORK/data/calibration-$m.npz")
+    [ ! -f "$(data_of "$m")/calibration-$m.npz" ] || args+=(--calibration "$(data_of "$m")/calibration-$m.npz")
   else
     args+=(--baseline --model "$m" --timing-cache "$WORK/build-$m-baseline.timing.cache")
   fi
@@ -116,9 +152,16 @@ model_args() {
 for m in $MODELS; do
   model_args "$m"
   onnx=()
-  [ ! -f "$WORK/onnx/$m.onnx" ] || onnx=(--onnx "$WORK/onnx/$m.onnx")
+  [ ! -f "$(onnx_of "$m")" ] || onnx=(--onnx "$(onnx_of "$m")")
   "$PYTHON" -m engine check "${args[@]}" "${onnx[@]}" ${PLUGINS:+--plugins $PLUGINS} >/dev/null || exit 2
 done
+
+if [ -n "$WORKLOAD" ] && [ ! -f "$SPEC_ONNX" ]; then
+  [ -n "$SPEC_EXPORT" ] || die "$SPEC_ONNX does not exist and $WORKLOAD has no export command"
+  echo "== exporting $MODELS: $SPEC_EXPORT"
+  bash -c "$SPEC_EXPORT" || die "the export command of $WORKLOAD failed: $SPEC_EXPORT"
+  [ -f "$SPEC_ONNX" ] || die "the export command of $WORKLOAD did not write $SPEC_ONNX"
+fi
 
 build_plugins
 plugin_args=()
@@ -128,7 +171,7 @@ for so in $PLUGINS; do
 done
 
 for m in $MODELS; do
-  if [ ! -f "$WORK/onnx/$m.onnx" ]; then
+  if [ -z "$WORKLOAD" ] && [ ! -f "$WORK/onnx/$m.onnx" ]; then
     echo "== exporting ONNX models into $WORK/onnx ($TORCH_PYTHON)"
     "$TORCH_PYTHON" -m workload export --out "$WORK/onnx" || die "export failed (TORCH_PYTHON=$TORCH_PYTHON needs PyTorch)"
     break
@@ -138,7 +181,7 @@ done
 mkdir -p "$WORK" "$OUT_DIR"
 for m in $MODELS; do
   model_args "$m"
-  args+=(--onnx "$WORK/onnx/$m.onnx")
+  args+=(--onnx "$(onnx_of "$m")")
   if [ "$BASELINE" = 0 ] && [ -f "$CONFIG_DIR/$m.yaml" ]; then
     echo "== $m: building the frozen config $CONFIG_DIR/$m.yaml"
     # A copy: the frozen cache stays as frozen; the build adds to its copy only.

@@ -22,6 +22,7 @@ OUT=${OUT:-/tmp/out}
 TUNE_S=${TUNE_S:-600}
 TUNE_ARGS=${TUNE_ARGS:-}
 GPU_SLUG=${GPU_SLUG:-h200}
+PLUGIN_LIB=${PLUGIN_LIB:-$WORK/plugins/libwenet_trt_plugins.so}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$WORK" "$RESULTS" "$OUT"
 export PYTHONUNBUFFERED=1
@@ -37,13 +38,14 @@ wait_for() {   # wait_for FILE SECONDS: until FILE exists
 }
 
 collect() {   # results + a consistent copy of the study database -> $OUT (8 files at most)
-  cp -f "$RESULTS"/*.json "$OUT"/ 2>/dev/null
+  cp -f "$RESULTS"/*.json "$RESULTS"/*.png "$OUT"/ 2>/dev/null
   if [ -f "$WORK/study.db" ]; then
     python3 -c "import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); s.backup(d)" \
       "$WORK/study.db" "$OUT/study.db"
   fi
   (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read bg.log results/*.log results/*.txt configs \
-     trials/*/*/eval.txt trials/*/*/result.json layouts/*.report.json layouts/*.stderr 2>/dev/null)
+     trials/*/*/eval.txt trials/*/*/result.json layouts/*.report.json layouts/*.stderr \
+     plugins/*.report.json plugins/*.stderr 2>/dev/null)
   # timing caches outlive the host: carried back in as .carry/caches for the next session
   (cd "$WORK" && ls timing-*.cache >/dev/null 2>&1 && tar czf "$OUT/caches.tgz" timing-*.cache)
   ls "$OUT"
@@ -72,6 +74,36 @@ step() {
       (cd "${LIVE:-.}" && . /root/rig/env.sh && python3.10 bench/layouts.py "${lay[@]}" --phase measure) \
         >> "$RESULTS/layouts.log" 2>&1
       tail -40 "$RESULTS/layouts.log" ;;
+    plugins)  # our plugin library (plugins/src) against the rig, then its GPU tests in the background
+      SP=/root/.pyenv/versions/3.10.13/lib/python3.10/site-packages
+      TRT_INCLUDE="$REPO/.gpu/tensorrt-include" TRT_LIB="$SP/tensorrt" OUT="$WORK/plugins" \
+        bash plugins/build_plugins.sh 2>&1 | tail -3
+      [ -f "$PLUGIN_LIB" ] || { echo "error: no $PLUGIN_LIB"; return 1; }
+      (. /root/rig/env.sh && WENET_TRT_PLUGIN_LIB="$PLUGIN_LIB" timeout 420 python3.10 -m pytest -q -m gpu \
+         tests/plugins -p no:cacheprovider > "$RESULTS/plugins-gputests.log" 2>&1) &
+      echo "plugin GPU tests started (results/plugins-gputests.log)" ;;
+    plugin-bench)  # issue 12's table: the best contest configs with and without our plugins
+      wait_for "$WORK/onnx/.complete" 900 || return 1
+      [ -f "$PLUGIN_LIB" ] || { echo "error: no $PLUGIN_LIB (run the plugins step)"; return 1; }
+      trt bench/layouts.py --suite plugins --work "$WORK" --out "$RESULTS" --plugin-lib "$PLUGIN_LIB" \
+        --parallel "${PARALLEL:-5}" --build-deadline-s "${BUILD_DEADLINE_S:-420}" \
+        --build-grace-s "${BUILD_GRACE_S:-150}" > "$RESULTS/plugins.log" 2>&1
+      tail -14 "$RESULTS/plugins.log" ;;
+    study)  # one model's study on one harness: seeds, a precision plan, then TPE, for TUNE_S seconds
+      wait_for "$WORK/data/.complete" 600 || return 1
+      S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
+      L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
+      # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
+      trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" --trial-timeout 400 --no-progress \
+        2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      for p in ${PRECISION_PLANS:-rules}; do trt -m search plan "${S[@]}" --plan "$p" --base "${BASE:-passes_fp32}"; done
+      # shellcheck disable=SC2086
+      trt -m search tune "${S[@]}" "${L[@]}" --time-budget "$TUNE_S" --trial-timeout 400 --no-progress $TUNE_ARGS \
+        2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      trt -m search precision "${S[@]}" --base "${BASE:-passes_fp32}" --layout single \
+        --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
+      trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
+        --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
     diag) trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-$GPU_SLUG.json" ;;
     caches)  # timing caches of an earlier session (carried in as .carry/) -> $WORK, per harness too
       for f in .carry/timing-*.cache; do
@@ -123,17 +155,27 @@ step() {
         --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
       trt -m search pareto --work-dir "$WORK" --harness serving --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
-    freeze)
+    freeze)  # the best trial of the $HARNESS study of each model present -> $WORK/configs
       trt -m search status --work-dir "$WORK"
-      trt -m search freeze --work-dir "$WORK" --out "$WORK/configs"
+      trt -m search freeze --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$WORK/configs"
       trt -m search export --work-dir "$WORK" --out "$RESULTS/study-$GPU_SLUG.json" ;;
-    reproduce)  # build.sh from the frozen configs, then evaluate.py on the rebuilt plans
+    build-eval)  # build.sh from $CONFIG_DIR (plans + our plugin library into $WORK/best), then evaluate.py
+      # run inside the plan folder as the organisers do (it loads every *.so there) -> EVAL_JSON
       rm -rf "$WORK/best" && mkdir -p "$WORK/best"
-      (. /root/rig/env.sh && PYTHON=python3.10 TORCH_PYTHON=python3 WORK="$WORK" CONFIG_DIR="$WORK/configs" \
-        OUT_DIR="$WORK/best" bash build.sh) > "$RESULTS/reproduce-build.log" 2>&1
-      tail -2 "$RESULTS/reproduce-build.log"
-      trt evaluate.py --encoder "$WORK/best/encoder.plan" --decoder "$WORK/best/decoder.plan" \
-        --data "$WORK/data" --no-progress --json "$RESULTS/reproduce-$GPU_SLUG.json" ;;
+      SP=/root/.pyenv/versions/3.10.13/lib/python3.10/site-packages
+      ms=${MODELS:-decoder}
+      wait_for "$WORK/data/.complete" 600 || return 1
+      (. /root/rig/env.sh && PYTHON=python3.10 TORCH_PYTHON=python3 WORK="$WORK" CONFIG_DIR="${CONFIG_DIR:-$WORK/configs}" \
+        OUT_DIR="$WORK/best" TRT_INCLUDE="$REPO/.gpu/tensorrt-include" TRT_LIB="$SP/tensorrt" \
+        bash build.sh --models "$ms") > "$RESULTS/reproduce-build.log" 2>&1
+      tail -3 "$RESULTS/reproduce-build.log"; ls "$WORK/best"
+      (cd "$WORK/best" && . /root/rig/env.sh && python3.10 "$REPO/evaluate.py" --models "$ms" \
+        --harness "${HARNESS:-contest}" --data "$WORK/data" --no-progress \
+        --json "${EVAL_JSON:-$RESULTS/reproduce-eval-$GPU_SLUG.json}") | tail -16 ;;
+    reproduce)  # build-eval of the frozen configs, then the frozen trial vs the rebuilt plans per shape
+      step build-eval
+      python3 bench/reproduce.py --study-json "$RESULTS/study-$GPU_SLUG.json" --configs "$WORK/configs" \
+        --evaluate-json "$RESULTS/reproduce-eval-$GPU_SLUG.json" --out "$RESULTS/reproduce-$GPU_SLUG.json" ;;
     await)  # let the pipelines started before this one finish (clean timings)
       while [ -n "$(bg_alive $$)" ]; do sleep 5; done ;;
     *) echo "unknown step $s" >&2; return 2 ;;
@@ -161,7 +203,7 @@ case "${1:-}" in
     limit=${2:-540}; t0=$SECONDS
     while [ -n "$(bg_alive)" ] && [ $((SECONDS - t0)) -lt "$limit" ]; do sleep 5; done
     grep -E '^(===|PASS|FAIL|SKIP|wenet-|encoder trial|decoder trial|error|   )' "$WORK/bg.log" | tail -40 | cut -c1-240
-    for f in layouts torch; do [ -f "$RESULTS/$f.log" ] && { echo "--- $f.log"; tail -n 14 "$RESULTS/$f.log" | cut -c1-200; }; done
+    for f in layouts torch plugins; do [ -f "$RESULTS/$f.log" ] && { echo "--- $f.log"; tail -n 14 "$RESULTS/$f.log" | cut -c1-200; }; done
     collect ;;
   collect) collect ;;
   *) for s in "$@"; do step "$s"; done ;;

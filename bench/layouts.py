@@ -36,32 +36,7 @@ from bench_common import ROOT, base_record, ensure_repo_on_path, gpu_slug, wait_
 
 ensure_repo_on_path()
 
-FDS = "FASTER_DYNAMIC_SHAPES_0805"
-# The 2022 reference solution's rewrites (the seeds' list) plus the decoder's own passes.
-DECODER_PASSES = ("decoder_masks", "decoder_scoring", "memory_kv_once")
-
-
-@dataclass(frozen=True)
-class Variant:
-    label: str                      # one engine per model; rows are labelled "<label> <harness>"
-    fields: dict[str, Any]          # BuildConfig fields besides model (passes resolved per model)
-    harnesses: tuple[str, ...]      # "contest", "serving", "serving-nographs"
-    cost: int                       # rough relative build time: the scheduler starts the dearest first
-    passes: str = ""                # "": none; "reference": REFERENCE_PASSES; "reference+bool_slice"
-
-
-VARIANTS = (
-    Variant("per_batch fp16", {"layout": "per_batch", "fp16": True, "contest_profile": False},
-            ("serving", "serving-nographs"), 100),
-    Variant("buckets fp32", {"layout": "buckets", "frame_buckets": [256, 1024], "contest_profile": False},
-            ("serving", "serving-nographs"), 80),
-    Variant("per_batch fp32", {"layout": "per_batch"}, ("serving", "serving-nographs", "contest"), 70),
-    Variant("naive fp16", {"fp16": True}, ("contest", "serving"), 50),
-    Variant("single+passes fds_off fp32", {"preview_features": {FDS: False}}, ("contest", "serving"), 40,
-            "reference+bool_slice"),
-    Variant("single+passes fp32", {}, ("contest",), 35, "reference"),
-    Variant("naive fp32", {}, ("contest", "serving"), 30),
-)
+from suites import DECODER_PASSES, SUITES, Variant  # noqa: E402
 
 
 @dataclass
@@ -86,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for layouts-<gpu>.json")
     p.add_argument("--models", default="encoder,decoder")
     p.add_argument("--only", help="comma list of variant labels to run (default all)")
+    p.add_argument("--suite", default="layouts", choices=tuple(SUITES),
+                   help="layouts: profile layouts x precision x harness; plugins: with and without our "
+                        "plugins (writes <suite>-<gpu>.json)")
+    p.add_argument("--plugin-lib", action="append", default=[],
+                   help="plugin library loaded by every build and measurement (repeatable)")
     p.add_argument("--parallel", type=int, default=4, help="builds at a time (default 4)")
     p.add_argument("--build-deadline-s", type=float, default=660.0, help="no build starts after this (default 660)")
     p.add_argument("--build-grace-s", type=float, default=120.0, help="then running builds get this long")
@@ -120,14 +100,16 @@ def make_jobs(args, models: list[str], work: Path) -> list[Job]:
 
     only = {s.strip() for s in args.only.split(",")} if args.only else None
     jobs = []
-    for variant in VARIANTS:
+    for variant in SUITES[args.suite][0]:
         if only and variant.label not in only:
             continue
         for model in models:
+            if model not in variant.models:
+                continue
             slug = variant.label.replace(" ", "_").replace("+", "-")
             cfg = BuildConfig(model=model, passes=passes_for(model, variant.passes), opt_level=args.opt_level,
-                              **variant.fields)
-            base = work / "layouts" / f"{model}-{slug}"
+                              plugins=list(variant.plugins), **variant.fields)
+            base = work / args.suite / f"{model}-{slug}"
             base.parent.mkdir(parents=True, exist_ok=True)
             cfg.save(base.with_suffix(".yaml"))
             jobs.append(Job(model, variant, base.with_suffix(".yaml"), base.with_suffix(".plan"),
@@ -172,11 +154,13 @@ def padding_proofs(models: list[str], work: Path) -> dict[str, Any]:
 
 
 # --- builds -------------------------------------------------------------------------------------
-def start(job: Job, work: Path) -> None:
+def start(job: Job, work: Path, plugin_libs: list[str]) -> None:
     cmd = [sys.executable, "-m", "engine", "build", "--config", str(job.config_path),
            "--onnx", str(work / "onnx" / f"{job.model}.onnx"), "--out", str(job.plan),
            "--timing-cache", str(work / f"timing-{job.model}.cache"), "--work-dir", str(work),
            "--log", str(job.log), "--no-progress", "--report", str(job.report)]
+    if plugin_libs:
+        cmd += ["--plugins", *plugin_libs]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     job.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=open(job.log.with_suffix(".stderr"), "wb"), start_new_session=True)
@@ -226,7 +210,7 @@ def run_builds(jobs: list[Job], work: Path, args, t0: float, on_change) -> None:
                 pending = []
                 on_change()
                 break
-            start(pending.pop(0), work)
+            start(pending.pop(0), work, args.plugin_lib)
         time.sleep(2)
 
 
@@ -249,13 +233,13 @@ def row_of(job: Job, harness: str, case) -> dict[str, Any]:
 
 
 def measure(job: Job, work: Path, args, record: dict, save) -> None:
-    from evaluate import evaluate_plan
+    from engine.evaluation import evaluate_plan
 
     for harness in job.variant.harnesses:
         name, graphs = harness_of(harness)
         try:
             evaluate_plan(job.model, job.plan, work / "data", harness=name, cuda_graphs=graphs, runs=args.runs,
-                          warmup=args.warmup, strict=False,
+                          warmup=args.warmup, strict=False, plugin_libs=tuple(args.plugin_lib),
                           on_case=lambda c, h=harness: (record["rows"].append(row_of(job, h, c)), save()))
         except Exception as exc:
             record["errors"].append({"model": job.model, "label": f"{job.variant.label} {harness}",
@@ -264,21 +248,27 @@ def measure(job: Job, work: Path, args, record: dict, save) -> None:
         print(f"measured {job.model} {job.variant.label} {harness}", flush=True)
 
 
-def layer_profiles(jobs: list[Job], work: Path) -> dict[str, Any]:
-    """Per-layer times at 1x16 of the naive engine (contest harness) and the per_batch one (serving)."""
+# suite -> {variant label: harness} of the encoders whose per-layer times at 1x16 are recorded
+PROFILED = {"layouts": {"naive fp32": "contest", "per_batch fp32": "serving"},
+            "plugins": {"fds_off fp32": "contest", "fds_off fp32 +ln": "contest"}}
+
+
+def layer_profiles(jobs: list[Job], work: Path, suite: str = "layouts",
+                   plugin_libs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Per-layer times at 1x16 of the suite's PROFILED encoders (before/after its main change)."""
     from engine.harness import HARNESSES
     from engine.layer_profile import layer_times
     from engine.runtime import TrtRunner
-    from evaluate import case_path, load_case
+    from engine.evaluation import case_path, load_case
     from workload.padding import PAD_SPECS
 
     out = {}
     for job in jobs:
-        if job.model != "encoder" or job.status != "built" or job.variant.label not in ("naive fp32", "per_batch fp32"):
+        if job.model != "encoder" or job.status != "built" or job.variant.label not in PROFILED[suite]:
             continue
-        harness = HARNESSES["contest" if job.variant.label.startswith("naive") else "serving"]
+        harness = HARNESSES[PROFILED[suite][job.variant.label]]
         try:
-            with TrtRunner(job.plan, harness=harness, pad=PAD_SPECS["encoder"]) as runner:
+            with TrtRunner(job.plan, plugin_libs, harness=harness, pad=PAD_SPECS["encoder"]) as runner:
                 feeds, _ = load_case(case_path(work / "data", "encoder", 1, 16), "encoder", runner.input_names)
                 m = runner.measure(feeds)
                 times = layer_times(runner, feeds, runs=10)
@@ -291,13 +281,15 @@ def layer_profiles(jobs: list[Job], work: Path) -> dict[str, Any]:
     return out
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Per (model, label): sum of latency, Good count; ratio to the model's naive fp32 contest sum."""
+def summarize(rows: list[dict], baselines: dict[str, str] | None = None) -> list[dict]:
+    """Per (model, label): sum of latency, Good count; ratio to the model's baseline row's sum
+    (`vs_naive`: the naive fp32 contest sum in the layouts suite, the plugin-free one in plugins)."""
+    baselines = baselines or SUITES["layouts"][1]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         if r.get("latency_ms") is not None:
             groups.setdefault((r["model"], r["label"]), []).append(r)
-    naive = {m: sum(r["latency_ms"] for r in rs) for (m, l), rs in groups.items() if l == "naive fp32 contest"}
+    naive = {m: sum(r["latency_ms"] for r in rs) for (m, l), rs in groups.items() if l == baselines.get(m)}
     out = []
     for (model, label), rs in sorted(groups.items()):
         total = sum(r["latency_ms"] for r in rs)
@@ -308,14 +300,15 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from engine.trt_compat import gpu_name, import_tensorrt
+    from engine.trt_compat import import_tensorrt
+    from engine.cuda_runtime import gpu_name
 
     t0 = time.monotonic()
     import_tensorrt()
     work = Path(args.work)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     gpu = gpu_name()
-    out = Path(args.out) / f"layouts-{gpu_slug(gpu)}.json"
+    out = Path(args.out) / f"{args.suite}-{gpu_slug(gpu)}.json"
     jobs = make_jobs(args, models, work)
     if args.phase == "measure":          # resume what a build phase left
         record = json.loads(out.read_text())
@@ -328,15 +321,16 @@ def main(argv: list[str] | None = None) -> int:
                 j.extra = json.loads(j.report.read_text()) if j.report.is_file() else {}
         record["rows"], record["errors"] = [], []
     else:
-        record = {**base_record(gpu), "kind": "layouts", "rows": [], "errors": [], "builds": [],
+        record = {**base_record(gpu), "kind": args.suite, "baselines": SUITES[args.suite][1], "rows": [], "errors": [], "builds": [],
                   "settings": {k: v for k, v in vars(args).items()}}
 
     def save() -> None:
         record["builds"] = [{"model": j.model, "label": j.variant.label, "status": j.status, "reason": j.reason,
                              "build_s": j.extra.get("build_s"), "wall_s": j.wall_s, "profiles": j.extra.get("profiles"),
                              "ignored": j.extra.get("ignored"), "sites": j.extra.get("sites"),
-                             "plan_bytes": j.extra.get("plan_bytes")} for j in jobs]
-        record["summary"] = summarize(record["rows"])
+                             "plan_bytes": j.extra.get("plan_bytes"),
+                             "precision_counts": j.extra.get("layer_precision_counts")} for j in jobs]
+        record["summary"] = summarize(record["rows"], SUITES[args.suite][1])
         write_json(out, record)
 
     if args.phase != "measure":
@@ -373,7 +367,7 @@ def measure_phase(args, jobs: list[Job], work: Path, record: dict, save) -> None
     for job in jobs:
         if job.status == "built":
             measure(job, work, args, record, save)
-    record["layer_profiles"] = layer_profiles(jobs, work)
+    record["layer_profiles"] = layer_profiles(jobs, work, args.suite, tuple(args.plugin_lib))
     save()
     if args.trt_done_flag:
         Path(args.trt_done_flag).write_text("done\n")

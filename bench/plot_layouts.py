@@ -5,6 +5,7 @@
 Prints, per model, the summary (sum over the judged grid, Good cases, ratio to the naive
 contest-harness engine) and a per-shape latency table ('*' marks a Bad case), and writes
 layouts-<gpu>-<model>.png (needs matplotlib; the tables need nothing beyond the standard library).
+A quick look at one layouts file; README's tables and figures come from `python3 -m bench.report`.
 """
 from __future__ import annotations
 

@@ -11,3 +11,6 @@ from candidates.framework import (  # noqa: F401
     get_pass,
     register_pass,
 )
+# Importing the package registers every pass (one module per pass, no central list to keep in sync);
+# plugins/ registers its rewrites when it is imported (it depends on candidates/, not the other way).
+import candidates.passes  # noqa: F401,E402

@@ -1,6 +1,8 @@
 """CLI: `python -m candidates list [--model M]` and `python -m candidates apply IN OUT --passes a,b [--model M]`.
 
-Bad input gives one line `error: ...` on stderr and exit status 2; nothing is written.
+Graph passes only: `python -m plugins` is the same CLI over passes and plugin rewrites (plugins/
+depends on candidates/, not the other way round). Bad input gives one line `error: ...` on stderr and
+exit status 2; nothing is written.
 """
 from __future__ import annotations
 
@@ -21,10 +23,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m candidates", description="ONNX graph passes for the WeNet models")
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="ONNX graph passes for the WeNet models")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    ls = sub.add_parser("list", help="list the registered passes (and plugin rewrites)")
+    ls = sub.add_parser("list", help="list the registered passes (python -m plugins: and plugin rewrites)")
     ls.add_argument("--model", choices=MODELS)
     ap = sub.add_parser("apply", help="apply passes to an ONNX file")
     ap.add_argument("input", type=Path)
@@ -35,19 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _list(model: str | None) -> None:
-    from candidates.framework import PLUGIN, available, get_pass
-    try:
-        import plugins  # noqa: F401  (registers the plugin rewrites)
-    except ImportError:
-        pass
-    for kind in ("pass", PLUGIN):
+def _list(model: str | None, kinds: tuple[str, ...]) -> None:
+    from candidates.framework import available, get_pass
+    for kind in kinds:
         for name in available(model, kind):
             p = get_pass(name)
             print(f"{name:28s} {kind:6s} {','.join(p.models):16s} {p.summary}")
 
 
-def _apply(args) -> None:
+def _apply(args, kinds: tuple[str, ...]) -> None:
     import onnx
 
     from candidates.framework import PassError, resolve_passes, run_passes
@@ -58,12 +56,12 @@ def _apply(args) -> None:
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     if not names:
         raise PassError("--passes is empty")
-    try:
-        import plugins  # noqa: F401
-    except ImportError:
-        pass
-    # unknown names, repeats and wrong-model passes fail before any work
-    kinds = {p.name: p.kind for p in resolve_passes(names, model_name=args.model)}
+    # unknown names, repeats, rewrites of another kind and wrong-model passes fail before any work
+    kind_of = {}
+    for p in resolve_passes(names, model_name=args.model):
+        if p.kind not in kinds:
+            raise PassError(f"{p.name} is a {p.kind} rewrite: use python -m plugins apply")
+        kind_of[p.name] = p.kind
     check_output_file(args.output, "output ONNX file")
     try:
         model = onnx.load(str(args.input))
@@ -72,7 +70,7 @@ def _apply(args) -> None:
     # passes and plugin rewrites may be mixed on the command line; each runs as its kind
     sites: dict[str, int] = {}
     for name in names:
-        model, s = run_passes(model, [name], kind=kinds[name], strict=args.strict, model_name=args.model)
+        model, s = run_passes(model, [name], kind=kind_of[name], strict=args.strict, model_name=args.model)
         sites.update(s)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(args.output))
@@ -80,14 +78,15 @@ def _apply(args) -> None:
         print(f"{name}: {n} site(s)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m candidates",
+         kinds: tuple[str, ...] = ("pass",)) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     try:
         if args.cmd == "list":
-            _list(args.model)
+            _list(args.model, kinds)
         else:
-            _apply(args)
+            _apply(args, kinds)
     except OneLineError as exc:
         return report(exc)
     return 0

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import onnx
 import onnx_graphsurgeon as gs
 
+from workload import registry
 from workload.errors import OneLineError
 from workload.shapes import MODELS
 
@@ -70,16 +71,7 @@ def register_pass(name: str | None = None, *, models: Sequence[str] = MODELS, mi
     return wrap
 
 
-def _load_all() -> None:
-    # Importing the packages registers their passes (a side effect on purpose: one
-    # module per pass, no central list to keep in sync).
-    # plugins/ registers its rewrites when it is imported (it depends on candidates/,
-    # not the other way round).
-    import candidates.passes  # noqa: F401
-
-
 def get_pass(name: str, kind: str | None = None) -> Pass:
-    _load_all()
     p = _REGISTRY.get(name)
     if p is None or (kind is not None and p.kind != kind):
         known = ", ".join(available(kind=kind)) or "(none)"
@@ -89,9 +81,8 @@ def get_pass(name: str, kind: str | None = None) -> Pass:
 
 
 def available(model: str | None = None, kind: str | None = PASS) -> list[str]:
-    _load_all()
-    if model is not None and model not in MODELS:
-        raise PassError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    if model is not None and not registry.known(model):      # any registered workload; WeNet's passes are theirs
+        raise PassError(f"unknown model {model!r}; expected one of {', '.join(registry.names())}")
     return [p.name for p in _REGISTRY.values()
             if (kind is None or p.kind == kind) and (model is None or model in p.models)]
 

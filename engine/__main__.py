@@ -1,9 +1,10 @@
-"""CLI: `python -m engine {build,inspect,probe} ...` (see --help of each).
+"""CLI: `python -m engine {build,check,inspect,probe} ...` (see --help of each).
 
     python -m engine build --config configs/encoder.yaml --onnx work/onnx/encoder.onnx --out encoder.plan
     python -m engine build --baseline --model decoder --onnx work/onnx/decoder.onnx --out decoder.plan
     python -m engine check --config configs/encoder.yaml --onnx work/onnx/encoder.onnx   # no TensorRT needed
     python -m engine inspect encoder.plan --model encoder
+    python -m engine build --baseline --workload my-model.yaml --onnx my.onnx --out my.plan
     python -m engine probe --json probe.json
 
 Bad input gives one line `error: ...` on stderr and exit status 2.
@@ -32,7 +33,9 @@ def _build_options(b: argparse.ArgumentParser, onnx_required: bool = True) -> No
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="BuildConfig YAML (e.g. configs/encoder.yaml)")
     src.add_argument("--baseline", action="store_true", help="the naive baseline config (needs --model)")
-    b.add_argument("--model", choices=("encoder", "decoder"), help="model of --baseline (checked against --config)")
+    b.add_argument("--model", help="model of --baseline: a registered workload, encoder or decoder (checked "
+                                   "against --config)")
+    b.add_argument("--workload", help="workload spec YAML of a model of your own (its name is the model)")
     b.add_argument("--onnx", required=onnx_required, help="exported ONNX (before passes), e.g. work/onnx/encoder.onnx")
     b.add_argument("--out", required=onnx_required, help="engine file to write, e.g. encoder.plan")
     b.add_argument("--timing-cache", help="timing cache file: read if present, updated after the build")
@@ -66,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="per-layer precisions of an engine",
                        description="Run the engine inspector and summarize precisions (per group with --model).")
     i.add_argument("plan", help="engine file")
-    i.add_argument("--model", choices=("encoder", "decoder"), help="also count per layer group")
+    i.add_argument("--model", help="also count per layer group: encoder, decoder or a --workload's name")
+    i.add_argument("--workload", help="workload spec YAML (registers its model name)")
     i.add_argument("--plugins", nargs="*", default=[], help="plugin libraries (.so) to load first")
     i.add_argument("--json", help="write the inspector's JSON here")
 
@@ -90,13 +94,16 @@ def _checked(args):
 
     if args.baseline:
         if not args.model:
-            raise EngineError("--baseline needs --model encoder|decoder")
+            raise EngineError("--baseline needs --model (encoder, decoder or a --workload's name)")
         config = baseline(args.model)
     else:
         config = BuildConfig.load(args.config)
         if args.model and args.model != config.model:
             raise EngineError(f"--model {args.model} but {args.config} is a {config.model} config")
     if args.onnx:
+        from workload.registry import bind_onnx
+        bind_onnx(config.model, args.onnx)      # layer groups by op type are read from this graph
+        config.validate()                       # its groups known now
         check_build(config, args.onnx)
     else:
         check_rewrites(config)
@@ -165,6 +172,10 @@ def _cmd_inspect(args) -> int:
     from engine.plan_file import check_plan_file
     from plugins.library import check_plugin_library
     from workload.outputs import check_output_file
+    from workload.registry import get
+
+    if args.model:
+        get(args.model)                         # an unknown name is one line, before the engine loads
 
     check_plan_file(args.plan)
     for lib in args.plugins:
@@ -179,8 +190,9 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_probe(args) -> int:
+    from engine.cuda_runtime import cuda_api
     from engine.probe import run_probe
-    from engine.trt_compat import cuda_api, import_tensorrt
+    from engine.trt_compat import import_tensorrt
     from workload.outputs import check_output_dir, check_output_file
 
     check_output_file(args.json, "probe results")
@@ -197,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbs = {"build": _cmd_build, "check": _cmd_check, "inspect": _cmd_inspect, "probe": _cmd_probe}
     try:
+        workload = getattr(args, "workload", None)
+        if workload:
+            from workload.registry import resolve
+            spec = resolve(workload)
+            if args.model and args.model != spec.name:
+                raise EngineError(f"--model {args.model} but --workload {workload} is {spec.name!r}")
+            args.model = spec.name
         return verbs[args.command](args)
     except OneLineError as exc:
         return report(exc)

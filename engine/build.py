@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from engine.config import BuildConfig
 from engine.errors import BuildError, EngineError, first_line
 from engine.precision import DTYPE_OF, LayerDesc, plan_precisions
 from engine.settings import builder_settings, tactic_source_mask
+from engine.timing_cache import atomic_write, file_stat, open_timing_cache, save_timing_cache
 
 log = logging.getLogger("engine")
 
@@ -62,14 +62,6 @@ def layer_info_path_for(plan_path: str | Path) -> Path:
     """Where build_engine writes the inspector's JSON: `encoder.plan` -> `encoder.layers.json`."""
     p = Path(plan_path)
     return p.with_name(p.stem + ".layers.json")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _parse(trt, network, logger, onnx_path: Path):
@@ -186,55 +178,6 @@ def _setup_calibration(trt, cuda, builder, config, network, build_cfg: BuildConf
     return calibrator
 
 
-def _open_timing_cache(config, path: Path | None, info: dict[str, Any]):
-    """Load `path` (if any) into a timing cache set on `config`; a cache from another GPU starts empty."""
-    data = path.read_bytes() if path is not None and path.is_file() else b""
-    info.update(path=str(path) if path else None, loaded_bytes=len(data))
-    cache = config.create_timing_cache(data)
-    if cache is None and data:
-        info["note"] = "timing cache unreadable (another TensorRT?): started empty"
-        data = b""
-        cache = config.create_timing_cache(b"")
-    if cache is None:
-        info["note"] = "create_timing_cache returned nothing: no timing cache"
-        return None
-    if not config.set_timing_cache(cache, False):
-        if data:
-            info["note"] = "timing cache from another device or TensorRT: started empty"
-            cache = config.create_timing_cache(b"")
-        if cache is None or not config.set_timing_cache(cache, False):
-            info["note"] = "set_timing_cache failed: no timing cache"
-            return None
-    return cache
-
-
-def _save_timing_cache(config, cache, path: Path, loaded_stat, info: dict[str, Any]) -> None:
-    from engine.trt_compat import host_bytes
-
-    current = config.get_timing_cache() if hasattr(config, "get_timing_cache") else None
-    cache = current or cache
-    try:   # another build may have written the file meanwhile: keep its entries too
-        if path.is_file() and _stat(path) != loaded_stat:
-            other = config.create_timing_cache(path.read_bytes())
-            if other is not None:
-                cache.combine(other, False)
-                info["merged"] = True
-    except Exception as exc:
-        info["note"] = f"merge with the file on disk failed ({first_line(exc)}): overwritten"
-    blob = host_bytes(cache.serialize())
-    if blob:
-        _atomic_write(path, blob)
-    info["saved_bytes"] = len(blob)
-
-
-def _stat(path: Path):
-    try:
-        st = path.stat()
-        return (st.st_mtime_ns, st.st_size)
-    except OSError:
-        return None
-
-
 def _apply_settings(trt, config, s, report: BuildReport) -> None:
     from engine.trt_compat import enum_members
 
@@ -295,8 +238,9 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
     `calibration`: calibration-<model>.npz, needed when the config uses INT8.
     `layer_info`: also write the inspector's per-layer JSON beside the plan.
     """
-    from engine.trt_compat import (ElapsedIndicator, PhaseTracker, capabilities, cuda_api, get_logger,
-                                   host_bytes, import_tensorrt, make_progress_monitor, network_flags)
+    from engine.trt_compat import capabilities, get_logger, host_bytes, import_tensorrt, network_flags
+    from engine.cuda_runtime import cuda_api
+    from engine.build_progress import ElapsedIndicator, PhaseTracker, make_progress_monitor
 
     trt = import_tensorrt()
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
@@ -345,9 +289,9 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
                 report.ignored["timing_cache"] = caps.timing_cache_problem
             elif timing_cache is not None:
                 cache_path = Path(timing_cache)
-                loaded_stat = _stat(cache_path)
+                loaded_stat = file_stat(cache_path)
                 report.timing_cache = {}
-                cache = _open_timing_cache(bconfig, cache_path, report.timing_cache)
+                cache = open_timing_cache(bconfig, cache_path, report.timing_cache)
 
             tracker = PhaseTracker()
             if progress and caps.progress_monitor:
@@ -376,13 +320,13 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
             del serialized
             if not blob:
                 raise BuildError(f"TensorRT returned an empty {config.model} engine")
-            _atomic_write(plan_path, blob)
+            atomic_write(plan_path, blob)
             report.plan_bytes = len(blob)
             if calibrator is not None and report.calibration is not None:
                 report.calibration["cache_used"] = bool(getattr(calibrator, "cache_used", False))
             if cache is not None and cache_path is not None:
                 try:
-                    _save_timing_cache(bconfig, cache, cache_path, loaded_stat, report.timing_cache)
+                    save_timing_cache(bconfig, cache, cache_path, loaded_stat, report.timing_cache)
                 except Exception as exc:
                     report.timing_cache["note"] = f"not saved: {first_line(exc)}"
         finally:
@@ -396,7 +340,7 @@ def build_engine(onnx_path: str | Path, config: BuildConfig, plan_path: str | Pa
 
                 info = inspect_serialized(blob, trt=trt)
                 path = layer_info_path_for(plan_path)
-                _atomic_write(path, json.dumps(info, indent=1).encode())
+                atomic_write(path, json.dumps(info, indent=1).encode())
                 report.layer_info_path = str(path)
             except EngineError as exc:
                 report.notes.append(f"layer info unavailable: {first_line(exc)}")

@@ -10,7 +10,8 @@ equal build is never run twice (TensorRT builds take 13-600 s on the H200).
 What the key covers (`plan_key`; the inputs stay in the sidecar JSON, `material`):
   - the source ONNX's and the prepared ONNX's content hashes (sha256),
   - every BuildConfig field (`BuildConfig.to_dict()`: a field added later is covered without
-    touching this module),
+    touching this module) and what of the workload spec decides a build (its input dims and
+    ranges, default buckets, layer groups: `Workload.build_material()`),
   - the TensorRT version and the GPU name (engine.trt_compat supplies them; the key is refused
     for an unreadable GPU name rather than shared between GPUs),
   - the content hash of every plugin library, in load order, and of the calibration data when
@@ -93,6 +94,7 @@ def plan_key(source_onnx: str | Path, prepared_onnx: str | Path, config: BuildCo
         "source_onnx": digest(source_onnx, "the source ONNX"),
         "prepared_onnx": digest(prepared_onnx, "the prepared ONNX"),
         "config": config.to_dict(),
+        "workload": config.workload.build_material(),
         "tensorrt": str(tensorrt_version),
         "gpu": str(gpu),
         "plugin_libs": [digest(p, "plugin library") for p in plugin_libs],
@@ -104,7 +106,8 @@ def plan_key(source_onnx: str | Path, prepared_onnx: str | Path, config: BuildCo
 
 def tensorrt_and_gpu() -> tuple[str, str]:
     """(TensorRT version, GPU name) of this process, from engine.trt_compat (imported here, lazily)."""
-    from engine.trt_compat import gpu_name, import_tensorrt
+    from engine.trt_compat import import_tensorrt
+    from engine.cuda_runtime import gpu_name
 
     return str(getattr(import_tensorrt(), "__version__", "")), gpu_name()
 

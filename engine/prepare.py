@@ -172,7 +172,7 @@ def source_node_names(src_onnx: str | Path, model: str) -> list[str]:
     """The node names of a readable source ONNX of `model` (its inputs are the model's); else a PrepareError."""
     import onnx
 
-    from workload.shapes import input_shapes
+    from workload import registry
 
     src = Path(src_onnx)
     if not src.is_file():
@@ -182,7 +182,7 @@ def source_node_names(src_onnx: str | Path, model: str) -> list[str]:
     except Exception as exc:
         raise PrepareError(f"cannot read ONNX model {src}: {first_line(exc)}") from None
     inputs = sorted(i.name for i in graph.input if i.name not in {t.name for t in graph.initializer})
-    expected = sorted(input_shapes(model, 1, 16))
+    expected = sorted(registry.get(model).input_names)
     if inputs != expected:
         raise PrepareError(f"{src} is not the {model} model: its inputs are {inputs}, the {model}'s {expected}")
     return [n.name for n in graph.node]

@@ -61,7 +61,8 @@ class TrtRunner:
 
     def __init__(self, plan_path: str | Path, plugin_libs: Sequence[str | Path] = (),
                  harness: Harness | None = None, pad=None) -> None:
-        from engine.trt_compat import cuda_api, get_logger, import_tensorrt
+        from engine.trt_compat import get_logger, import_tensorrt
+        from engine.cuda_runtime import cuda_api
 
         self._closed = True
         trt = import_tensorrt()

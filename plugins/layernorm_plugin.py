@@ -25,9 +25,9 @@ def layernorm_plugin(graph: gs.Graph) -> int:
     """Replace each LayerNorm by a `LayerNorm` plugin node (TensorRT 8.5 plugin library interface).
 
     Inputs x, gamma [E], beta [E] (constants); fields epsilon (FLOAT attribute ->
-    kFLOAT32) and axis = -1 (INT -> kINT32); any rank. Not in TensorRT 8.6's
-    libnvinfer_plugin (removed in 8.6.0): building fails unless a loaded library
-    registers creator ("LayerNorm", "1"); check with plugins.required_creators and
+    kFLOAT32) and axis = -1 (INT -> kINT32); any rank. The OSS 8.6.0 changelog lists it
+    removed, but the 8.6.0 pip wheel still registers ("LayerNorm", "1"); elsewhere a build
+    fails unless a loaded library registers it: check with plugins.required_creators and
     plugins.library.plugin_creators, or use the `layernorm` pass instead.
     """
     namer = Namer(graph, "layernorm_plugin")

@@ -1,9 +1,16 @@
-"""The contest's error metrics and Good/Bad thresholds (testEncoderAndDecoder.py)."""
+"""The contest's error metrics (testEncoderAndDecoder.py) and each workload's Good/Bad thresholds.
+
+The thresholds come from the workload specs (workload/specs/*.yaml, or a spec of one's own):
+`rules(model)` reads the registry, so a new ONNX model needs no edit here.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
+
+from workload.spec_parts import METRICS
 
 
 def check(a: np.ndarray, b: np.ndarray, eps: float) -> tuple[float, float]:
@@ -22,26 +29,61 @@ def check(a: np.ndarray, b: np.ndarray, eps: float) -> tuple[float, float]:
     return a0, r0
 
 
+def max_errors(a: np.ndarray, b: np.ndarray, eps: float) -> tuple[float, float]:
+    """(max |a-b|, max |a-b| / (|b| + eps)): the worst element instead of the median."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"output shape {a.shape} does not match reference shape {b.shape}")
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    if not diff.size:
+        return 0.0, 0.0
+    return float(diff.max()), float((diff / (np.abs(b.astype(np.float64)) + eps)).max())
+
+
+# A workload spec names one per output (workload.spec_parts.METRICS); each gives (absolute, relative) errors.
+METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, float], tuple[float, float]]] = {
+    "check": check, "max": max_errors}
+if set(METRIC_FUNCTIONS) != set(METRICS):
+    raise ImportError(f"scoring.metrics implements {sorted(METRIC_FUNCTIONS)}, workload specs name {sorted(METRICS)}")
+
+
 @dataclass(frozen=True)
 class OutputRule:
-    """How one output is compared: eps of the relative error and its limits (None: not judged)."""
+    """How one output is compared: its metric, eps of the relative error and its limits (None: not judged).
+
+    reference_sum_axis: the reference is summed over this axis first when it has it (the contest
+    stores the encoder's lengths as a [B, 1, T'] mask), and the output reshaped to the result."""
     name: str
     eps: float
     max_abs: float | None
-    max_rel: float
+    max_rel: float | None
+    metric: str = "check"
+    reference_sum_axis: int | None = None
 
 
-# Thresholds of the contest: a case is Good iff every limit holds (strict <).
-RULES: dict[str, tuple[OutputRule, ...]] = {
-    "encoder": (
-        OutputRule("encoder_out", 5e-5, 3.5e-2, 2e-3),
-        OutputRule("encoder_out_lens", 1e-5, None, 1e-1),
-    ),
-    "decoder": (
-        OutputRule("decoder_out", 1e-5, 4e-1, 2e-4),
-        OutputRule("best_index", 1e-5, None, 1e-1),
-    ),
-}
+class _Rules(Mapping):
+    """RULES[model]: the output rules of a registered workload (its spec's outputs, in order)."""
+
+    def __getitem__(self, model: str) -> tuple[OutputRule, ...]:
+        from workload.registry import get, known
+        if not known(model):
+            raise KeyError(model)
+        return tuple(OutputRule(o.name, o.eps, o.max_abs, o.max_rel, o.metric, o.reference_sum_axis)
+                     for o in get(model).outputs)
+
+    def __iter__(self) -> Iterator[str]:
+        from workload.registry import names
+        return iter(names())
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+# The contest's thresholds for the WeNet models (workload/specs/wenet-*.yaml): a case is Good iff
+# every limit holds (strict <). encoder: encoder_out a < 3.5e-2, r < 2e-3, encoder_out_lens r < 1e-1;
+# decoder: decoder_out a < 4e-1, r < 2e-4, best_index r < 1e-1.
+RULES: Mapping[str, tuple[OutputRule, ...]] = _Rules()
 
 
 def rules(model: str) -> tuple[OutputRule, ...]:
@@ -53,18 +95,31 @@ def rules(model: str) -> tuple[OutputRule, ...]:
 
 @dataclass
 class CaseErrors:
-    """Errors of one test case: a0, r0 of output 0 and a1, r1 of output 1."""
+    """Errors of one test case: (a, r) of each compared output, in the workload's order.
+
+    a0, r0 of output 0 and a1, r1 of output 1 (0 where the workload has one output), `more`
+    for outputs 2 and on."""
     a0: float
     r0: float
     a1: float
     r1: float
     model: str
+    more: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def pairs(self) -> list[tuple[float, float]]:
+        n = len(rules(self.model))
+        return [(self.a0, self.r0), (self.a1, self.r1), *self.more][:n]
 
     @property
     def ratios(self) -> dict[str, float]:
         """Each judged metric over its threshold: Good iff every ratio < 1."""
-        out0, out1 = rules(self.model)
-        r = {"a0": self.a0 / out0.max_abs, "r0": self.r0 / out0.max_rel, "r1": self.r1 / out1.max_rel}
+        r = {}
+        for i, (rule, (a, rel)) in enumerate(zip(rules(self.model), self.pairs)):
+            if rule.max_abs is not None:
+                r[f"a{i}"] = a / rule.max_abs
+            if rule.max_rel is not None:
+                r[f"r{i}"] = rel / rule.max_rel
         return r
 
     @property
@@ -76,22 +131,23 @@ class CaseErrors:
     @property
     def good(self) -> bool:
         return all(v < 1.0 for v in self.ratios.values()) and all(
-            np.isfinite(x) for x in (self.a0, self.r0, self.a1, self.r1))
+            np.isfinite(x) for pair in self.pairs for x in pair)
 
 
 def compare_case(model: str, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> CaseErrors:
-    """Contest comparison of one test case's engine outputs with the reference arrays.
+    """The workload's comparison of one test case's engine outputs with the reference arrays.
 
-    `reference` holds the reference under the contest's names; for the encoder the
-    contest stores the [B,1,T'] mask as `encoder_out_lens` and compares the
-    engine's lengths with its sum over axis 2, so a mask is reduced here.
+    `reference` holds the reference under the outputs' names; a rule with reference_sum_axis
+    reduces its reference first (for the encoder the contest stores the [B,1,T'] mask as
+    `encoder_out_lens` and compares the engine's lengths with its sum over axis 2).
     """
-    out0, out1 = rules(model)
-    ref1 = np.asarray(reference[out1.name])
-    if model == "encoder" and ref1.ndim == 3:
-        ref1 = ref1.sum(axis=2).reshape(-1)
-    got1 = np.asarray(outputs[out1.name]).reshape(ref1.shape) if np.asarray(outputs[out1.name]).size == ref1.size \
-        else np.asarray(outputs[out1.name])
-    a0, r0 = check(outputs[out0.name], reference[out0.name], out0.eps)
-    a1, r1 = check(got1, ref1, out1.eps)
-    return CaseErrors(a0, r0, a1, r1, model)
+    pairs = []
+    for rule in rules(model):
+        ref = np.asarray(reference[rule.name])
+        got = np.asarray(outputs[rule.name])
+        if rule.reference_sum_axis is not None and ref.ndim > rule.reference_sum_axis:
+            ref = ref.sum(axis=rule.reference_sum_axis)
+            got = got.reshape(ref.shape) if got.size == ref.size else got
+        pairs.append(METRIC_FUNCTIONS[rule.metric](got, ref, rule.eps))
+    (a0, r0), (a1, r1) = pairs[0], pairs[1] if len(pairs) > 1 else (0.0, 0.0)
+    return CaseErrors(a0, r0, a1, r1, model, tuple(pairs[2:]))

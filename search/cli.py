@@ -24,6 +24,7 @@ from typing import Sequence
 import optuna
 
 from engine.config import LAYOUTS
+from workload import registry
 from workload.errors import OneLineError, report
 from workload.outputs import check_output_dir, check_output_file
 
@@ -62,14 +63,14 @@ def _base_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m search", description="Optuna autotuner for the WeNet TensorRT engines.",
+    p = _Parser(prog="python -m search", description="Optuna autotuner for TensorRT engines (--workload: any ONNX).",
                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     t = sub.add_parser("tune", help="run trials (build + evaluate engines) and store them in the study",
                        description="Run trials: sample a BuildConfig, build and evaluate it in an isolated "
-                                   "worker process, store the result in the study wenet-<model>-<harness>. "
-                                   "Re-running continues the study.")
+                                   "worker process, store the result in the study <study>-<harness> (WeNet: "
+                                   "wenet-<model>-<harness>). Re-running continues the study.")
     add_arguments(t, TuneOptions)
 
     s = sub.add_parser("status", help="trials by state, feasible count and best value of each study",
@@ -264,14 +265,14 @@ def cmd_plot(args) -> int:
     from search.results import plot_best
 
     check_output_file(args.out, "--out file")
-    out = plot_best(_existing_studies(args), Path(args.out))
-    print(f"-> {out}")
+    print(f"-> {plot_best(_existing_studies(args), Path(args.out))}")
     return 0
 
 
-def _onnx_path(args, model: str) -> Path:
-    onnx_dir = Path(getattr(args, "onnx_dir", None) or Path(from_args(StudyOptions, args).work_dir) / "onnx")
-    return onnx_dir / f"{model}.onnx"
+def _onnx_path(args, model: str) -> Path:     # --onnx-dir/<model>.onnx when given, else the spec's onnx
+    if getattr(args, "onnx_dir", None):
+        return Path(args.onnx_dir) / f"{model}.onnx"
+    return registry.get(model).onnx_path(from_args(StudyOptions, args).work_dir)
 
 
 def _plan_space(args, model: str, harness: str):

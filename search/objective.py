@@ -57,6 +57,7 @@ class TrialContext:
     cache_dir: Path                     # prepared ONNX, by pass set
     gpu: str | None = None              # CUDA_VISIBLE_DEVICES of the worker
     trial: TrialOptions = field(default_factory=TrialOptions)
+    workload: str | None = None         # the workload spec file (the worker registers it)
 
 
 def artifact_store(work_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
@@ -157,7 +158,8 @@ class TrialObjective:
         trial.set_user_attr("timing_cache", str(Path(s.timing_cache).resolve()))
 
         req = TrialRequest(config=config_path, onnx=Path(s.onnx), data=Path(s.data), out=out,
-                           timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), trial=s.trial)
+                           timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), trial=s.trial,
+                           workload=Path(s.workload) if s.workload else None)
         (out / PROGRESS_FILE).unlink(missing_ok=True)
         watch = ProgressWatch(trial, out / PROGRESS_FILE, s.trial)
         outcome = run_trial(req, gpu=s.gpu, command=self.command, watch=watch)

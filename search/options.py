@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterable
 
 from engine.config import TACTIC_SOURCES
 from engine.harness import DEFAULT_HARNESS, HARNESSES
+from workload import registry
+from workload.errors import WorkloadError
 from workload.shapes import MAX_BATCH, MODELS
 
 from search import preflight
@@ -178,11 +180,18 @@ def check_finite(options: Any) -> None:
 
 # --- parsers of flag values ----------------------------------------------------------------
 def parse_models(text: str) -> tuple[str, ...]:
+    """"both" (the two WeNet models) or one workload name (checked once --workload files are loaded)."""
     if text == "both":
         return tuple(MODELS)
-    if text not in MODELS:
-        raise SearchError(f"unknown model {text!r}; expected encoder, decoder or both")
     return (text,)
+
+
+def resolve_workloads(refs: Iterable[str]) -> tuple[str, ...]:
+    """--workload values (spec files, or shipped names) -> their model names, each registered."""
+    try:
+        return tuple(dict.fromkeys(registry.resolve(r).name for r in refs))
+    except WorkloadError as exc:
+        raise SearchError(str(exc)) from None
 
 
 def parse_gpus(text: str) -> tuple[str, ...]:
@@ -201,9 +210,11 @@ def parse_command(text: str) -> tuple[str, ...]:
     return words
 
 
-def grid_max_batch(grid: str | None) -> int:
-    """The engine's max batch for a grid: the judged grid's 16, or more when the grid has larger batches."""
-    return max([MAX_BATCH] + [b for b, _ in parse_grid(grid)])
+def grid_max_batch(grid: str | None, models: Iterable[str] = ()) -> int:
+    """The engine's max batch for a grid: the workload's batch.max (WeNet: the judged grid's 16), or
+    more when the grid has larger batches; over several models, the largest."""
+    return max(max([registry.get(m).batch.max if models else MAX_BATCH] + [b for b, _ in parse_grid(grid, m)])
+               for m in (list(models) or [None]))
 
 
 # --- the groups ----------------------------------------------------------------------------
@@ -213,18 +224,28 @@ class StudyOptions:
     work_dir: str = opt(DEFAULT_WORK, "--work-dir", "work directory (default: %(default)s)")
     storage: str | None = opt(None, "--storage", "SQLAlchemy URL of the study database "
                               "(default: sqlite:///WORK_DIR/study.db)")
-    models: tuple[str, ...] = opt(tuple(MODELS), "--model", "encoder, decoder or both (default: both)",
-                                  parse=parse_models)
+    models: tuple[str, ...] = opt(tuple(MODELS), "--model", "encoder, decoder or both (default: both; "
+                                  "with --workload: its model)", parse=parse_models)
     study_name: str | None = opt(None, "--study-name", "a study other than wenet-<model>-<harness> "
                                  "(needs a single --model)")
+    workloads: tuple[str, ...] = opt((), "--workload", "workload spec YAML of an ONNX model of your own, or a "
+                                     "shipped spec's name (wenet-encoder); repeatable; its model is tuned",
+                                     action="append")
 
     def __post_init__(self) -> None:
         if self.storage is None:
             object.__setattr__(self, "storage", default_storage_url(self.work_dir))
         parse_url(self.storage)
-        bad = [m for m in self.models if m not in MODELS]
+        if self.workloads:
+            named = resolve_workloads(self.workloads)
+            if self.models != tuple(MODELS) and set(self.models) != set(named):
+                raise SearchError(f"--model {','.join(self.models)} and --workload ({', '.join(named)}) "
+                                  "name different models; give one of them")
+            object.__setattr__(self, "models", named)
+        bad = [m for m in self.models if not registry.known(m)]
         if bad or not self.models:
-            raise SearchError(f"unknown model {bad[0] if bad else ''!r}; expected encoder, decoder or both")
+            raise SearchError(f"unknown model {bad[0] if bad else ''!r}; expected encoder, decoder or both, "
+                              "or a spec of your own with --workload PATH")
         if self.study_name and len(self.models) > 1:
             raise SearchError("--study-name needs a single --model (each model has its own study)")
 
@@ -258,11 +279,13 @@ class TrialOptions:
     prune_bad_ratio: float = opt(3.0, "--prune-bad-ratio", "prune at once when a case's worst error exceeds "
                                  "this many times its threshold; 0: off (default: %(default)s)", type=float)
 
-    def validate(self) -> None:
+    def validate(self, models: Iterable[str] = ()) -> None:
+        """`models`: the workloads whose grids --grid must fit (default: the WeNet grid)."""
         check_finite(self)
         if self.harness not in HARNESSES:
             raise SearchError(f"--harness {self.harness!r} is not one of {', '.join(HARNESS_NAMES)}")
-        parse_grid(self.grid)
+        for model in list(models) or [None]:
+            parse_grid(self.grid, model)
         if self.runs is not None and self.runs < 1:
             raise SearchError(f"--runs {self.runs}: need at least 1")
         if self.warmup is not None and self.warmup < 0:
@@ -294,7 +317,7 @@ class SpaceOptions:
                                  "(default: counted in the ONNX)", type=int)
     tactic_sources: tuple[str, ...] = TACTIC_SOURCES   # the ones the custom-subset dims may pick
     harness: str = DEFAULT_HARNESS       # the contest harness runs profile 0 only: single layout
-    max_batch: int = MAX_BATCH           # the engines' batch range (BuildConfig.max_batch)
+    max_batch: int | None = None         # the engines' batch range (BuildConfig.max_batch); None: the workload's
 
 
 @dataclass
@@ -306,9 +329,14 @@ class TuneOptions:
                                       "it (a running one finishes)", type=float)
     gpus: tuple[str, ...] = opt(("0",), "--gpus", "GPU ids, one tuning process each (default: 0), e.g. 0,1",
                                 parse=parse_gpus)
-    onnx_dir: str | None = opt(None, "--onnx-dir", "where <model>.onnx are (default: WORK_DIR/onnx)")
-    data_dir: str | None = opt(None, "--data", "test data directory (default: WORK_DIR/data)")
+    onnx_dir: str | None = opt(None, "--onnx-dir", "where <model>.onnx are (default: the workload spec's "
+                               "onnx; WORK_DIR/onnx for WeNet)")
+    data_dir: str | None = opt(None, "--data", "test data directory (default: the workload spec's "
+                               "cases.folder; WORK_DIR/data for WeNet)")
     seed: int | None = opt(None, "--seed", "sampler seed (GPU k's process uses seed+k)", type=int)
+    sampler: str = opt("tpe", "--sampler", "tpe (default) or random, the baseline to compare TPE with; "
+                       "one sampler per study (give a random one its own --study-name)",
+                       choices=("tpe", "random"))
     worker_command: tuple[str, ...] | None = opt(None, "--worker-command", "command line standing in for "
                                                  "`python -m search.worker` (tests: the fake worker)",
                                                  parse=parse_command)
@@ -322,7 +350,7 @@ class TuneOptions:
         self.data_dir = self.data_dir or str(work / "data")
         # One source for what the space must agree on with the trials.
         self.space = dataclasses.replace(self.space, harness=self.trial.harness,
-                                         max_batch=grid_max_batch(self.trial.grid))
+                                         max_batch=grid_max_batch(self.trial.grid, self.study.models))
 
     def to_json(self) -> str:
         return to_json(self)
@@ -346,11 +374,20 @@ class TuneOptions:
             raise SearchError(f"--max-opt-level {self.space.max_opt_level} is outside 0..5")
         if self.seed is not None and not 0 <= self.seed <= SEED_MAX - len(self.gpus) + 1:
             raise SearchError(f"--seed {self.seed}: need 0..{SEED_MAX - len(self.gpus) + 1} (GPU k's process uses seed+k)")
-        self.trial.validate()
-        preflight.check_worker(self.worker_command)
-        models = self.study.models
-        preflight.check_models(models, [self.onnx_path(m) for m in models])
-        preflight.check_data(models, self.data_dir, parse_grid(self.trial.grid), self.space.allow_int8)
+        self.trial.validate(self.study.models)
+        preflight.check_run(self)
+
+    def _default(self, given: str | None, sub: str) -> bool:
+        return given is None or Path(given) == Path(self.study.work_dir) / sub
 
     def onnx_path(self, model: str) -> Path:
+        """--onnx-dir/<model>.onnx when given, else the workload spec's onnx."""
+        if self._default(self.onnx_dir, "onnx"):
+            return registry.get(model).onnx_path(self.study.work_dir)
         return Path(self.onnx_dir) / f"{model}.onnx"
+
+    def data_path(self, model: str) -> Path:
+        """--data when given, else the workload spec's cases folder."""
+        if self._default(self.data_dir, "data"):
+            return registry.get(model).cases_dir(self.study.work_dir)
+        return Path(self.data_dir)

@@ -18,7 +18,7 @@ that pinning more groups never adds error. Meant for `--group-granularity block`
 
 rules, like ModelOpt AutoCast: keep FP32 what overflows FP16's range (max 65504, ~3
 significant digits) or accumulates long reductions, everything else FP16. Cumulative
-rule sets, cheapest first (`RULES`); one seed per set, each with precision constraints
+rule sets, cheapest first (the spec's `precision.rules`); one seed per set, each with precision constraints
 obey and prefer:
   norms      `norm`: the decomposed LayerNorms (ReduceMean, Sub, Pow, ReduceMean, Add eps,
              Sqrt, Div) square the deviations (|x - mean| > 256 overflows FP16) and sum
@@ -48,29 +48,26 @@ import optuna
 from optuna.trial import TrialState
 
 from engine.config import BuildConfig
-from engine.layer_groups import group_kind
+from engine.layer_groups import GROUPS, group_kind
 from engine.precision import resolve_group
+from workload import registry
+from workload.precision_defaults import graph_order, int8_groups, precision_rules
 
 from search.pareto import trial_latency_ms, trial_worst_ratio
 from search.space import SearchSpace
 
 DIRECTIONS = {"first": "bisect", "last": "bisect_reverse"}     # label word -> plan name
 ALL_FP32 = "bisect/all_fp32"                                     # N = every group: shared by both ladders
-# Graph order of the kinds inside a block, used when the ONNX cannot be read (conformer:
-# macaron FF, self-attention, conv module, FF, final norm; decoder: self-, cross-attention, FF).
-TOPOLOGICAL_KINDS = {
-    "encoder": ("subsampling", "norm", "feed_forward", "attention", "softmax", "conv_module"),
-    "decoder": ("embedding", "norm", "self_attention", "softmax", "cross_attention", "feed_forward", "output"),
-}
+# The graph order of the kinds (used when the ONNX cannot be read), the rule sets and the INT8
+# groups are the workload spec's `precision` section (workload/precision_defaults.py; WeNet's:
+# conformer macaron FF, self-attention, conv module, FF, final norm; decoder: self-, cross-attention,
+# FF; rules norms, softmax, output, attention; INT8 the feed-forward and conv modules).
 BEFORE_BLOCKS = ("subsampling", "embedding")
-OUTSIDE_BLOCKS = BEFORE_BLOCKS + ("output",)                    # kinds no block holds
-RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("norms", ("norm",)),
-    ("softmax", ("softmax",)),
-    ("output", ("output",)),
-    ("attention", ("attention", "self_attention", "cross_attention")),
-)
-INT8_GROUPS = {"encoder": ("feed_forward", "conv_module"), "decoder": ("feed_forward",)}
+OUTSIDE_BLOCKS = BEFORE_BLOCKS + ("output",)                    # WeNet kinds no block holds
+# Our plugins compute these kinds in FP32 outside Myelin's fused graphs. On TensorRT 8.6 an FP32 pin
+# inside a Myelin graph buys no FP16 speed (decoder 46.1 ms vs 46.9 FP32), the plugin-backed pin does
+# (26.1 ms, all Good: bench/results/plugins-h200.json), so each rule set gets a "+plugins" variant.
+PLUGINS_FOR_KIND = {"norm": ("wenet_layernorm_plugin",), "output": ("wenet_log_softmax_plugin",)}   # WeNet's kinds
 CALIBRATORS = ("entropy2", "minmax")
 
 
@@ -113,7 +110,7 @@ def _node_names(onnx_path: Path | None) -> list[str]:
 
 
 def _declared_order(model: str, groups: Sequence[str]) -> list[str]:
-    kinds = TOPOLOGICAL_KINDS[model]
+    kinds = graph_order(registry.get(model), GROUPS[model])
 
     def key(g: str) -> tuple[int, int, int]:
         kind = group_kind(g)
@@ -132,7 +129,7 @@ def group_order(model: str, groups: Sequence[str], onnx_path: Path | None = None
     hoists a few nodes (every block's positional projection) to the start. Plain kinds, which
     recur in every block, sort by their first node: the order of the kinds inside a block.
     Groups without a node are left out (pinning them changes nothing). Without a readable
-    ONNX: the declared order (TOPOLOGICAL_KINDS, blocks in index order, without the block
+    ONNX: the declared order (the spec's precision.graph_order, blocks in index order, without the block
     groups of kinds that live outside the blocks).
     """
     pins = {g: "fp32" for g in groups}
@@ -243,7 +240,7 @@ def rule_sets(space: SearchSpace) -> list[tuple[str, tuple[str, ...]]]:
     """Cumulative rule sets ('norms', 'norms+softmax', ...) over the kinds this space has; no repeats."""
     kinds_here = {group_kind(g) for g in space.groups}
     out, names, kinds = [], [], ()
-    for name, rule_kinds in RULES:
+    for name, rule_kinds in precision_rules(registry.get(space.model)):
         present = tuple(k for k in rule_kinds if k in kinds_here)
         if not present:
             continue                               # e.g. the encoder has no output group
@@ -262,11 +259,17 @@ def rules_configs(space: SearchSpace, base: BuildConfig | None = None,
         for constraints in ("obey", "prefer"):
             out.append((labelled(f"rules/{name}/{constraints}", base_name),
                         with_precision(space, base, fp32_pins(space, kinds=kinds), constraints)))
+        extra = [p for k in kinds for p in PLUGINS_FOR_KIND.get(k, ()) if p in space.plugins]
+        if extra:       # obey: the pins also fix the plugins' I/O to FP32
+            cfg = with_precision(space, base, fp32_pins(space, kinds=kinds), "obey")
+            cfg.plugins = [p for p in space.plugins if p in set(cfg.plugins) | set(extra)]   # the space's order
+            out.append((labelled(f"rules/{name}+plugins/obey", base_name), cfg))
     if space.options.allow_int8:
         strict = [s for s in sets if "attention" not in s[0]][-1:]
         for name, kinds in strict:
             pins = fp32_pins(space, kinds=kinds)
-            pins.update({g: "int8" for g in space.groups if group_kind(g) in INT8_GROUPS[space.model]})
+            int8 = int8_groups(registry.get(space.model), GROUPS[space.model])
+            pins.update({g: "int8" for g in space.groups if group_kind(g) in int8})
             for calibrator in CALIBRATORS:
                 out.append((labelled(f"rules/int8:{name}/{calibrator}", base_name),
                             with_precision(space, base, pins, int8=True, calibrator=calibrator)))

@@ -24,36 +24,51 @@ def check_worker(command: Sequence[str] | None) -> None:
         if not found or not Path(found).is_file():
             raise SearchError(f"--worker-command: {program} is not an executable program")
         return
-    from engine.trt_compat import cuda_api, import_tensorrt
+    from engine.cuda_runtime import cuda_api
+    from engine.trt_compat import import_tensorrt
 
     import_tensorrt()            # the worker runs in this Python (search.runner.worker_command)
     cuda_api()
 
 
-def check_models(models: Sequence[str], onnx_paths: Sequence[Path]) -> None:
-    """Each source ONNX is readable and is its model's (the inputs an export has)."""
+def check_run(opts) -> None:
+    """What every trial of a tune run (TuneOptions) would fail on: each model's ONNX and test data (the
+    workload spec's paths unless --onnx-dir / --data), then the worker."""
+    from search.grid import parse_grid
+
+    for model in opts.study.models:
+        check_model(model, opts.onnx_path(model), opts.study.work_dir)
+        check_data(model, opts.data_path(model), parse_grid(opts.trial.grid, model), opts.space.allow_int8)
+    check_worker(opts.worker_command)
+
+
+def check_model(model: str, onnx: Path, work_dir: str | Path) -> None:
+    """The source ONNX is readable and is its model's (the inputs the workload spec names)."""
     from engine.prepare import source_node_names
+    from workload import registry
 
-    for model, onnx in zip(models, onnx_paths):
-        if not Path(onnx).is_file():
-            raise SearchError(f"{onnx} does not exist (export it first: python3 -m workload export)")
-        source_node_names(onnx, model)
+    if not Path(onnx).is_file():
+        spec = registry.get(model)
+        how = spec.export_command(work_dir) or f"write it, as {spec.source} says"
+        raise SearchError(f"{onnx} does not exist (export it first: {how})")
+    source_node_names(onnx, model)
 
 
-def check_data(models: Sequence[str], data_dir: str | Path, grid: Sequence[tuple[int, int]], int8: bool) -> None:
-    """Every test file of the grid readable with its arrays; with INT8, each model's calibration set."""
-    from evaluate import check_cases, select_cases
+def check_data(model: str, data_dir: Path, grid: Sequence[tuple[int, int]], int8: bool) -> None:
+    """Every test file of the grid readable with its arrays; with INT8, the model's calibration set."""
+    from engine.evaluation import check_cases, select_cases
+    from workload import registry
     from workload.data import check_calibration
 
+    hint = registry.get(model).cases_hint()
     if not Path(data_dir).is_dir():
-        raise SearchError(f"test data directory {data_dir} does not exist (python3 -m workload data)")
-    for model in models:
-        check_cases(model, select_cases(model, data_dir, grid, strict=True)[0])
-        if int8:
-            calib = Path(data_dir) / f"calibration-{model}.npz"
-            if not calib.is_file():
-                raise SearchError(f"--allow-int8 needs {calib} (python3 -m workload data)")
-            check_calibration(calib, model)
+        raise SearchError(f"test data directory {data_dir} does not exist ({hint})")
+    check_cases(model, select_cases(model, data_dir, grid, strict=True)[0])
+    if int8:
+        calib = Path(data_dir) / f"calibration-{model}.npz"
+        if not calib.is_file():
+            raise SearchError(f"--allow-int8 needs {calib} ({hint})")
+        check_calibration(calib, model)
 
 
 def check_plugin_libraries(paths: Sequence[str]) -> None:

@@ -1,7 +1,7 @@
 """The trial worker's one input: request.json in the trial directory, written by the runner.
 
     {"config": ".../config.yaml", "onnx": ..., "data": ..., "out": ..., "timing_cache": ...,
-     "cache_dir": ..., "trial": {TrialOptions as JSON}}
+     "cache_dir": ..., "trial": {TrialOptions as JSON}, "workload": ".../my-model.yaml"}
 
 The real worker (`python -m search.worker --request PATH`) and the CPU tests' fake
 worker read it with `read_request`, so both see exactly what the run was given.
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from workload import registry
+from workload.errors import WorkloadError
 
 from search.errors import SearchError
 from search.options import TrialOptions, from_json, to_json
@@ -27,6 +30,7 @@ class TrialRequest:
     timing_cache: Path
     cache_dir: Path                    # prepared-ONNX cache, keyed by pass set
     trial: TrialOptions = field(default_factory=TrialOptions)
+    workload: Path | None = None       # the workload spec YAML of the config's model (None: a shipped one)
 
     @property
     def path(self) -> Path:
@@ -42,9 +46,16 @@ def write_request(req: TrialRequest) -> Path:
 
 
 def read_request(path: str | Path) -> TrialRequest:
+    """The request, its workload spec registered (so its model is known to this process)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise SearchError(f"cannot read trial request {path}: {exc.strerror or exc}") from None
-    return from_json(TrialRequest, text)
+    req = from_json(TrialRequest, text)
+    if req.workload is not None:
+        try:
+            registry.resolve(req.workload)
+        except WorkloadError as exc:
+            raise SearchError(f"trial request {path}: {exc}") from None
+    return req

@@ -12,7 +12,8 @@ from typing import Sequence
 
 from engine.config import BuildConfig, baseline
 from engine.layer_groups import GROUPS
-from workload.shapes import MAX_BATCH
+from workload import registry
+from workload.precision_defaults import keep_fp32_groups
 
 from search.errors import SpaceError
 from search.options import HARNESS_NAMES
@@ -51,8 +52,9 @@ def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequ
     # Every pass, FP32: what the rewrites alone buy, numerically safe.
     passes_fp32 = BuildConfig(model=model, passes=list(passes), tf32=False)
     # Every pass, FP16 where error accumulates least: the groups that feed reductions
-    # and exponentials (norms, softmax, attention scores, the output log-softmax) stay FP32.
-    keep_fp32 = ("norm", "softmax", "attention", "self_attention", "cross_attention", "output")
+    # and exponentials (norms, softmax, attention scores, the output log-softmax) stay FP32
+    # (the spec's precision.keep_fp32).
+    keep_fp32 = keep_fp32_groups(registry.get(model), GROUPS[model])
     mixed = BuildConfig(model=model, passes=list(passes), fp16=True, tf32=False,
                         layer_precision={g: "fp32" for g in groups if g in keep_fp32},
                         precision_constraints="obey")
@@ -71,9 +73,9 @@ def harness_seeds(model: str, harness: str, passes: Sequence[str]) -> list[tuple
     bool_slice pass when it is registered.
     """
     if harness == "serving":
-        # The decoder is wrong on a batch-1-fixed profile (diag-decoder-batch1-h200.json): its batch 1
-        # is padded to 2 instead.
-        buckets = [2, 4, 16] if model == "decoder" else [1, 4, 16]
+        # The spec's search.seed_batch_buckets: the decoder's are 2,4,16 (TensorRT 8.6 is wrong on a
+        # batch-1-fixed profile, diag-decoder-batch1-h200.json: its batch 1 is padded to 2 instead).
+        buckets = list(registry.get(model).search.seed_batch_buckets)
         per_batch = BuildConfig(model=model, layout="per_batch", batch_buckets=buckets, contest_profile=True)
         per_batch_fp16 = BuildConfig(model=model, layout="per_batch", batch_buckets=buckets,
                                      contest_profile=True, fp16=True)
@@ -89,14 +91,14 @@ def harness_seeds(model: str, harness: str, passes: Sequence[str]) -> list[tuple
 
 def seed_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequence[str] | None = None, *,
                  harness: str = "serving", max_opt_level: int = 5, groups: Sequence[str] | None = None,
-                 max_batch: int = MAX_BATCH) -> list[tuple[str, BuildConfig]]:
+                 max_batch: int | None = None) -> list[tuple[str, BuildConfig]]:
     """(label, config) of every seed of a harness's study: the five known configs, then the harness's own."""
     passes = registered_passes(model) if passes is None else list(passes)
     seeds = list(zip(SEED_LABELS, known_configs(model, passes, plugins, max_opt_level, groups)))
     seeds += harness_seeds(model, harness, passes)
     for _, cfg in seeds:
         cfg.opt_level = min(cfg.opt_level, max_opt_level)
-        cfg.max_batch = max_batch
+        cfg.max_batch = max_batch or registry.get(model).batch.max
         cfg.validate()
     return seeds
 

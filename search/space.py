@@ -22,6 +22,7 @@ per_batch its frames are every batch profile's opt frames.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ import optuna
 
 from engine.config import CALIBRATORS, TACTIC_SOURCES, BuildConfig
 from engine.layer_groups import GROUPS
-from workload.shapes import GRID, MAX_BATCH, MAX_LEN, MODELS
+from workload import registry
 
 from search.errors import SpaceError
 from search.grid import shape_label
@@ -42,14 +43,12 @@ log = logging.getLogger("search")
 # Fixed choice sets (changing one would break resuming an existing study).
 WORKSPACES_MIB = (1024, 4096, 16384)
 AUX_STREAMS = (None, 0, 1, 2)
-MAX_OPT_SHAPE = "max"                                    # BuildConfig.opt_shape None: max_batch x MAX_LEN
-OPT_SHAPES = (MAX_OPT_SHAPE,) + tuple(shape_label(s) for s in GRID if s != (MAX_BATCH, MAX_LEN))
+MAX_OPT_SHAPE = "max"                                    # BuildConfig.opt_shape None: max_batch x max length
 AUTO = "auto"                                            # group not pinned: TensorRT chooses
 LAYOUT_CHOICES = {"contest": ("single",), "serving": ("single", "per_batch", "buckets")}
-# "2,4,16": TensorRT 8.6 computes the decoder wrongly on a profile whose batch is fixed at 1
-# (bench/results/diag-decoder-batch1-h200.json); batch 1 padded to 2 is exact.
-BATCH_BUCKETS = ("1,4,16", "1,2,4,8,16", "2,4,16")
-FRAME_BUCKETS = ("64,256,1024", "16,64,256,1024", "256,1024")
+# The opt shapes and the batch / length bucket choices are the workload spec's (`grid`, `search`):
+# for WeNet batch buckets 1,4,16 / 1,2,4,8,16 / 2,4,16 ("2,4,16": TensorRT 8.6 computes the decoder
+# wrongly on a profile whose batch is fixed at 1, bench/results/diag-decoder-batch1-h200.json).
 # trt.PreviewFeature names with a dimension each; one this TensorRT lacks is reported as
 # ignored by the builder (engine/settings.py), so the tuple is fixed.
 PREVIEW_FEATURES = ("FASTER_DYNAMIC_SHAPES_0805",)
@@ -104,18 +103,22 @@ class Dim:
 
 
 def block_count(onnx_path: Path, model: str, wanted: int | None = None) -> int:
-    """`wanted` (--num-blocks), or the encoder/decoder blocks of an export counted from its node-name scopes
-    (`/encoders.11/`); more blocks than the export has would be groups that match no layer: an error."""
-    from engine.layer_groups import block_of
+    """`wanted` (--num-blocks), or the blocks of an export counted from its node names and the workload's
+    block regex (WeNet: `/encoders.11/`); more blocks than the export has would be groups that match no
+    layer: an error."""
     from engine.prepare import source_node_names
+    from workload.groups import GroupMatcher
 
-    found = [b for name in source_node_names(onnx_path, model) for b in [block_of(name)] if b is not None]
-    counted = max(found) + 1 if found else 0
+    spec = registry.get(model).layer_groups
+    if not spec.block:
+        raise SpaceError(f"workload {model} has no layer_groups.block regex: --group-granularity block "
+                         "needs one (or use kind)")
+    counted = GroupMatcher(spec, {}).count_blocks(source_node_names(onnx_path, model))
     if wanted is not None and wanted > counted:
         raise SpaceError(f"--num-blocks {wanted}: {onnx_path} has {counted} blocks (the groups of the others "
                          "would match no layer)")
     if wanted is None and not counted:
-        raise SpaceError(f"{onnx_path}: no /encoders.N/ or /decoders.N/ node scopes; pass --num-blocks")
+        raise SpaceError(f"{onnx_path}: no node name matches the block regex {spec.block!r}; pass --num-blocks")
     return counted if wanted is None else wanted
 
 
@@ -125,8 +128,8 @@ def space_groups(model: str, granularity: str = "kind", num_blocks: int | None =
     "block": `block{i}.{kind}` for every block and kind, plus the plain kinds for
     the layers outside every block (subsampling, embedding, output, after_norm).
     """
-    if model not in GROUPS:
-        raise SpaceError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    if not registry.known(model):
+        raise SpaceError(f"unknown model {model!r}; expected one of {', '.join(registry.names())}")
     kinds = GROUPS[model]
     if granularity == "kind":
         return kinds
@@ -153,8 +156,15 @@ def _shape_from_label(label: str) -> tuple[int, int] | None:
     return int(b), int(t)
 
 
+def opt_shape_choices(model: str) -> tuple[str, ...]:
+    """"max", then every judged shape of the workload's grid but the largest (max batch x max length)."""
+    spec = registry.get(model)
+    return (MAX_OPT_SHAPE,) + tuple(shape_label(s) for s in spec.grid.judged
+                                    if s != (spec.batch.max, spec.length.max))
+
+
 def _opt_shape_label(config: BuildConfig) -> str:
-    if config.opt_shape is None or tuple(config.opt_shape) == (config.max_batch, MAX_LEN):
+    if config.opt_shape is None or tuple(config.opt_shape) == (config.max_batch, config.workload.length.max):
         return MAX_OPT_SHAPE
     return shape_label(config.opt_shape)
 
@@ -188,8 +198,11 @@ class SearchSpace:
     def __init__(self, model: str, passes: Sequence[str] = (), plugins: Sequence[str] = (),
                  groups: Sequence[str] | None = None, options: SpaceOptions | None = None) -> None:
         self.options = options or SpaceOptions()
-        if model not in MODELS:
-            raise SpaceError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+        if not registry.known(model):
+            raise SpaceError(f"unknown model {model!r}; expected one of {', '.join(registry.names())}")
+        self.workload = registry.get(model)
+        if self.options.max_batch is None:
+            self.options = dataclasses.replace(self.options, max_batch=self.workload.batch.max)
         if not 0 <= self.options.max_opt_level <= 5:
             raise SpaceError(f"max_opt_level {self.options.max_opt_level} is outside 0..5")
         if self.options.harness not in HARNESS_NAMES:
@@ -258,7 +271,7 @@ class SearchSpace:
         dims.append(Dim("workspace_mib", WORKSPACES_MIB, write=_set("workspace_mib"), read=_get("workspace_mib")))
         dims.append(Dim("opt_level", range(0, o.max_opt_level + 1),
                         write=_set("opt_level"), read=_get("opt_level")))
-        dims.append(Dim("opt_shape", OPT_SHAPES,
+        dims.append(Dim("opt_shape", opt_shape_choices(self.model),
                         write=lambda f, v: f.__setitem__("opt_shape", _shape_from_label(v)),
                         read=_opt_shape_label))
         dims.append(Dim("max_aux_streams", AUX_STREAMS, write=_set("max_aux_streams"), read=_get("max_aux_streams")))
@@ -276,14 +289,14 @@ class SearchSpace:
             return p.get(layout, "single") != "single"
 
         dims = [Dim(layout, LAYOUT_CHOICES[o.harness], write=_set("layout"), read=_get("layout")),
-                Dim("batch_buckets", BATCH_BUCKETS,
+                Dim("batch_buckets", tuple(_label(b) for b in self.workload.search.batch_buckets),
                     write=lambda f, v: f.__setitem__("batch_buckets", _ints(v)),
                     read=lambda c: _label(c.buckets_of_batch), when=multi),
-                Dim("frame_buckets", FRAME_BUCKETS,
+                Dim("frame_buckets", tuple(_label(b) for b in self.workload.search.length_buckets),
                     write=lambda f, v: f.__setitem__("frame_buckets", _ints(v)),
                     read=lambda c: _label(c.buckets_of_frames), when=lambda p: p.get(layout) == "buckets")]
         if o.harness == "serving":
-            # Dropping profile 0 needs buckets that reach max_batch (every frames bucket list reaches MAX_LEN).
+            # Dropping profile 0 needs buckets that reach max_batch (and, for buckets, the largest length).
             dims.append(Dim("contest_profile", (True, False), write=_set("contest_profile"),
                             read=_get("contest_profile"),
                             when=lambda p: multi(p) and _ints(p["batch_buckets"])[-1] >= o.max_batch))
@@ -339,7 +352,7 @@ def canonical(config: BuildConfig) -> dict[str, Any]:
         d["tactic_sources"] = sorted(d["tactic_sources"])
     if d["opt_shape"] is not None:
         d["opt_shape"] = tuple(d["opt_shape"])
-        if d["opt_shape"] == (config.max_batch, MAX_LEN):
+        if d["opt_shape"] == (config.max_batch, config.workload.length.max):
             d["opt_shape"] = None
     if config.layout != "single":
         d["batch_buckets"] = config.buckets_of_batch

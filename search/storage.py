@@ -1,7 +1,8 @@
 """Where studies live: Optuna's RDBStorage (any SQLAlchemy URL), one study per model and harness.
 
-Every study shares one database file: `wenet-<model>-<harness>` ("wenet-encoder-serving",
-"wenet-decoder-contest", ...): a harness times engines its own way, so its trials are not
+Every study shares one database file: `<study>-<harness>`, the workload spec's study name
+(`wenet-<model>-<harness>` for WeNet: "wenet-encoder-serving", "wenet-decoder-contest", ...;
+`tinycnn-serving` for a spec of one's own): a harness times engines its own way, so its trials are not
 comparable with another harness's. For SQLite a busy timeout lets the per-GPU processes
 share the file.
 
@@ -24,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.harness import HARNESSES
-from workload.shapes import MODELS
+from workload import registry
 
 from search.errors import NoFeasibleTrial, SearchError, StorageError
 from search.locking import _first_line, safe_url, storage_lock
@@ -45,20 +46,21 @@ def default_storage_url(work_dir: str | Path = "work") -> str:
 
 
 def study_name_for(model: str, harness: str, study_name: str | None = None) -> str:
-    """The one rule for study names: wenet-<model>-<harness>, unless a name is given."""
-    if model not in MODELS:
-        raise SearchError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    """The one rule for study names: <spec's study>-<harness> (wenet-<model>-<harness> for WeNet),
+    unless a name is given."""
+    if not registry.known(model):
+        raise SearchError(f"unknown model {model!r}; expected one of {', '.join(registry.names())}")
     if harness not in HARNESSES:
         raise SearchError(f"unknown harness {harness!r}; expected one of {', '.join(HARNESSES)}")
-    return study_name or f"wenet-{model}-{harness}"
+    return study_name or registry.get(model).study_name(harness)
 
 
 def model_of_study(study: optuna.Study) -> str:
     model = study.user_attrs.get("model")
-    if model in MODELS:
+    if registry.known(model):
         return model
-    for m in MODELS:
-        if study.study_name.startswith(f"wenet-{m}-"):
+    for m in registry.names():
+        if any(study.study_name == registry.get(m).study_name(h) for h in HARNESSES):
             return m
     raise SearchError(f"study {study.study_name!r} has no model attribute; pass --model")
 
@@ -216,13 +218,21 @@ def best_feasible_trial(study: optuna.Study) -> FrozenTrial:
 
 
 # --- studies ------------------------------------------------------------------------------
+SAMPLERS = ("tpe", "random")
+
+
 def make_sampler(seed: int | None = None,
-                 constraints: Callable[[FrozenTrial], Sequence[float]] | None = constraints_func
-                 ) -> optuna.samplers.BaseSampler:
+                 constraints: Callable[[FrozenTrial], Sequence[float]] | None = constraints_func,
+                 kind: str = "tpe") -> optuna.samplers.BaseSampler:
     """Multivariate TPE over the conditional space; constant liar for parallel workers.
+    kind "random": Optuna's RandomSampler, the baseline TPE is compared with (its own study).
 
     Give every parallel process its own seed: equal seeds would sample equal trials.
     """
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind != "tpe":
+        raise StorageError(f"sampler {kind!r} is not one of {', '.join(SAMPLERS)}")
     with warnings.catch_warnings():
         # multivariate/group/constant_liar are "experimental"; Optuna 5 deprecates
         # constraints_func in favour of Trial.set_constraint, which optuna-dashboard
@@ -304,7 +314,7 @@ def existing_studies(url: str, models: Sequence[str], harness: str = "all",
             elif not every:
                 print(f"note: no study {name!r} in {safe_url(url)}", file=sys.stderr)
         if not found and every and len(models) > 1:
-            print(f"note: no wenet-{model}-* study in {safe_url(url)}", file=sys.stderr)
+            print(f"note: no {registry.get(model).study}-* study in {safe_url(url)}", file=sys.stderr)
     if not studies:
         raise StorageError(f"no study in {safe_url(url)} (run `python -m search tune` first)")
     return studies

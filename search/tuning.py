@@ -1,6 +1,7 @@
 """`tune`: seed the study, then run the optimize loop on every GPU.
 
-The study is the model's for the run's harness (`wenet-<model>-<harness>`, search/storage.py);
+The study is the model's for the run's harness (`<spec's study>-<harness>`, e.g. `wenet-encoder-serving`,
+search/storage.py);
 its options are search/options.py's TuneOptions.
 
 One GPU: the loop runs in this process. Several GPUs: one loop process per GPU
@@ -29,7 +30,7 @@ Reliability (several tuners on one storage, tuners that get killed):
   tuner killed with SIGKILL leaves a RUNNING trial that fails once its heartbeat is stale
   (stale.fail_stale, checked every heartbeat interval while tuning). Either way an interrupted
   seed or planned trial is enqueued again once (stale.requeue_interrupted).
-- Every worker runs under a guard (`GUARD`) that kills the worker's process group when the
+- Every worker runs under a guard (search/guard.py) that kills the worker's process group when the
   process that started it dies, even by SIGKILL: no build outlives its tuner.
 """
 from __future__ import annotations
@@ -49,7 +50,10 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from workload import registry
+
 from search.errors import SearchError
+from search.guard import guarded
 from search.objective import TrialContext, TrialFailed, TrialObjective, artifact_store
 from search.options import SpaceOptions, TuneOptions
 from search.request import TrialRequest
@@ -58,7 +62,7 @@ from search.seeds import labelled_seeds
 from search.space import SearchSpace, block_count, registered_passes, registered_plugins
 from search.locking import storage_lock, study_lock
 from search.stale import StaleWatch, requeue_interrupted
-from search.storage import feasible_trials, open_study, trial_constraint
+from search.storage import feasible_trials, make_sampler, open_study, trial_constraint
 
 log = logging.getLogger("search")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -66,7 +70,10 @@ POLL_S = 2.0
 
 
 def make_space(options: SpaceOptions, model: str, onnx: Path) -> SearchSpace:
-    """The model's space over the registered passes and plugins (blocks counted in `onnx` when needed)."""
+    """The model's space over the registered passes and plugins (blocks counted in `onnx` when needed).
+
+    `onnx` is also the graph whose op types make the layer groups of a spec that groups by op type."""
+    registry.bind_onnx(model, onnx)
     passes = registered_passes(model)
     plugins = [p for p in registered_plugins(model) if p not in passes]
     if options.group_granularity == "block":
@@ -99,53 +106,6 @@ def seed_study(study: optuna.Study, space: SearchSpace) -> int:
 def timing_cache_path(opts: TuneOptions, model: str, gpu: str) -> Path:
     stem = f"timing-{model}-{opts.trial.harness}"
     return Path(opts.study.work_dir) / (f"{stem}.cache" if len(opts.gpus) == 1 else f"{stem}-gpu{gpu}.cache")
-
-
-# The guard: `python -c GUARD PARENT_PID COMMAND...`, started as the leader of a new process
-# group (the runner starts each trial worker so; `_run_children` each GPU's loop). It runs COMMAND
-# in that group and, when its parent is no longer PARENT_PID (the tuner died, even by SIGKILL),
-# sends the group SIGTERM, then SIGKILL after ORPHAN_GRACE_S: the worker and whatever it started
-# go too. It ignores the signals sent to the group (COMMAND gets them with their default
-# handling) and ends as COMMAND ended, so timeouts, Ctrl-C and the runner's crash reasons are the
-# same as without it.
-ORPHAN_GRACE_S = 5
-GUARD = r"""
-import os, signal, subprocess, sys
-parent, grace = int(sys.argv[1]), float(sys.argv[2])
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-for s in SIGNALS:
-    signal.signal(s, signal.SIG_IGN)
-def restore():
-    for s in SIGNALS:
-        signal.signal(s, signal.SIG_DFL)
-def orphaned():
-    os.killpg(0, signal.SIGTERM)
-    try:
-        child.wait(timeout=grace)
-    except (NameError, subprocess.TimeoutExpired):
-        pass
-    os.killpg(0, signal.SIGKILL)
-if os.getppid() != parent:
-    orphaned()
-child = subprocess.Popen(sys.argv[3:], preexec_fn=restore)
-while True:
-    try:
-        rc = child.wait(timeout=0.5)
-        break
-    except subprocess.TimeoutExpired:
-        if os.getppid() != parent:
-            orphaned()
-if rc < 0:
-    signal.signal(-rc, signal.SIG_DFL)
-    os.kill(os.getpid(), -rc)
-    rc = 128 - rc
-sys.exit(rc)
-"""
-
-
-def guarded(cmd: list[str]) -> list[str]:
-    """`cmd` under GUARD, tied to this process: it dies with us (start it in a new process group)."""
-    return [sys.executable, "-c", GUARD, str(os.getpid()), str(ORPHAN_GRACE_S), *cmd]
 
 
 def command_builder(opts: TuneOptions) -> Callable[[TrialRequest], list[str]]:
@@ -187,13 +147,21 @@ class RunObjective:
 
 def trial_context(opts: TuneOptions, model: str, gpu: str) -> TrialContext:
     work = Path(opts.study.work_dir)
-    return TrialContext(onnx=opts.onnx_path(model), data=Path(opts.data_dir), work_dir=work,
+    return TrialContext(onnx=opts.onnx_path(model), data=opts.data_path(model), work_dir=work,
                         timing_cache=timing_cache_path(opts, model, gpu), cache_dir=work / "prepared",
-                        gpu=gpu, trial=opts.trial)
+                        gpu=gpu, trial=opts.trial, workload=registry.get(model).source)
 
 
 def open_run_study(opts: TuneOptions, model: str, seed: int | None) -> optuna.Study:
-    return open_study(opts.study.storage, model, opts.trial.harness, opts.study.study_name, seed=seed)
+    study = open_study(opts.study.storage, model, opts.trial.harness, opts.study.study_name,
+                       sampler=make_sampler(seed, kind=opts.sampler))
+    used = study.user_attrs.get("sampler")
+    if used is None:
+        study.set_user_attr("sampler", opts.sampler)
+    elif used != opts.sampler:      # a mixed study compares nothing: one sampler per study
+        raise SearchError(f"study {study.study_name} is tuned with --sampler {used}; "
+                          f"give --sampler {opts.sampler} its own --study-name")
+    return study
 
 
 class _QuietFailedTrials(logging.Filter):

@@ -3,7 +3,7 @@
     python -m search.worker --request work/trials/wenet-encoder-serving/00012/request.json
 
 The request (search/request.py, written by the runner) names the config, ONNX, test
-data, trial directory, timing cache and prepared-ONNX cache, and carries the run's
+data, trial directory, timing cache, prepared-ONNX cache and workload spec, and carries the run's
 TrialOptions (harness, grid, runs, warm-ups, plugin libraries, keep_plans).
 Runs in its own process (search/runner.py) so that a TensorRT crash, hang or
 out-of-memory kills one trial, not the study. Writes into the trial directory:
@@ -146,7 +146,7 @@ def inspect(plan: Path, config, plugin_libs: list[Path], layers_path: Path) -> t
 def evaluate(model: str, plan: Path, data: Path, grid, harness: str, runs: int | None, warmup: int | None,
              plugin_libs: list[Path], on_case=None) -> list:
     """evaluate.evaluate_plan over `grid` in its order; on_case(CaseResult) as each case is measured."""
-    from evaluate import evaluate_plan
+    from engine.evaluation import evaluate_plan
 
     return evaluate_plan(model, plan, data, grid=grid, harness=harness, runs=runs, warmup=warmup,
                          plugin_libs=tuple(plugin_libs), on_case=on_case)
@@ -215,8 +215,10 @@ def build_or_reuse(req, config, onnx: Path, plan: Path, calibration: Path | None
 
 def run(req) -> dict[str, Any]:
     from engine.config import BuildConfig
-    from evaluate import case_row, format_table
+    from engine.evaluation import case_row, format_table
     from scoring.objective import constraint, objective
+
+    from workload import registry
 
     from search.grid import parse_grid
     from search.options import to_dict
@@ -227,7 +229,8 @@ def run(req) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     try:
         config = BuildConfig.load(req.config)
-        grid = parse_grid(opts.grid)
+        grid = parse_grid(opts.grid, config.model)
+        registry.bind_onnx(config.model, req.onnx)      # layer groups by op type: of the source graph
     except Exception as exc:
         raise StageError("config", exc) from exc
     plugin_libs = [Path(p) for p in opts.plugin_libs]

@@ -2,7 +2,7 @@
 (`error: ...`), no traceback anywhere, and nothing written.
 
 Each row runs one command as a subprocess in a fresh directory (the working directory, so
-defaults like work/ and encoder.plan land there): `search`, `engine`, `candidates` and
+defaults like work/ and encoder.plan land there): `search`, `engine`, `candidates`, `plugins` and
 `workload` as `python -m`, `evaluate.py` and `build.sh` as scripts. `files` are created
 before the run (`@NAME` copies an asset, `@NAME:half` its first half: a truncated file; None
 removes one the setup made);
@@ -65,6 +65,7 @@ BUILD = "engine build --onnx work/onnx/encoder.onnx --out encoder.plan --work-di
 CBUILD = BUILD + " --config cfg.yaml"
 EVAL = "evaluate.py --models encoder --data work/data --no-progress --no-cwd-plugins"
 APPLY = "candidates apply work/onnx/encoder.onnx out.onnx"
+PAPPLY = "plugins apply work/onnx/encoder.onnx out.onnx"
 
 
 def tune(id, extra, match, **kw) -> Bad:
@@ -99,7 +100,7 @@ CASES = [
     # --- search tune: names that match nothing -------------------------------------------------
     tune("tune-grid-not-a-shape", "--grid 3x3", "not a test shape"),
     tune("tune-grid-repeats", "--grid 1x16,1x16", "repeats a shape"),
-    tune("tune-grid-garbage", "--grid 1xfoo", "not BATCHxFRAMES"),
+    tune("tune-grid-garbage", "--grid 1xfoo", "not BATCHxLENGTH"),
     tune("tune-gpus-empty", "--gpus ,", "--gpus"),
     tune("tune-harness-unknown", "--harness bogus", "invalid choice: 'bogus'"),
     tune("tune-pruner-unknown", "--pruner sometimes", "invalid choice: 'sometimes'"),
@@ -262,6 +263,15 @@ CASES = [
         "work", files={"afile": TEXT}),
     bad("cand-output-is-dir", APPLY.replace("out.onnx", "somedir") + " --passes layernorm", "somedir", "work",
         files={"somedir/keep": TEXT}),
+    bad("cand-plugin-rewrite", APPLY + " --passes wenet_layernorm_plugin", "unknown pass 'wenet_layernorm_plugin'",
+        "work"),
+    # --- plugins: the same CLI over passes and plugin rewrites ------------------------------------------
+    bad("plug-no-verb", "plugins", "required"),
+    bad("plug-unknown-rewrite", PAPPLY + " --passes nosuch_plugin", "nosuch_plugin", "work"),
+    bad("plug-rewrite-of-other-model", PAPPLY + " --passes wenet_log_softmax_plugin --model encoder",
+        "wenet_log_softmax_plugin applies to decoder", "work"),
+    bad("plug-output-dir-is-file", PAPPLY.replace("out.onnx", "afile/out.onnx") + " --passes layernorm_plugin",
+        "afile", "work", files={"afile": TEXT}),
 
     # --- workload -------------------------------------------------------------------------------------
     bad("wl-no-verb", "workload", "required"),
@@ -323,7 +333,7 @@ def make_assets(a: Path) -> Path:
     from onnx import TensorProto, helper
 
     from engine.probe import tiny_encoder_model
-    from evaluate import case_keys
+    from engine.evaluation import case_keys
     from workload.shapes import ALL_SHAPES, input_shapes
 
     onnx.save(tiny_encoder_model(), str(a / "encoder.onnx"))
@@ -431,7 +441,8 @@ def busy_port():
 def test_table_is_large_and_unique():
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 80
-    assert {c.argv[0] for c in CASES} == {"search", "engine", "candidates", "workload", "evaluate.py", "build.sh"}
+    assert {c.argv[0] for c in CASES} == {"search", "engine", "candidates", "plugins", "workload", "evaluate.py",
+                                            "build.sh"}
 
 
 def run_case(case: Bad, assets: Path, tmp_path: Path, port: int, timeout: float = TIMEOUT_S):

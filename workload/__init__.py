@@ -1,4 +1,8 @@
-"""The contest workload: the WeNet conformer models, their ONNX export and test data.
+"""Workloads: the spec of any ONNX model the tuner takes, and the contest's WeNet models.
+
+spec.py          Workload: one YAML spec (ONNX, inputs and dims, outputs and thresholds, grid, ...)
+spec_parts.py    the spec's sections and their strict parsers; dims.py: dimensions; groups.py: layer groups
+registry.py      the known workloads: the shipped specs (specs/*.yaml) and loaded files, by name
 
 shapes.py        dimensions, test grid, profile bounds (numpy-free contract)
 model_config.py  ModelConfig (aishell / tiny), default CMVN stats (no torch)

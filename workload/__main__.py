@@ -1,4 +1,7 @@
-"""CLI: `python -m workload {export,data,checkpoint} ...` (see --help of each).
+"""CLI: `python -m workload {export,data,checkpoint,cases,spec} ...` (see --help of each).
+
+export, data and checkpoint are the WeNet models'; cases and spec take any workload spec
+(`--workload PATH`, or a shipped name).
 
 Bad input gives one line `error: ...` on stderr and exit status 2.
 """
@@ -76,12 +79,76 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write the seeded model's state_dict as a WeNet-style checkpoint.")
     p.add_argument("--out", required=True, help="output .pt path")
     _common(p)
+
+    p = sub.add_parser("cases", help="a workload's test cases: random inputs, onnxruntime references",
+                       description="Write <name>-<batch>-<length>.npz for the spec's grid (inputs drawn as the "
+                                   "spec says, reference outputs from the original ONNX in onnxruntime) and "
+                                   "calibration-<name>.npz.")
+    p.add_argument("--workload", required=True, help="workload spec YAML (or a shipped name)")
+    p.add_argument("--out", help="output folder (default: the spec's cases.folder)")
+    p.add_argument("--onnx", help="the ONNX to take references from (default: the spec's onnx)")
+    p.add_argument("--grid", help="BATCHxLENGTH comma list (default: the spec's full grid)")
+    p.add_argument("--seed", type=int, help="input seed (default: the spec's cases.seed)")
+    p.add_argument("--no-calibration", action="store_true", help="skip calibration-<name>.npz")
+    p.add_argument("--work-dir", default="work", help="what {work_dir} in the spec stands for (default work)")
+
+    p = sub.add_parser("spec", help="check a workload spec and print it (or one field, for scripts)",
+                       description="Load and validate a spec; print its name, files, tensors and grid, or "
+                                   "with --get one of: " + ", ".join(SPEC_FIELDS) + ".")
+    p.add_argument("--workload", required=True, help="workload spec YAML (or a shipped name)")
+    p.add_argument("--get", choices=SPEC_FIELDS, help="print this field only")
+    p.add_argument("--work-dir", default="work", help="what {work_dir} in the spec stands for (default work)")
     return parser
+
+
+SPEC_FIELDS = ("name", "study", "onnx", "export", "cases")
+
+
+def _spec_field(spec, field: str, work_dir: str) -> str:
+    return {"name": spec.name, "study": spec.study, "onnx": str(spec.onnx_path(work_dir)),
+            "export": spec.export_command(work_dir) or "", "cases": str(spec.cases_dir(work_dir))}[field]
+
+
+def _cmd_spec(args) -> None:
+    from workload.registry import resolve
+
+    spec = resolve(args.workload)
+    if args.get:
+        print(_spec_field(spec, args.get, args.work_dir))
+        return
+    print(f"{spec.name}: {spec.description or '(no description)'} ({spec.source})")
+    print(f"  onnx {spec.onnx_path(args.work_dir)}; studies {spec.study}-<harness>")
+    print(f"  batch {spec.batch.min}..{spec.batch.max}, length {spec.length.min}..{spec.length.max}")
+    for kind, tensors in (("input", spec.inputs), ("output", spec.outputs)):
+        for t in tensors:
+            dims = ", ".join("?" if d.text is None else str(d.text) for d in t.dims or ())
+            limits = "" if kind == "input" else f"  {t.metric} max_abs {t.max_abs} max_rel {t.max_rel}"
+            print(f"  {kind} {t.name} [{dims}]" + (f" {t.dtype}" if kind == "input" else "") + limits)
+    print(f"  grid {','.join(f'{b}x{t}' for b, t in spec.grid.judged)}"
+          + (f" (+ stress {','.join(f'{b}x{t}' for b, t in spec.grid.stress)})" if spec.grid.stress else ""))
+    groups = "by op type" if spec.layer_groups.by_op_type else ", ".join(g for g, _ in spec.layer_groups.patterns)
+    print(f"  layer groups {groups}; cases {spec.cases_dir(args.work_dir)}"
+          + (" (generated)" if spec.cases.generate else ""))
+
+
+def _cmd_cases(args) -> None:
+    from workload.cases import parse_cases, write_cases
+    from workload.registry import resolve
+
+    spec = resolve(args.workload)
+    grid = parse_cases(args.grid) if args.grid else None
+    out = args.out or spec.cases_dir(args.work_dir)
+    written = write_cases(spec, out, args.onnx or spec.onnx_path(args.work_dir), grid, args.seed,
+                          calibration=not args.no_calibration)
+    print(f"wrote {len(written)} files to {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("cases", "spec"):
+            (_cmd_cases if args.command == "cases" else _cmd_spec)(args)
+            return 0
         if args.seed < 0:
             raise WorkloadError(f"--seed {args.seed} must be non-negative")
         config = _config(args.config)

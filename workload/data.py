@@ -173,7 +173,8 @@ def check_calibration(path: str | Path, model: str | None = None) -> None:
     """A calibration-*.npz that load_calibration can read (and, with `model`, has its inputs), without loading it."""
     batches = _calibration_index(path, npz_keys(path))
     if model is not None:
-        wanted = set(shapes.input_shapes(model, 1, shapes.MIN_LEN))
+        from workload.registry import get
+        wanted = set(get(model).input_names)
         missing = sorted(wanted - set(batches[0]))
         if missing:
             raise WorkloadError(f"{path}: batch 0 lacks {model} input(s) {missing}")

@@ -1,7 +1,7 @@
 """The project's one error base, and the workload package's exceptions.
 
 `OneLineError` is the base of every error a command reports as one line: the CLIs
-(`python -m search|engine|candidates|workload`, evaluate.py) catch it, print
+(`python -m search|engine|candidates|plugins|workload`, evaluate.py) catch it, print
 `error: <first line>` on stderr and exit with status 2. Each package derives its own
 errors from it (EngineError, PassError, SearchError, EvaluateError, ...); it lives here,
 at the bottom of the import graph, so every package can.

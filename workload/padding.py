@@ -1,4 +1,4 @@
-"""Which input dimensions may be padded, and how outputs are trimmed back: one PadSpec per model.
+"""Which input dimensions may be padded, and how outputs are trimmed back: one PadSpec per workload.
 
 The runtime serves a shape from a larger optimization profile (a static bucket, or
 a fixed-batch profile) by padding the inputs up to it and trimming the outputs
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, MutableMapping
 
 import numpy as np
 
 from workload.errors import WorkloadError
-from workload.shapes import encoder_out_len
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -46,18 +45,74 @@ class PadSpec:
         return axes
 
 
-def _encoder_output_frames(shapes: Shapes) -> dict[str, tuple[int, int]]:
-    return {"encoder_out": (1, encoder_out_len(shapes["speech"][1]))}
+def pad_spec_of(spec) -> PadSpec:
+    """The PadSpec a workload spec implies: every `batch` dimension is a batch axis, every input
+    dimension that depends on `length` a frames axis, and an output dimension that depends on it
+    is trimmed back to its value at the true length (read from an input dimension that is
+    `length` itself; without one, outputs keep their frames axis)."""
+    batch_axes, frame_axes, trims = {}, {}, {}
+    for tensor in spec.inputs:
+        for axis, dim in enumerate(tensor.dims):
+            if dim.kind == "batch":
+                batch_axes[tensor.name] = axis
+            elif dim.kind == "length" and tensor.name not in frame_axes:
+                frame_axes[tensor.name] = axis
+    source = next(((t.name, a) for t in spec.inputs for a, d in enumerate(t.dims) if d.is_plain_length), None)
+    for out in spec.outputs:
+        dims = out.dims if out.dims is not None else ()
+        axes = [a for a, d in enumerate(dims) if d.kind == "batch"]
+        if axes or out.dims is None:
+            batch_axes[out.name] = axes[0] if axes else 0
+        for axis, dim in enumerate(dims):
+            if dim.kind == "length" and source is not None and out.name not in trims:
+                trims[out.name] = (axis, dim)
+
+    def output_frames(shapes: Shapes) -> dict[str, tuple[int, int]]:
+        if not trims or source is None or source[0] not in shapes:
+            return {}
+        length = shapes[source[0]][source[1]]
+        return {name: (axis, dim.value(1, length)) for name, (axis, dim) in trims.items()}
+
+    return PadSpec(batch_axes=batch_axes, frame_axes=frame_axes, output_frames=output_frames)
 
 
-PAD_SPECS: dict[str, PadSpec] = {
-    "encoder": PadSpec(batch_axes={"speech": 0, "speech_lengths": 0, "encoder_out": 0, "encoder_out_lens": 0},
-                       frame_axes={"speech": 1}, output_frames=_encoder_output_frames),
-    # The decoder's frames are encoder_out's T'; its outputs have no frames axis.
-    "decoder": PadSpec(batch_axes={n: 0 for n in ("encoder_out", "encoder_out_lens", "hyps_pad_sos_eos",
-                                                  "hyps_lens_sos", "ctc_score", "decoder_out", "best_index")},
-                       frame_axes={"encoder_out": 1}),
-}
+class _PadSpecs(MutableMapping):
+    """PAD_SPECS[model]: the PadSpec of a registered workload (pad_spec_of its spec), cached;
+    an entry set here (tests: a graph of their own) wins over the registry."""
+
+    def __init__(self) -> None:
+        self._set: dict[str, PadSpec] = {}
+        self._derived: dict[tuple[str, int], PadSpec] = {}
+
+    def __getitem__(self, model: str) -> PadSpec:
+        if model in self._set:
+            return self._set[model]
+        from workload.registry import get, known
+        if not known(model):
+            raise KeyError(model)
+        spec = get(model)
+        key = (model, id(spec))
+        if key not in self._derived:
+            self._derived[key] = pad_spec_of(spec)
+        return self._derived[key]
+
+    def __setitem__(self, model: str, value: PadSpec) -> None:
+        self._set[model] = value
+
+    def __delitem__(self, model: str) -> None:
+        del self._set[model]
+
+    def __iter__(self):
+        from workload.registry import names
+        return iter(dict.fromkeys([*names(), *self._set]))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+# The WeNet specs give encoder: batch axis 0 everywhere, frames speech[1], encoder_out trimmed to
+# T' = encoder_out_len(T); decoder: frames encoder_out[1] (T'), outputs without a frames axis.
+PAD_SPECS: MutableMapping[str, PadSpec] = _PadSpecs()
 
 
 def pad_feeds(spec: PadSpec, feeds: Mapping[str, np.ndarray], target: Shapes) -> dict[str, np.ndarray]:

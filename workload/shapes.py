@@ -1,7 +1,8 @@
-"""Model dimensions, the test-shape grid and the optimization-profile bounds.
+"""The WeNet models' dimensions, test-shape grid and profile bounds.
 
-One place for every number that the export, the data generator, the builder and
-the evaluator must agree on.
+The numbers the WeNet export and data generator use; the shipped specs
+(workload/specs/wenet-*.yaml) state the same for the tuner (tests/workload/test_spec.py
+holds them equal). `input_shapes` / `profile_shapes` answer for any registered workload.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ MIN_BATCH, MAX_BATCH = min(BATCHES), max(BATCHES)
 STRESS_MAX_BATCH = max(STRESS_BATCHES)
 MIN_LEN, MAX_LEN = min(LENGTHS), max(LENGTHS)
 
-MODELS = ("encoder", "decoder")
+MODELS = ("encoder", "decoder")    # the shipped WeNet workloads (workload/specs/); others: workload.registry
 
 
 def encoder_out_len(frames: int) -> int:
@@ -35,24 +36,18 @@ def encoder_out_len(frames: int) -> int:
 
 
 def input_shapes(model: str, batch: int, frames: int) -> dict[str, tuple[int, ...]]:
-    """The shape of every input of `model` for a test case of `batch` x `frames` input frames."""
-    if model == "encoder":
-        return {"speech": (batch, frames, FEATURE_DIM), "speech_lengths": (batch,)}
-    if model == "decoder":
-        return {"encoder_out": (batch, encoder_out_len(frames), D_MODEL), "encoder_out_lens": (batch,),
-                "hyps_pad_sos_eos": (batch, BEAM, HYP_LEN), "hyps_lens_sos": (batch, BEAM),
-                "ctc_score": (batch, BEAM)}
-    raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    """The shape of every input of `model` (a registered workload) for a test case of `batch` x `frames`."""
+    from workload.registry import get
+    return get(model).input_shapes(batch, frames)
 
 
 def profile_shapes(model: str, opt: tuple[int, int] | None = None, *,
-                   batch: tuple[int, int] = (MIN_BATCH, MAX_BATCH),
-                   frames: tuple[int, int] = (MIN_LEN, MAX_LEN)) -> dict[str, tuple[tuple, tuple, tuple]]:
-    """min/opt/max shape of every input for one optimization profile.
+                   batch: tuple[int, int] | None = None,
+                   frames: tuple[int, int] | None = None) -> dict[str, tuple[tuple, tuple, tuple]]:
+    """min/opt/max shape of every input for one optimization profile (Workload.profile_shapes).
 
-    `batch` and `frames` are (min, max) ranges in input frames; `opt` is (batch,
+    `batch` and `frames` are (min, max) ranges (default: the workload's); `opt` is (batch,
     frames), default the largest shape of the ranges, as the contest's reference build did.
     """
-    lo, hi = input_shapes(model, batch[0], frames[0]), input_shapes(model, batch[1], frames[1])
-    mid = input_shapes(model, *(opt if opt is not None else (batch[1], frames[1])))
-    return {name: (lo[name], mid[name], hi[name]) for name in lo}
+    from workload.registry import get
+    return get(model).profile_shapes(opt, batch=batch, frames=frames)

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine.config import BuildConfig
     from engine.harness import HARNESSES
     from engine.runtime import TrtRunner
-    from engine.trt_compat import gpu_name
-    from evaluate import case_path, load_case
+    from engine.cuda_runtime import gpu_name
+    from engine.evaluation import case_path, load_case
     from workload.padding import PAD_SPECS
 
     work = Path(args.work)

@@ -24,7 +24,7 @@ def run_case(case: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import onnx
     import tensorrt as trt
-    from engine.probe import tiny_encoder_model
+    from engine.tiny_model import tiny_encoder_model
 
     d = Path(tempfile.mkdtemp())
     onnx.save(tiny_encoder_model(), str(d / "t.onnx"))

@@ -22,7 +22,7 @@ def fake_trt(monkeypatch):
 def tiny_onnx(tmp_path) -> Path:
     import onnx
 
-    from engine.probe import tiny_encoder_model
+    from engine.tiny_model import tiny_encoder_model
     path = tmp_path / "tiny_encoder.onnx"
     onnx.save(tiny_encoder_model(), str(path))
     return path

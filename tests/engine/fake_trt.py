@@ -1025,6 +1025,7 @@ def install(monkeypatch, version: str = "8.6.0"):
     """Put the fakes in sys.modules and reset engine/'s cached logger and CUDA handle."""
     import sys
 
+    import engine.cuda_runtime as cr
     import engine.trt_compat as tc
     import plugins.library as pl
 
@@ -1040,7 +1041,7 @@ def install(monkeypatch, version: str = "8.6.0"):
     monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", rt)
     monkeypatch.setattr(tc, "_LOGGER", None)
-    monkeypatch.setattr(tc, "_CUDA", None)
+    monkeypatch.setattr(cr, "_CUDA", None)
     monkeypatch.setattr(pl, "_TRT_LOGGER", None)
     # A machine with a complete cuDNN (tests of the rig's loader-only cuDNN patch this to False).
     monkeypatch.setattr(tc, "cudnn_loadable", lambda trt=None: True)

@@ -12,7 +12,7 @@ import pytest
 
 from engine.config import BuildConfig
 from engine.errors import BuildError, CalibrationError, InferenceError, InputError, PlanError
-from engine.probe import ort_outputs, tiny_feeds, write_calibration
+from engine.tiny_model import ort_outputs, tiny_feeds, write_calibration
 
 
 def build(onnx, tmp_path, name="e", **kw):
@@ -115,6 +115,7 @@ def test_int8_needs_calibration_data(fake_trt, tiny_onnx, tmp_path):
 
 def test_timing_cache_is_saved_reloaded_and_merged(fake_trt, tiny_onnx, tmp_path, monkeypatch):
     import engine.build as eb
+    import engine.timing_cache as tc
     path = tmp_path / "t.cache"
     first = build(tiny_onnx, tmp_path, timing_cache=path)
     entries1 = json.loads(path.read_bytes())["fake_timing_cache"]
@@ -123,14 +124,17 @@ def test_timing_cache_is_saved_reloaded_and_merged(fake_trt, tiny_onnx, tmp_path
     assert second.timing_cache["loaded_bytes"] == first.timing_cache["saved_bytes"]
     assert len(json.loads(path.read_bytes())["fake_timing_cache"]) == 2
     # another process rewrote the file during the build: its entries are merged in, not lost
-    stats, real_stat = iter(["at load", "after build"]), eb._stat
-    monkeypatch.setattr(eb, "_stat", lambda p: next(stats, "after build"))
+    stats, real_stat = iter(["at load", "after build"]), tc.file_stat
+    fake_stat = lambda p: next(stats, "after build")      # noqa: E731
+    monkeypatch.setattr(eb, "file_stat", fake_stat)       # read at load (build) and before saving (timing_cache)
+    monkeypatch.setattr(tc, "file_stat", fake_stat)
     path.write_bytes(json.dumps({"fake_timing_cache": ["from-elsewhere"]}).encode())
     third = build(tiny_onnx, tmp_path, timing_cache=path)
     assert third.timing_cache["merged"] is True
     assert "from-elsewhere" in json.loads(path.read_bytes())["fake_timing_cache"]
     # an unreadable cache starts empty instead of failing the build
-    monkeypatch.setattr(eb, "_stat", real_stat)
+    monkeypatch.setattr(eb, "file_stat", real_stat)
+    monkeypatch.setattr(tc, "file_stat", real_stat)
     path.write_bytes(b"not a cache")
     fourth = build(tiny_onnx, tmp_path, timing_cache=path)
     assert "unreadable" in fourth.timing_cache["note"]

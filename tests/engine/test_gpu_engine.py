@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.config import BuildConfig
-from engine.probe import ort_outputs, tiny_feeds, write_calibration, write_cases
+from engine.tiny_model import ort_outputs, tiny_feeds, write_calibration, write_cases
 
 pytestmark = pytest.mark.gpu
 
@@ -19,7 +19,7 @@ def built(tmp_path_factory):
     import onnx
 
     from engine.build import build_engine
-    from engine.probe import tiny_encoder_model
+    from engine.tiny_model import tiny_encoder_model
 
     d = tmp_path_factory.mktemp("gpu")
     onnx_path = d / "tiny.onnx"
@@ -131,7 +131,7 @@ def test_int8_calibration_builds_and_runs(built, tmp_path):
 
 
 def test_evaluate_plan_end_to_end(built):
-    from evaluate import evaluate_plan
+    from engine.evaluation import evaluate_plan
 
     d, onnx_path, _ = built
     grid = write_cases(d / "data", onnx_path)

@@ -90,7 +90,7 @@ def _fake_build(onnx, tmp_path, name, calibration, **knobs):
 
 def test_int8_pinned_group_on_the_fake_builds_int8_matmuls_only(fake_trt, tiny_onnx, tmp_path):
     from engine.inspect import honoured, inspect_plan
-    from engine.probe import write_calibration
+    from engine.tiny_model import write_calibration
     import fake_trt as ft
 
     calib = write_calibration(tmp_path / "calibration-encoder.npz", batches=2)
@@ -110,7 +110,7 @@ def test_int8_pinned_group_on_the_fake_builds_int8_matmuls_only(fake_trt, tiny_o
 def test_calibration_cache_is_shared_by_trials_of_one_graph_and_algorithm(fake_trt, tiny_onnx, tmp_path):
     from engine.calibrator import calibration_cache_name
     from engine.prepare import prepare_onnx
-    from engine.probe import write_calibration
+    from engine.tiny_model import write_calibration
 
     calib = write_calibration(tmp_path / "calibration-encoder.npz", batches=2)
     first = _fake_build(tiny_onnx, tmp_path, "a", calib, int8=True, layer_precision={"feed_forward": "int8"})

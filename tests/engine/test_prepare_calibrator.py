@@ -50,7 +50,7 @@ def editable_pass(tmp_path, monkeypatch):
     import importlib.util
 
     import candidates.framework as fw
-    fw._load_all()
+    import candidates  # noqa: F401  (the package registers every pass)
     monkeypatch.setattr(fw, "_REGISTRY", dict(fw._REGISTRY))
     path = tmp_path / "editable_pass.py"
     path.write_text(EDITABLE_PASS)

@@ -10,7 +10,7 @@ import pytest
 from engine.config import BuildConfig
 from engine.errors import InputError, PlanError
 from engine.harness import HARNESSES
-from engine.probe import ort_outputs, tiny_feeds
+from engine.tiny_model import ort_outputs, tiny_feeds
 from engine.profiles import layout_profiles
 from engine.runtime import choose_profile
 from workload.padding import PAD_SPECS, PadSpec

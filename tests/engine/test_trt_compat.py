@@ -7,8 +7,9 @@ import io
 import pytest
 
 from engine.errors import CudaError, TensorRTMissing
-from engine.trt_compat import (CudaApi, ElapsedIndicator, PhaseTracker, _LogSink, enum_members, host_bytes,
-                               parse_version)
+from engine.trt_compat import _LogSink, enum_members, host_bytes, parse_version
+from engine.cuda_runtime import CudaApi
+from engine.build_progress import ElapsedIndicator, PhaseTracker
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")

@@ -49,7 +49,7 @@ def test_layouts_on_the_fake(monkeypatch, tmp_path, capsys):
     import onnx
 
     from engine.__main__ import main as engine_main
-    from engine.probe import tiny_encoder_model, write_cases
+    from engine.tiny_model import tiny_encoder_model, write_cases
 
     ft.install(monkeypatch)
     layouts = load("layouts")
@@ -59,7 +59,7 @@ def test_layouts_on_the_fake(monkeypatch, tmp_path, capsys):
     write_cases(work / "data", work / "onnx" / "encoder.onnx", shapes=[(1, 16), (4, 64)])
     (work / "data" / ".complete").write_text("")
 
-    def start_inline(job, work_dir):     # the real script starts `python -m engine build` processes
+    def start_inline(job, work_dir, plugin_libs):     # the real script starts `python -m engine build` processes
         rc = engine_main(["build", "--config", str(job.config_path), "--onnx", str(work_dir / "onnx" / "encoder.onnx"),
                           "--out", str(job.plan), "--timing-cache", str(work_dir / "timing-encoder.cache"),
                           "--work-dir", str(work_dir), "--log", str(job.log), "--no-progress",
@@ -105,3 +105,71 @@ def test_torch_baselines_on_cpu(tmp_path):
     assert [(r["model"], r["variant"], r["bs"], r["sl"], r["good"], r["harness"]) for r in rows] == [
         ("encoder", "eager-fp32", 1, 16, True, "torch"), ("decoder", "eager-fp32", 1, 16, True, "torch")]
     assert all(r["a0"] == 0.0 for r in rows)          # same weights, same device, same arithmetic
+
+
+def test_plugins_suite_jobs(tmp_path):
+    """The plugins suite: per-model variants, our rewrites in the configs, ratios against the plugin-free FP32 row."""
+    from engine.config import BuildConfig
+
+    layouts = load("layouts")
+    args = layouts.parse_args(["--suite", "plugins", "--work", str(tmp_path), "--plugin-lib", "/x/lib.so"])
+    jobs = layouts.make_jobs(args, ["encoder", "decoder"], tmp_path)
+    by = {(j.model, j.variant.label): BuildConfig.load(j.config_path) for j in jobs}
+    assert ("encoder", "passes fp32 +lsm") not in by and ("decoder", "fds_off fp32") not in by
+    assert by[("decoder", "passes fp32 +ln+lsm")].plugins == ["wenet_layernorm_plugin", "wenet_log_softmax_plugin"]
+    enc16 = by[("encoder", "fds_off fp16 norm32 +ln")]
+    assert enc16.fp16 and enc16.layer_precision == {"norm": "fp32"} and enc16.precision_constraints == "obey"
+    assert enc16.preview_features == {"FASTER_DYNAMIC_SHAPES_0805": False} and "bool_slice" in enc16.passes
+    assert all(j.config_path.parent.name == "plugins" for j in jobs)
+    rows = [{"model": "decoder", "label": lab, "latency_ms": ms, "good": True}
+            for lab, ms in (("passes fp32 contest", 4.0), ("passes fp32 +lsm contest", 3.0))]
+    summary = {s["label"]: s["vs_naive"] for s in layouts.summarize(rows, layouts.SUITES["plugins"][1])}
+    assert summary == {"passes fp32 contest": 1.0, "passes fp32 +lsm contest": 0.75}
+
+
+def _reproduce_inputs(tmp_path, rebuilt_ms):
+    study = {"studies": [{"study": "wenet-decoder-contest", "harness": "contest", "trials": [
+        {"number": 3, "user_attrs": {"cases": str([{"batch": 1, "length": 16, "latency_ms": 2.0, "good": True},
+                                                   {"batch": 4, "length": 64, "latency_ms": 4.0, "good": True}])}}]}]}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "decoder.yaml").write_text(
+        "# Frozen by `python -m search freeze` on 2026-12-02 16:00 UTC.\n"
+        "# study wenet-decoder-contest in sqlite:////w/study.db, trial 3: objective 6.000 ms, constraint -1, gpu 0.\n"
+        "model: decoder\n")
+    cases = [{"batch": b, "length": t, "latency_ms": ms, "good": True, "a0": 0, "r0": 0, "a1": 0, "r1": 0}
+             for (b, t), ms in zip([(1, 16), (4, 64)], rebuilt_ms)]
+    (tmp_path / "eval.json").write_text(json.dumps({"harness": "contest", "gpu": "G", "models": {"decoder": {"cases": cases}}}))
+    return ["--study-json", str(tmp_path / "study.json"), "--configs", str(tmp_path / "configs"),
+            "--evaluate-json", str(tmp_path / "eval.json"), "--out", str(tmp_path / "out.json")]
+
+
+@pytest.mark.parametrize("rebuilt,rc", [((2.1, 3.7), 0), ((2.1, 4.5), 1)])
+def test_reproduce_compares_the_frozen_trial(tmp_path, rebuilt, rc):
+    reproduce = load("reproduce")
+    assert reproduce.main(_reproduce_inputs(tmp_path, rebuilt)) == rc
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert [c["within"] for c in out["compare"]] == [True, rc == 0]
+    assert {r["label"] for r in out["rows"]} == {"trial 3", "build.sh"} and out["all_within"] == (rc == 0)
+
+
+def test_reproduce_bad_input(tmp_path, capsys):
+    reproduce = load("reproduce")
+    args = _reproduce_inputs(tmp_path, (2.0, 4.0))
+    (tmp_path / "configs" / "decoder.yaml").write_text("model: decoder\n")
+    assert reproduce.main(args) == 2
+    assert "no 'study ... trial N:' header" in capsys.readouterr().err
+
+
+def test_reproduce_against_a_bench_label(tmp_path):
+    reproduce = load("reproduce")
+    args = _reproduce_inputs(tmp_path, (2.1, 3.7))
+    rows = [{"model": "decoder", "label": "x contest", "harness": "contest", "bs": b, "sl": t, "latency_ms": ms,
+             "good": True} for (b, t), ms in (((1, 16), 2.0), ((4, 64), 4.0))]
+    (tmp_path / "bench.json").write_text(json.dumps({"rows": rows}))
+    ev = args[args.index("--evaluate-json") + 1]
+    out = ["--evaluate-json", ev, "--out", str(tmp_path / "o.json")]
+    assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), "--label", "x contest", *out]) == 0
+    assert {r["label"] for r in json.loads((tmp_path / "o.json").read_text())["rows"]} == {"x contest", "build.sh"}
+    assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), "--label", "nope", *out]) == 2
+    assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), *out]) == 2

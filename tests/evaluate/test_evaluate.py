@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import evaluate as ev
+import engine.evaluation as evl
 from scoring.metrics import CaseErrors
 from scoring.objective import CaseResult
 
@@ -53,7 +54,7 @@ def test_select_cases(tmp_path):
 def test_load_case_names_missing_keys(tmp_path):
     np.savez(tmp_path / "encoder-1-16.npz", speech=np.zeros((1, 16, 80), np.float32), encoder_out=np.zeros(1))
     with pytest.raises(ev.EvaluateError, match=r"lacks key\(s\) \['speech_lengths', 'encoder_out_lens'\]"):
-        ev.load_case(tmp_path / "encoder-1-16.npz", "encoder", ["speech", "speech_lengths"])
+        evl.load_case(tmp_path / "encoder-1-16.npz", "encoder", ["speech", "speech_lengths"])
 
 
 def run_cli(argv, capsys):
@@ -93,7 +94,7 @@ def fake_setup(monkeypatch, tmp_path):
 
     from engine.build import build_engine
     from engine.config import BuildConfig
-    from engine.probe import tiny_encoder_model, write_cases
+    from engine.tiny_model import tiny_encoder_model, write_cases
 
     ft.install(monkeypatch)
     onnx_path = tmp_path / "tiny.onnx"

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from engine.config import BuildConfig  # noqa: E402
-from evaluate import case_row, format_table  # noqa: E402
+from engine.evaluation import case_row, format_table  # noqa: E402
 from scoring.metrics import CaseErrors  # noqa: E402
 from scoring.objective import CaseResult, constraint, objective  # noqa: E402
 from search.grid import parse_grid  # noqa: E402
@@ -90,7 +90,7 @@ def main() -> int:
     with cache.open("a") as f:
         f.write(f"{out.name}\n")
 
-    grid = parse_grid(req.trial.grid)
+    grid = parse_grid(req.trial.grid, config.model)
     order = case_order(grid) if mode in ("progress", "slow", "bad") else list(grid)
     cases = []
     for i, (b, t) in enumerate(order):

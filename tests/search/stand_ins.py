@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from evaluate import case_keys
+from engine.evaluation import case_keys
 from scoring.metrics import rules
 from workload.shapes import ALL_SHAPES, MODELS, input_shapes
 

@@ -136,6 +136,22 @@ def test_plan_base_seed_trial_and_yaml(tmp_path):
                                                                                         "mine"]
 
 
+def test_rules_get_plugin_backed_variants_where_the_space_has_our_plugins():
+    from search.space import registered_plugins
+
+    dec = SearchSpace("decoder", plugins=registered_plugins("decoder"))
+    configs = dict(rules_configs(dec, base_name="passes_fp32"))
+    assert len(configs) == 8 + 4                         # every decoder rule set keeps norms
+    norms = configs["rules/norms+plugins/obey@passes_fp32"]
+    assert norms.plugins == ["wenet_layernorm_plugin"] and norms.precision_constraints == "obey"
+    scoring = configs["rules/norms+softmax+output+plugins/obey@passes_fp32"]
+    assert scoring.plugins == ["wenet_layernorm_plugin", "wenet_log_softmax_plugin"] and scoring.fp16
+    assert {g for g, p in scoring.layer_precision.items() if p == "fp32"} == {"norm", "softmax", "output"}
+    assert dec.to_params(scoring)["plugin.wenet_log_softmax_plugin"] is True      # the space can express it
+    enc = dict(rules_configs(SearchSpace("encoder", plugins=registered_plugins("encoder"))))
+    assert enc["rules/norms+plugins/obey"].plugins == ["wenet_layernorm_plugin"] and len(enc) == 6 + 3
+
+
 def test_enqueue_fixes_int8_off_and_refuses_int8_without_allow(tmp_path):
     study = open_study(f"sqlite:///{tmp_path / 's.db'}", "decoder")
     space = SearchSpace("decoder")
@@ -203,13 +219,13 @@ def test_plan_tune_precision_cli_with_the_fake_worker(tmp_path, capsys):
     assert main(["plan", *common, "--plan", "rules", "--base", "per_batch"]) == 0
     out = capsys.readouterr().out
     assert "4 bisect trials enqueued (bisect/first:1@per_batch .. bisect/all_fp32@per_batch)" in out
-    assert "8 rules trials enqueued" in out
+    assert "12 rules trials enqueued" in out        # 8 + 4 backed by our plugins (registered here)
     worker = shlex.join([sys.executable, str(FAKE_WORKER)])
-    assert main(["tune", *common, "--trials", "12", "--grid", "1x16", "--no-progress",
+    assert main(["tune", *common, "--trials", "16", "--grid", "1x16", "--no-progress",
                  "--worker-command", worker]) == 0
     study = open_study(f"sqlite:///{work / 'study.db'}", "decoder", create=False)
     planned = [t for t in study.trials if t.user_attrs.get("plan")]
-    assert len(planned) == 12 and all(t.state == TrialState.COMPLETE for t in planned)
+    assert len(planned) == 16 and all(t.state == TrialState.COMPLETE for t in planned)
     assert all("layout: per_batch" in t.user_attrs["config_yaml"] for t in planned)
     capsys.readouterr()
     out_json = tmp_path / "precision.json"

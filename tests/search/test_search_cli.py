@@ -62,6 +62,7 @@ def test_module_entry_point():
     (["tune", "--model", "encoder", "--trials", "1", "--grid", "3x3"], "not a test shape"),
     (["tune", "--model", "encoder", "--trials", "1", "--harness", "bogus"], "invalid choice: 'bogus'"),
     (["tune", "--model", "encoder", "--trials", "1", "--runs", "0"], "--runs 0"),
+    (["tune", "--model", "encoder", "--trials", "1", "--sampler", "annealing"], "invalid choice: 'annealing'"),
     (["tune", "--model", "encoder", "--trials", "1", "--worker-command", " "], "--worker-command is empty"),
     (["tune", "--model", "encoder", "--trials", "1", "--plugin-lib", "nowhere.so"], "nowhere.so does not exist"),
     (["status", "--harness", "bogus"], "invalid choice: 'bogus'"),
@@ -344,3 +345,13 @@ def test_read_only_verbs_never_write_to_a_foreign_database(verb, tmp_path, capsy
     assert db.read_bytes() == before
     with sqlite3.connect(db) as con:
         assert [r[0] for r in con.execute("select name from sqlite_master")] == ["foo"]
+
+
+def test_random_sampler_is_its_own_study(work, capsys):
+    """--sampler random: the baseline TPE is compared with; a study keeps the sampler it was started with."""
+    assert tune(work, "--sampler", "random", "--study-name", "enc-random", trials="2") == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", study_name="enc-random", create=False)
+    assert study.user_attrs["sampler"] == "random" and len(study.trials) >= 2
+    capsys.readouterr()
+    assert tune(work, "--study-name", "enc-random", trials="1") == 2          # tpe on the random study
+    one_error_line(capsys, "is tuned with --sampler random")

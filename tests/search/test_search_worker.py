@@ -166,7 +166,7 @@ def trial_runner(tmp_path, monkeypatch, fake_tensorrt):
     """run(n, config, **options) -> result.json of trial n: real prepare, cache, build and inspect; evaluation faked."""
     import onnx
 
-    from engine.probe import tiny_encoder_model
+    from engine.tiny_model import tiny_encoder_model
     onnx.save(tiny_encoder_model(), str(tmp_path / "encoder.onnx"))
     evaluated = []
 
@@ -234,7 +234,7 @@ def test_a_resumed_tune_with_carried_caches_builds_nothing_again(tmp_path):
     import onnx
     import optuna
 
-    from engine.probe import tiny_encoder_model, write_cases
+    from engine.tiny_model import tiny_encoder_model, write_cases
     from search.options import StudyOptions, TuneOptions
     from search.storage import open_study
     from search.tuning import tune

@@ -84,7 +84,7 @@ TINY_PAD = PadSpec(batch_axes={"speech": 0, "speech_lengths": 0, "encoder_out": 
 def _tiny(tmp_path, monkeypatch):
     import onnx
 
-    from engine.probe import tiny_encoder_model
+    from engine.tiny_model import tiny_encoder_model
     monkeypatch.setitem(padding.PAD_SPECS, "tiny", TINY_PAD)     # the probe's graph keeps T frames
     path = tmp_path / "tiny.onnx"
     onnx.save(tiny_encoder_model(), str(path))
@@ -94,7 +94,7 @@ def _tiny(tmp_path, monkeypatch):
 def test_the_probe_graph_is_exact_under_frame_padding(tmp_path, monkeypatch):
     """It does not mask by length, but no op mixes frames except a 3x3 convolution whose own zero
     padding equals zero frames appended: padding frames changes nothing it returns."""
-    from engine.probe import tiny_feeds
+    from engine.tiny_model import tiny_feeds
     path = _tiny(tmp_path, monkeypatch)
     proof = prove_frame_padding(path, "tiny", tiny_feeds(3, 40), pad_frames=24)
     assert proof.exact and proof.max_abs_diff == {"encoder_out": 0.0, "encoder_out_lens": 0.0}
@@ -108,7 +108,7 @@ def test_a_graph_that_averages_over_frames_is_not_exact(tmp_path, monkeypatch):
     import onnx
     from onnx import TensorProto, helper
 
-    from engine.probe import tiny_feeds
+    from engine.tiny_model import tiny_feeds
     monkeypatch.setitem(padding.PAD_SPECS, "tiny", TINY_PAD)
     nodes = [helper.make_node("ReduceMean", ["speech"], ["mean"], axes=[1], keepdims=1),     # no mask
              helper.make_node("Sub", ["speech", "mean"], ["encoder_out"]),
