@@ -105,12 +105,16 @@ step() {
       trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
     diag) trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-$GPU_SLUG.json" ;;
-    caches)  # timing caches of an earlier session (carried in as .carry/) -> $WORK, per harness too
+    caches)  # timing caches and the study of an earlier session (carried in as .carry/) -> $WORK
       for f in .carry/timing-*.cache; do
         [ -f "$f" ] || continue
         m=$(basename "$f" .cache); cp -n "$f" "$WORK/$m.cache"
+        case "$m" in *-contest|*-serving) continue ;; esac      # already a per-harness cache
         for h in contest serving; do cp -n "$f" "$WORK/$m-$h.cache"; done
-      done; ls -la "$WORK"/timing-*.cache 2>/dev/null ;;
+      done; ls -la "$WORK"/timing-*.cache 2>/dev/null
+      if [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
+        cp .carry/study.db "$WORK/study.db" && echo "resuming .carry/study.db"
+      fi ;;
     diag-decoder) wait_for "$WORK/data/.complete" 600 || return 1
       trt bench/diag/decoder_batch1.py --work "$WORK" --json "$RESULTS/diag-decoder-batch1-$GPU_SLUG.json" ;;
     smoke-tune)  # the study end to end on both harnesses: one seed trial each (decoder: fast builds)

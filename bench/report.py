@@ -2,6 +2,11 @@
 
     python3 -m bench.report            # rewrite README's <!-- report:NAME --> blocks and bench/results/figures/
     python3 -m bench.report --check    # exit 1, one line per problem, if either differs from what it would make
+    python3 -m bench.report --numbers  # every inline number's KEY, value and result file
+
+Numbers in README's prose outside the blocks are inline markers, `<!-- n:KEY -->26.14 ms<!-- /n -->`,
+whose text the command rewrites from bench/report_numbers.py; `--check` also fails on an unknown KEY
+and on a measured-looking number in the prose outside them (bench/report_inline.py).
 
 Figures are PNGs plus a sidecar NAME.json holding exactly the data plotted, and a manifest.json
 with each PNG's sha256 and the renderer versions. `--check` compares the README blocks and the
@@ -21,12 +26,12 @@ from pathlib import Path
 
 from bench.report_blocks import blocks
 from bench.report_data import ReportInputError, load_sources
+from bench.report_inline import CLOSE, OPEN, bare_numbers, inline, used_keys
+from bench.report_numbers import NUMBERS, value
 from bench.report_specs import all_specs
 from bench.report_tables import FIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-OPEN = re.compile(r"^<!-- report:([a-z0-9-]+) -->$")
-CLOSE = re.compile(r"^<!-- /report:([a-z0-9-]+) -->$")
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -102,14 +107,15 @@ def _inputs(root: Path, gpu: str):
         raise ReportInputError(f"no README.md at {readme}")
     src = load_sources(root / "bench" / "results", gpu)
     specs = all_specs(src)
-    return readme, readme.read_text(encoding="utf-8"), specs, blocks(src, specs)
+    return readme, readme.read_text(encoding="utf-8"), specs, blocks(src, specs), src
 
 
 def generate(root: Path, gpu: str) -> int:
-    readme, text, specs, made = _inputs(root, gpu)
+    readme, text, specs, made, src = _inputs(root, gpu)
     new_text, problems, seen = rewrite(text, made)
-    if problems:
-        raise ReportInputError("; ".join(problems))
+    new_text, inline_problems, numbers = inline(new_text, src)
+    if problems or inline_problems:
+        raise ReportInputError("; ".join(problems + inline_problems))
     pngs = _render_all(specs)
     figdir = root / FIG_DIR
     figdir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +142,11 @@ def generate(root: Path, gpu: str) -> int:
     if new_text != text:
         readme.write_text(new_text, encoding="utf-8")
     print(f"README.md: {len(seen)} generated blocks, {len(changed)} rewritten"
-          + (f" ({', '.join(changed)})" if changed else ""))
+          + (f" ({', '.join(changed)})" if changed else "")
+          + f"; {len(numbers)} inline numbers rewritten" + "".join(f"\n  line {n}: n:{k} {o!r} -> {v!r}"
+                                                                  for n, k, o, v in numbers))
+    for line in bare_numbers(new_text):
+        print(f"warning: {line}")      # --check fails on these
     return 0
 
 
@@ -179,8 +189,11 @@ def _check_figures(root: Path, specs: dict) -> tuple[list[str], list[str]]:
 
 
 def check(root: Path, gpu: str) -> int:
-    _, text, specs, made = _inputs(root, gpu)
+    _, text, specs, made, src = _inputs(root, gpu)
     _, problems, seen = rewrite(text, made)
+    _, inline_problems, numbers = inline(text, src)
+    problems += inline_problems + [f"README.md:{n}: inline number n:{k} is {o!r}, the results give {v!r}"
+                                   for n, k, o, v in numbers] + bare_numbers(text)
     for name in made:
         if name not in seen:
             problems.append(f"README.md has no block report:{name}")
@@ -199,18 +212,29 @@ def check(root: Path, gpu: str) -> int:
     if problems:
         print("run `python3 -m bench.report` to regenerate (after checking why they differ)", file=sys.stderr)
         return 1
-    print(f"report check: {len(seen)} README blocks and {len(made_figs)} figures match the results")
+    print(f"report check: {len(seen)} README blocks, {len(used_keys(text))} inline number keys "
+          f"and {len(made_figs)} figures match the results")
+    return 0
+
+
+def list_numbers(root: Path, gpu: str) -> int:
+    _, text, _, _, src = _inputs(root, gpu)
+    used = used_keys(text)
+    for key, n in NUMBERS.items():
+        print(f"{key} = {value(src, key)!r}  [{', '.join(src.name(f) for f in n.files)}]"
+              f"{'' if key in used else '  (not in README)'}\n    {n.what}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m bench.report", description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if README or figures are stale")
+    p.add_argument("--numbers", action="store_true", help="list every inline number's KEY, value and file")
     p.add_argument("--root", default=str(ROOT), help="repository root holding README.md and bench/results")
     p.add_argument("--gpu", default="h200", help="result files' GPU slug: layouts-<gpu>.json, ...")
     args = p.parse_args(argv)
     try:
-        return (check if args.check else generate)(Path(args.root), args.gpu)
+        return (list_numbers if args.numbers else check if args.check else generate)(Path(args.root), args.gpu)
     except ReportInputError as e:
         print(f"bench.report: {e}", file=sys.stderr)
         return 2

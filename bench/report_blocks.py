@@ -175,14 +175,15 @@ def precision_accuracy(src: Sources) -> str:
             "engines</summary>\n\n" + "\n\n".join(detail) + "\n\n</details>")
 
 
-def reproduce(src: Sources) -> str:
-    rec = src.data.get("reproduce")
+def reproduce(src: Sources, key: str = "reproduce", eval_key: str = "reproduce-eval") -> str:
+    """bench/reproduce.py's comparison of a rebuilt engine with its trial's (or a bench's) measurement."""
+    rec = src.data.get(key)
     if rec is None:
-        return _not_made(src, "reproduce")
+        return _not_made(src, key)
     comp = rec.get("compare") or []
     if not comp:
-        return f"_`{src.name('reproduce')}` compares no shape._"
-    ev = src.data.get("reproduce-eval") or {}
+        return f"_`{src.name(key)}` compares no shape._"
+    ev = src.data.get(eval_key) or {}
     cases = {(m, c.get("batch"), c.get("length")): c for m, v in (ev.get("models") or {}).items()
              for c in v.get("cases", [])}
     tol = rec.get("tolerance")
@@ -202,17 +203,24 @@ def reproduce(src: Sources) -> str:
         dev = max(abs(c["ratio"] - 1) for c in cs)
         st, sr = sum(c["trial_ms"] for c in cs), sum(c["rebuilt_ms"] for c in cs)
         rows.append(["sum", f"{st:.3f}", f"{sr:.3f}", f"{sr / st:.3f}", "", "", "", "", "", ""])
-        out.append(f"{model}: trial {trial} of `{study}`, frozen and rebuilt by build.sh, run by evaluate.py "
+        bench = trial == "bench"           # reproduce.py --bench-json: a bench's configuration, not a trial
+        of = re.search(r"--bench-json (\S+)", rec.get("command") or "")
+        what, ref = ((f"`{study}` of " + (f"`{of.group(1)}`" if of else "the bench"), "bench") if bench
+                     else (f"trial {trial} of `{study}`", "trial"))
+        out.append(f"{model}: {what}, frozen and rebuilt by build.sh, run by evaluate.py "
                    f"({ev.get('harness') or cs[0].get('harness') or '-'} harness): "
-                   f"{sum(1 for c in cs if c.get('within'))}/{len(cs)} shapes within {tol_s} of the trial's "
+                   f"{sum(1 for c in cs if c.get('within'))}/{len(cs)} shapes within {tol_s} of the {ref}'s "
                    f"latency, the largest deviation {dev * 100:.2f}%.\n\n" + table(
-                       ["shape", "trial ms", "build.sh ms", "build.sh / trial", f"within {tol_s}", "Good (rebuilt)",
-                        "a0", "r0", "a1", "r1"], rows))
-    srcs = ", ".join(f"`{src.name(k)}`" for k in ("reproduce", "reproduce-eval") if src.data.get(k))
+                       ["shape", f"{ref} ms", "build.sh ms", f"build.sh / {ref}", f"within {tol_s}",
+                        "Good (rebuilt)", "a0", "r0", "a1", "r1"], rows))
+    srcs = ", ".join(f"`{src.name(k)}`" for k in (key, eval_key) if src.data.get(k))
     verdict = {True: "every shape within the tolerance", False: "**not** every shape within the tolerance",
                None: "no overall verdict recorded"}[rec.get("all_within")]
-    return (f"From {srcs} (`{rec.get('command') or '-'}`): {verdict}. Errors a0, r0, a1, r1 are evaluate.py's "
-            "for the rebuilt plan.\n\n" + "\n\n".join(out))
+    libs = ev.get("plugin_libs") or []
+    loaded = ("; evaluate.py loaded the plugin library " + ", ".join(
+        f"`{lib.rsplit('/', 1)[-1]}` (from `{lib.rsplit('/', 1)[0] or '/'}`)" for lib in libs) if libs else "")
+    return (f"From {srcs} (`{rec.get('command') or '-'}`): {verdict}{loaded}. Errors a0, r0, a1, r1 are "
+            "evaluate.py's for the rebuilt plan.\n\n" + "\n\n".join(out))
 
 
 def decoder_study(src: Sources) -> str:
@@ -309,6 +317,7 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            "passes": T.passes(src), "layers": T.layer_table(specs), "accuracy": T.accuracy(src), "diag": T.diag(src),
            "study": T.study(src), "plugins": plugins(src), "plugin-layers": T.layer_table(specs, "plugin-layers"),
            "precision": precision(src), "precision-accuracy": precision_accuracy(src), "reproduce": reproduce(src),
+           "reproduce-plugins": reproduce(src, "reproduce-plugins", "reproduce-plugins-eval"),
            "decoder-study": decoder_study(src), "bugs-found": bugs(src)}
     out.update({f"fig-{n}": T.figure(n, *specs[n]) for n in FIGURES})
     return out

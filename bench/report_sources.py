@@ -116,6 +116,8 @@ FILES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "pareto": (".json", fronts),
     "reproduce": (".json", record("rows", "compare")),
     "reproduce-eval": (".json", evaluate_output),
+    "reproduce-plugins": (".json", record("rows", "compare")),     # the plugins bench's best decoder, rebuilt
+    "reproduce-plugins-eval": (".json", evaluate_output),
     "study": (".json", study_export),                       # the older (November) study export
     "study-decoder-contest": (".json", study_export),       # this session's decoder contest study
     "diag-trt86": (".json", record(dicts=("results",))),

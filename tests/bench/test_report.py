@@ -332,7 +332,8 @@ def test_bug_entries_come_from_the_study_and_the_test_log():
 
 def test_without_the_new_files_their_blocks_say_so(root, capsys):
     pytest.importorskip("matplotlib")
-    for key in ("plugins", "precision", "pareto", "reproduce", "reproduce-eval", "study-decoder-contest"):
+    for key in ("plugins", "precision", "pareto", "reproduce", "reproduce-eval", "study-decoder-contest",
+                "reproduce-plugins", "reproduce-plugins-eval"):
         (results_of(root) / f"{key}-h200.json").unlink()
     (results_of(root) / "plugins-gputests-h200.log").unlink()
     rc, out, _ = run(capsys, "--root", str(root))
@@ -341,5 +342,101 @@ def test_without_the_new_files_their_blocks_say_so(root, capsys):
     assert "not made: bench/results/plugins-h200.json is missing" in block(text, "fig-plugins")
     assert "Not made: bench/results/reproduce-h200.json is missing" in block(text, "reproduce")
     assert "No new failure" in block(text, "bugs-found")
+    assert "Not made: bench/results/reproduce-plugins-h200.json is missing" in block(text, "reproduce-plugins")
+    assert "<!-- n:plugins.parallel -->[not made: bench/results/plugins-h200.json is missing]<!-- /n -->" in text
     assert not (root / FIG_DIR / "plugins.png").exists() and (root / FIG_DIR / "pareto.png").exists()
     assert run(capsys, "--check", "--root", str(root))[0] == 0
+
+
+def test_reproduce_plugins_block_compares_the_bench_with_the_rebuild():
+    text = readme_block("reproduce-plugins")
+    assert "9/12 shapes within 10% of the bench's latency" in text and "**not** every shape" in text
+    assert "`passes fp16 norm32 +ln+lsm contest` of `bench/results/plugins-h200.json`" in text
+    assert "| 1x16 | 1.575 | 1.101 | 0.699 | **no** | Good |" in text and "| sum | 26.140 | 26.467 | 1.013 |" in text
+    assert "loaded the plugin library `libwenet_trt_plugins.so`" in text
+    from bench.report_sources import FILES
+    assert {"reproduce-plugins", "reproduce-plugins-eval"} <= set(FILES)
+
+
+# --- inline numbers in the prose, and no bare measured number outside them ---------------------------
+
+def prose_edit(root: Path, old: str, new: str) -> None:
+    readme = root / "README.md"
+    text = readme.read_text()
+    assert text.count(old) >= 1, old
+    readme.write_text(text.replace(old, new, 1))
+
+
+def test_bare_measured_number_in_prose_fails(root, capsys, hashes_only):
+    prose_edit(root, "## 总述 / Overview\n", "## 总述 / Overview\n\nThe encoder now runs in 12.3 ms.\n")
+    rc, out, _ = run(capsys, "--check", "--root", str(root))
+    assert rc == 1 and "measured-looking number '12.3 ms' outside an inline number" in out, out
+    assert run(capsys, "--root", str(root))[0] == 0          # generating only warns ...
+    assert "12.3 ms" in (root / "README.md").read_text()        # ... and leaves the prose alone
+    assert run(capsys, "--check", "--root", str(root))[0] == 1
+
+
+def test_inline_number_with_a_wrong_value_fails_and_is_rewritten(root, capsys, hashes_only):
+    good = "<!-- n:repro-plugins.bench-sum -->26.14 ms<!-- /n -->"
+    prose_edit(root, good, "<!-- n:repro-plugins.bench-sum -->25.00 ms<!-- /n -->")
+    rc, out, _ = run(capsys, "--check", "--root", str(root))
+    assert rc == 1 and "inline number n:repro-plugins.bench-sum is '25.00 ms', the results give '26.14 ms'" in out
+    pytest.importorskip("matplotlib")
+    assert run(capsys, "--root", str(root))[0] == 0
+    assert (root / "README.md").read_bytes() == (ROOT / "README.md").read_bytes()
+
+
+def test_inline_number_follows_its_result_file(root, capsys, hashes_only):
+    path = results_of(root) / "reproduce-plugins-h200.json"
+    rec = json.loads(path.read_text())
+    rec["compare"][0]["trial_ms"] += 1.0
+    path.write_text(json.dumps(rec))
+    rc, out, _ = run(capsys, "--check", "--root", str(root))
+    assert rc == 1 and "n:repro-plugins.bench-sum is '26.14 ms', the results give '27.14 ms'" in out
+
+
+@pytest.mark.parametrize("marker, message", [
+    ("<!-- n:no.such.key -->1.5 ms<!-- /n -->", "unknown inline number n:no.such.key"),
+    ("<!-- n:layouts.parallel -->4", "malformed inline number"),
+    ("<!-- n:Layouts.Parallel -->4<!-- /n -->", "malformed inline number")])
+def test_unknown_or_malformed_inline_number_fails(root, capsys, hashes_only, marker, message):
+    prose_edit(root, "## 总述 / Overview\n", f"## 总述 / Overview\n\nBuilds at a time: {marker}.\n")
+    rc, out, _ = run(capsys, "--check", "--root", str(root))
+    assert rc == 1 and message in out, out
+    rc, _, err = run(capsys, "--root", str(root))            # generating refuses it: exit 2, one line
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_what_the_prose_rule_lets_through():
+    from bench.report_inline import bare_numbers
+    text = "\n".join([
+        "Good iff a0 < 3.5e-2 and r0 < 2e-4 (the contest's thresholds); shapes 16x256 and 1x16, opt level 3.",
+        "TensorRT 8.6.0 on CUDA 13, Python 3.10; `--trial-timeout 600 s` and `0.30x` in code spans.",
+        "Issue 9's serving target (0.05x the naive sum); <!-- n:layouts.parallel -->4 s<!-- /n --> in a marker.",
+        "", "    python3 -m search tune --time-budget 28800   # 8 h", "",
+        "```yaml", "eps: 1.0e-5   # 12 ms", "```",
+        "<!-- report:x -->", "| 12.3 ms |", "<!-- /report:x -->"])
+    assert bare_numbers(text) == []
+    for bare in ("runs 12.3 ms", "0.30x the naive", "by 12%", "a 133 MiB plan", "took 22 s", "off by 1.9e-6",
+                 "~14 ms", "0.85-0.95x"):
+        found = bare_numbers(f"Prose that {bare}.")
+        assert len(found) == 1 and found[0].startswith("README.md:1: "), (bare, found)
+
+
+def test_every_registered_number_is_in_readme_and_computes():
+    from bench.report_inline import used_keys
+    from bench.report_numbers import NUMBERS, value
+    from bench.report_sources import FILES, load_sources
+    src = load_sources(ROOT / "bench" / "results", "h200")
+    assert used_keys((ROOT / "README.md").read_text()) == set(NUMBERS)
+    for key, n in NUMBERS.items():
+        assert set(n.files) <= set(FILES), key
+        v = value(src, key)
+        assert v and "not made" not in v and "<" not in v and "\n" not in v, (key, v)
+
+
+def test_numbers_listing(capsys):
+    rc, out, _ = run(capsys, "--numbers")
+    assert rc == 0
+    assert "repro-plugins.rebuilt-sum = '26.47 ms'  [bench/results/reproduce-plugins-h200.json]" in out
+    assert "not in README" not in out
