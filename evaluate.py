@@ -123,7 +123,7 @@ def _parse_models(text: str) -> list[str]:
 def _grid(text: str | None, model: str) -> tuple[tuple[int, int], ...] | None:
     """--grid for one model: all / stress / full of its spec, or a BATCHxLENGTH list; None: every judged case found."""
     from workload.cases import parse_cases
-    from workload.data import parse_grid
+    from workload.data import parse_data_grid
 
     spec = registry.get(model)
     named = {"all": spec.grid.judged, "stress": spec.grid.stress, "full": spec.grid.full}
@@ -135,7 +135,7 @@ def _grid(text: str | None, model: str) -> tuple[tuple[int, int], ...] | None:
             raise EvaluateError(f"--grid {key}: workload {model} has no {key} shapes")
         return named[key]
     try:       # WeNet: frames >= 7 (one frame after the subsampling)
-        return parse_grid(text) if model in ("encoder", "decoder") else parse_cases(text)
+        return parse_data_grid(text) if model in ("encoder", "decoder") else parse_cases(text)
     except WorkloadError as exc:
         raise EvaluateError(str(exc)) from None
 

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from scoring.metrics import compare_case, rules
-    from workload.data import parse_grid
+    from workload.data import parse_data_grid
     from workload.shapes import GRID
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.allow_tf32 = False
     torch._dynamo.config.cache_size_limit = 256          # one specialised graph per shape and variant
     data = Path(args.data)
-    grid = parse_grid(args.grid) if args.grid else GRID
+    grid = parse_data_grid(args.grid) if args.grid else GRID
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     record: dict[str, Any] = {**base_record(gpu), "kind": "torch-baselines",

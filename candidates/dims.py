@@ -5,7 +5,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from candidates.graph import const_value, ints, producer
-from candidates.probe import ShapeProbe
+from candidates.shape_probe import ShapeProbe
 
 
 def resolve_reshape_target(reshape: gs.Node, probe: ShapeProbe | None) -> list[gs.Tensor | int] | None:

@@ -6,7 +6,7 @@ never re-uses a graph its old code made. The code hash (`rewrite_code_hash`) cov
 source of every applied pass/plugin module (the file of `get_pass(name).apply`), the
 project modules those import (candidates/, plugins/, workload/, followed through their
 imports, package __init__ files aside), candidates/framework.py and candidates/graph.py,
-and plugins/framework.py when plugins are applied. Beside each prepared
+and plugins/rewrites.py when plugins are applied. Beside each prepared
 `<model>-<key>.onnx` lies `<model>-<key>.json` with the sites each pass rewrote and the
 files the code hash covered. Files are written aside and renamed into place, so
 concurrent trials (one per GPU) never read half a file.

@@ -4,7 +4,7 @@ and plugin-library loading. Importing the package registers the rewrites.
     from plugins import apply_plugins, available_plugins
     model, sites = apply_plugins(model, ["skip_layernorm_plugin"])
 """
-from plugins.framework import (  # noqa: F401
+from plugins.rewrites import (  # noqa: F401
     PLUGIN_DOMAIN,
     apply_plugins,
     available_plugins,

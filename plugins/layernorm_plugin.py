@@ -14,7 +14,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from candidates.graph import Builder, Namer, replace_uses, scope_of
-from plugins.framework import PLUGIN_DOMAIN, register_plugin
+from plugins.rewrites import PLUGIN_DOMAIN, register_plugin
 from plugins.layernorms import find_all_layernorms
 
 CREATOR = ("LayerNorm", "1")

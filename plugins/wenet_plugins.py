@@ -15,8 +15,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from candidates.graph import Builder, Namer, const_value, producer, replace_uses, scope_of
-from candidates.probe import ShapeProbe
-from plugins.framework import PLUGIN_DOMAIN, register_plugin
+from candidates.shape_probe import ShapeProbe
+from plugins.rewrites import PLUGIN_DOMAIN, register_plugin
 from plugins.layernorms import find_all_layernorms
 
 LIBRARY_NAME = "libwenet_trt_plugins.so"

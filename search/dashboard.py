@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from search.errors import SearchError
-from search.objective import artifact_mimetype
+from search.trial_objective import artifact_mimetype
 
 _TRIAL_ARTIFACT = re.compile(r"^/artifacts/(\d+)/(\d+)/([0-9a-fA-F-]+)$")
 

@@ -54,7 +54,7 @@ from workload import registry
 
 from search.errors import SearchError
 from search.guard import guarded
-from search.objective import TrialContext, TrialFailed, TrialObjective, artifact_store
+from search.trial_objective import TrialContext, TrialFailed, TrialObjective, artifact_store
 from search.options import SpaceOptions, TuneOptions
 from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command

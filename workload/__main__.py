@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{m}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
             print(f"exported in {time.perf_counter() - start:.1f} s")
         elif args.command == "data":
-            from workload.data import generate, parse_grid
-            grid = parse_grid(args.grid) if args.grid else shapes.GRID
+            from workload.data import generate, parse_data_grid
+            grid = parse_data_grid(args.grid) if args.grid else shapes.GRID
             written = generate(args.out, grid, args.device, args.seed, _checkpoint(args.checkpoint), config,
                                calibration=not args.no_calibration)
             print(f"wrote {len(written)} files to {args.out}")

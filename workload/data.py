@@ -120,7 +120,7 @@ def make_inputs(model: str, batch: int, frames: int, seed: int = 0, config: Mode
     }
 
 
-def parse_grid(text: str) -> tuple[tuple[int, int], ...]:
+def parse_data_grid(text: str) -> tuple[tuple[int, int], ...]:
     """'1x16,4x64' -> ((1, 16), (4, 64))."""
     cases = []
     for part in text.split(","):

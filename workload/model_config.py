@@ -15,7 +15,7 @@ from workload import shapes
 from workload.errors import WorkloadError
 
 
-class ConfigError(WorkloadError):
+class ModelConfigError(WorkloadError):
     """A ModelConfig whose dimensions do not fit together."""
 
 
@@ -56,7 +56,7 @@ class ModelConfig:
             return cls.aishell()
         if name == "tiny":
             return cls.tiny()
-        raise ConfigError(f"unknown model config {name!r}; expected aishell or tiny")
+        raise ModelConfigError(f"unknown model config {name!r}; expected aishell or tiny")
 
     @property
     def sos(self) -> int:
@@ -75,19 +75,19 @@ class ModelConfig:
         ints = {k: v for k, v in asdict(self).items() if k not in ("name", "ctc_weight")}
         for key, value in ints.items():
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{key}: {value!r} must be a positive integer")
+                raise ModelConfigError(f"{key}: {value!r} must be a positive integer")
         if self.d_model % self.heads:
-            raise ConfigError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+            raise ModelConfigError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
         if self.d_model % 2:
-            raise ConfigError(f"d_model {self.d_model} must be even (sin/cos positional encoding)")
+            raise ModelConfigError(f"d_model {self.d_model} must be even (sin/cos positional encoding)")
         if self.cnn_kernel % 2 == 0:
-            raise ConfigError(f"cnn_kernel {self.cnn_kernel} must be odd (symmetric padding)")
+            raise ModelConfigError(f"cnn_kernel {self.cnn_kernel} must be odd (symmetric padding)")
         if self.subsampled_bins < 1:
-            raise ConfigError(f"feature_dim {self.feature_dim} is too small for the x4 subsampling")
+            raise ModelConfigError(f"feature_dim {self.feature_dim} is too small for the x4 subsampling")
         if self.vocab < 3:
-            raise ConfigError(f"vocab {self.vocab} must leave room for tokens and sos/eos")
+            raise ModelConfigError(f"vocab {self.vocab} must leave room for tokens and sos/eos")
         if self.hyp_len < 2:
-            raise ConfigError(f"hyp_len {self.hyp_len} must hold at least sos and eos")
+            raise ModelConfigError(f"hyp_len {self.hyp_len} must hold at least sos and eos")
 
 
 def default_cmvn(feature_dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from workload.dims import parse_dims
+from workload.dim_expr import parse_dims
 from workload.errors import WorkloadError
 from workload.groups import LayerGroups, parse_groups
 from workload.spec_parts import (DTYPES, METRICS, Axis, CasesSpec, GridSpec, InputSpec, OutputSpec,  # noqa: F401

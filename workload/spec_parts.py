@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workload.dims import Dim
+from workload.dim_expr import Dim
 from workload.errors import WorkloadError
 
 METRICS = ("check", "max")      # scoring.metrics.METRIC_FUNCTIONS implements each (check: the contest's)

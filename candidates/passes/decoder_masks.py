@@ -6,7 +6,7 @@ import onnx_graphsurgeon as gs
 
 from candidates.framework import register_pass
 from candidates.graph import dedup_nodes
-from candidates.probe import ShapeProbe
+from candidates.shape_probe import ShapeProbe
 
 _BROADCASTING = {"GreaterOrEqual", "Greater", "LessOrEqual", "Less", "Equal", "And", "Or", "Xor",
                  "Add", "Sub", "Mul", "Div", "Where"}

@@ -8,7 +8,7 @@ import onnx_graphsurgeon as gs
 
 from candidates.framework import register_pass
 from candidates.graph import Namer, replace_uses, scope_of
-from candidates.probe import ShapeProbe
+from candidates.shape_probe import ShapeProbe
 
 log = logging.getLogger(__name__)
 

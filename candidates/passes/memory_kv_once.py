@@ -6,7 +6,7 @@ import onnx_graphsurgeon as gs
 from candidates.framework import register_pass
 from candidates.graph import Builder, Namer, const_value, only_consumer, producer, replace_uses, scope_of, \
     split_const
-from candidates.probe import ShapeProbe
+from candidates.shape_probe import ShapeProbe
 
 _REPEAT_OPS = ("Expand", "Tile", "Reshape")
 

@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 from candidates.framework import register_pass
 from candidates.dims import resolve_reshape_target
 from candidates.graph import Namer, const_value, producer, scope_of
-from candidates.probe import ShapeProbe
+from candidates.shape_probe import ShapeProbe
 
 
 @register_pass("static_dims")

@@ -5,7 +5,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from candidates.dims import resolve_reshape_target
-from candidates.probe import ShapeProbe
+from candidates.shape_probe import ShapeProbe
 from candidates.framework import register_pass
 from candidates.graph import Builder, Namer, const_value, only_consumer, producer, replace_uses, scope_of, \
     split_const

@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 from onnx import TensorProto, helper
 
 from candidates import apply_passes
-from candidates.probe import ShapeProbe
+from candidates.shape_probe import ShapeProbe
 from ort_check import assert_same_outputs
 
 

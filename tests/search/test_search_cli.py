@@ -201,7 +201,7 @@ def test_dashboard_serves_storage_and_artifacts(work, monkeypatch):
 def test_dashboard_serves_text_artifacts_as_text(work):
     """The middleware types a trial artifact by its file name, also one stored as a download."""
     from search.dashboard import text_artifacts
-    from search.objective import artifact_mimetype
+    from search.trial_objective import artifact_mimetype
     assert tune(work, trials="1") == 0
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     trial = study.trials[0]

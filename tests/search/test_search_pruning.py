@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from engine.config import BuildConfig
 from search.errors import SearchError
-from search.objective import TrialContext, TrialFailed, TrialObjective, artifact_store
+from search.trial_objective import TrialContext, TrialFailed, TrialObjective, artifact_store
 from search.options import TrialOptions
 from search.pruning import StepPercentilePruner, make_pruner
 from search.results import export_study, summary

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from engine.config import BuildConfig, baseline
 from search.errors import NoFeasibleTrial, StorageError
 from search.errors import SearchError
-from search.objective import TrialContext, TrialFailed, TrialObjective, artifact_store
+from search.trial_objective import TrialContext, TrialFailed, TrialObjective, artifact_store
 from search.options import SpaceOptions, StudyOptions, TrialOptions, TuneOptions
 from search.seeds import labelled_seeds
 from search.space import SearchSpace

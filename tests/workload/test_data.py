@@ -8,7 +8,7 @@ from workload_helpers import one_torch_thread, run_ort, run_torch
 
 from workload import shapes
 from workload.data import (CALIBRATION_BATCHES, CALIBRATION_SHAPE, encoder_mask_lengths, generate,
-                           load_calibration, make_inputs, parse_grid)
+                           load_calibration, make_inputs, parse_data_grid)
 from workload.errors import WorkloadError
 from workload.model import build_model
 from workload.model_config import ModelConfig, default_cmvn
@@ -93,11 +93,11 @@ def test_encoder_mask_lengths_are_what_the_encoder_outputs(tiny_model_config):
     np.testing.assert_array_equal(want, np.minimum((lengths + 3) // 4, shapes.encoder_out_len(frames)))
 
 
-def test_parse_grid():
-    assert parse_grid("1x16, 4x64") == ((1, 16), (4, 64))
+def test_parse_data_grid():
+    assert parse_data_grid("1x16, 4x64") == ((1, 16), (4, 64))
     for bad in ("4y3", "1x16,", "0x16", "4x6", "x", ""):
         with pytest.raises(WorkloadError):
-            parse_grid(bad)
+            parse_data_grid(bad)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from workload_helpers import run_torch, torch
 from workload.data import make_inputs
 from workload.errors import WorkloadError
 from workload.model import build_model
-from workload.model_config import ConfigError, ModelConfig
+from workload.model_config import ModelConfigError, ModelConfig
 
 # WeNet's ASRModel keys (conformer encoder, transformer decoder), block index -> {i}.
 WENET_KEY_PATTERNS = {
@@ -106,9 +106,9 @@ def test_tiny_keeps_the_structure(tiny_model_config):
 @pytest.mark.parametrize("kwargs", [dict(d_model=66), dict(cnn_kernel=8), dict(vocab=2), dict(feature_dim=6),
                                     dict(encoder_blocks=0)])
 def test_inconsistent_config_is_rejected(kwargs):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ModelConfigError):
         ModelConfig(**kwargs)
-    assert issubclass(ConfigError, WorkloadError)
+    assert issubclass(ModelConfigError, WorkloadError)
 
 
 def test_encoder_zero_length_row_is_finite_and_rows_are_independent(tiny_model_config):
