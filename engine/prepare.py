@@ -127,7 +127,7 @@ def rewrite_files(passes: list[str], plugins: list[str]) -> list[Path]:
     if plugins:
         import plugins as _registers_plugin_rewrites  # noqa: F401
 
-        roots.append(PROJECT_ROOT / "plugins" / "framework.py")
+        roots.append(PROJECT_ROOT / "plugins" / "rewrites.py")
     for kind, names in ((PASS, passes), (PLUGIN, plugins)):
         for name in names:
             roots.append(Path(inspect.getsourcefile(get_pass(name, kind).apply)))
