@@ -1,6 +1,6 @@
 """README's generated tables and figures, from the committed bench/results/*.json only.
 
-    python3 -m bench.report            # rewrite README's <!-- report:NAME --> blocks and bench/results/figures/
+    python3 -m bench.report            # rewrite README's <!-- report:NAME --> blocks and docs/figures/
     python3 -m bench.report --check    # exit 1, one line per problem, if either differs from what it would make
     python3 -m bench.report --numbers  # every inline number's KEY, value and result file
 

@@ -9,7 +9,7 @@ import statistics
 from bench.report_data import MODELS, Config, Sources, configs, grid, outputs, pick, shape_key, time_ratio
 from scoring.metrics import rules
 
-FIG_DIR = "bench/results/figures"
+FIG_DIR = "docs/figures"
 CAPTIONS = {
     "latency": "Latency per judged shape of the naive engine, the fastest all-Good engine of each harness, "
                "torch eager and torch.compile (log scale; hollow marker = Bad case).",

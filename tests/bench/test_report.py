@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    """A copy of README.md and bench/results."""
+    """A copy of README.md, bench/results and the figures (docs/figures)."""
     shutil.copy2(ROOT / "README.md", tmp_path / "README.md")
     shutil.copytree(ROOT / "bench" / "results", tmp_path / "bench" / "results")
+    shutil.copytree(ROOT / "docs" / "figures", tmp_path / "docs" / "figures")
     return tmp_path
 
 
