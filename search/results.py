@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 import yaml
+from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.config import BuildConfig, ConfigError
@@ -114,7 +115,10 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "prune_reason": t.user_attrs.get("prune_reason"),
         "fail_reason": t.user_attrs.get("fail_reason"),
         "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-        "params": t.params, "user_attrs": t.user_attrs,
+        # a WAITING trial's params are the ones it was enqueued with
+        "params": t.params or t.system_attrs.get("fixed_params", {}), "user_attrs": t.user_attrs,
+        # what `search import` needs to give the trial back to a sampler
+        "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
     })
@@ -122,7 +126,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
 
 def export_study(study: optuna.Study) -> dict[str, Any]:
     return {"study": study.study_name, "model": study.user_attrs.get("model"), "harness": _harness(study),
-            "summary": _plain(summary(study)),
+            "summary": _plain(summary(study)), "user_attrs": _plain(study.user_attrs),
             "trials": [trial_record(t) for t in study.get_trials(deepcopy=False)]}
 
 

@@ -1,0 +1,134 @@
+"""search import: a study exported on one (bare, handed-back) GPU host continues in a new database."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.cli import main
+from search.storage import constraints_func, is_feasible, open_study
+
+FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
+
+
+def _tune(work: Path, trials: str, mode: str = "ok") -> int:
+    return main(["tune", "--work-dir", str(work), "--model", "encoder", "--harness", "contest", "--trials", trials,
+                 "--seed", "0", "--grid", "1x16,4x64", "--no-progress",
+                 "--worker-command", shlex.join([sys.executable, str(FAKE_WORKER), "--fake-mode", mode])])
+
+
+def _export(work: Path, out: Path) -> dict:
+    assert main(["export", "--work-dir", str(work), "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def _study(work: Path) -> optuna.Study:
+    return open_study(f"sqlite:///{work}/study.db", "encoder", "contest", create=False)
+
+
+@pytest.fixture
+def exported(work, tmp_path):
+    assert _tune(work, "4") == 0
+    return tmp_path / "study.json", _export(work, tmp_path / "study.json")
+
+
+def _copy_inputs(work: Path, dest: Path) -> Path:
+    """A second work folder with the same stand-in model and data (the import reads the ONNX)."""
+    import shutil
+
+    shutil.copytree(work, dest, ignore=shutil.ignore_patterns("study.db*", "trials", "artifacts", "plans"))
+    return dest
+
+
+def test_import_restores_every_finished_trial(exported, work, tmp_path, capsys):
+    path, data = exported
+    other = _copy_inputs(work, tmp_path / "other")
+    assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 0
+    assert "4 trials imported, 2 enqueued again" in capsys.readouterr().out     # the seeds not run yet
+    old, new = _study(work), _study(other)
+    pairs = list(zip(old.get_trials(), new.get_trials()))
+    assert len(pairs) == 6
+    assert [t.user_attrs.get("seed") for t in new.get_trials()] == [t.user_attrs.get("seed") for t in old.get_trials()]
+    for a, b in pairs[:4]:
+        assert (a.state, a.value, a.params, a.distributions) == (b.state, b.value, b.params, b.distributions)
+        assert is_feasible(a) == is_feasible(b)
+        assert b.system_attrs["constraints"] == list(constraints_func(a))   # constrained TPE reads this
+        assert b.intermediate_values == a.intermediate_values
+    assert new.user_attrs["seeded"] == old.user_attrs["seeded"]
+    assert new.best_trial.value == old.best_trial.value
+
+
+def test_resumed_study_does_not_rerun_its_seeds(exported, work, tmp_path):
+    path, _ = exported
+    other = _copy_inputs(work, tmp_path / "other")
+    assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 0
+    assert _tune(other, "2") == 0
+    trials = _study(other).get_trials()
+    assert len(trials) == 6 and all(t.state.is_finished() for t in trials)     # the 2 waiting seeds ran
+    new_seeds = [t.user_attrs.get("seed") for t in trials[4:]]
+    ran_before = {t.user_attrs.get("seed") for t in trials[:4]}
+    assert not (set(new_seeds) & ran_before - {None})
+
+
+def test_old_export_without_distributions_is_replayed_through_the_space(exported, work, tmp_path, capsys):
+    path, data = exported
+    for t in data["studies"][0]["trials"]:
+        del t["distributions"]
+    path.write_text(json.dumps(data))
+    other = _copy_inputs(work, tmp_path / "other")
+    assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 0
+    for a, b in zip(_study(work).get_trials(), _study(other).get_trials()):
+        assert a.distributions == b.distributions
+
+
+def test_waiting_trials_are_enqueued_again(work, tmp_path, capsys):
+    assert main(["plan", "--work-dir", str(work), "--model", "encoder", "--harness", "contest",
+                 "--plan", "ablation"]) == 0
+    data = _export(work, tmp_path / "study.json")
+    waiting = [t for t in data["studies"][0]["trials"] if t["state"] == "WAITING"]
+    assert waiting and all(t["params"] for t in waiting)
+    other = _copy_inputs(work, tmp_path / "other")
+    assert main(["import", str(tmp_path / "study.json"), "--work-dir", str(other), "--model", "encoder"]) == 0
+    again = _study(other).get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs.get("plan") for t in again] == [t["user_attrs"].get("plan") for t in waiting]
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [ln for ln in err if ln.startswith("error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_import_into_a_study_with_trials_is_refused(exported, work, capsys):
+    path, _ = exported
+    assert main(["import", str(path), "--work-dir", str(work), "--model", "encoder"]) == 2
+    assert "already has trials" in _one_error(capsys)
+
+
+def test_params_outside_the_space_write_nothing(exported, work, tmp_path, capsys):
+    path, data = exported
+    for t in data["studies"][0]["trials"]:
+        del t["distributions"]
+        t["params"]["pass.no_such_pass"] = True
+    path.write_text(json.dumps(data))
+    other = _copy_inputs(work, tmp_path / "other")
+    assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 2
+    assert "not in this search space" in _one_error(capsys)
+    assert not (other / "study.db").exists()
+
+
+@pytest.mark.parametrize("text,match", [
+    ("{not json", "cannot read export"),
+    ('{"studies": 3}', "not a `search export` file"),
+    ('{"studies": [{"model": "decoder", "harness": "contest", "trials": []}]}', "no study of the requested"),
+])
+def test_bad_export_files(text, match, work, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    assert main(["import", str(bad), "--work-dir", str(work), "--model", "encoder"]) == 2
+    assert match in _one_error(capsys)
