@@ -14,7 +14,8 @@
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
-# GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once).
+# GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (a committed
+# study export the `study` step resumes), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE.
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -37,8 +38,9 @@ wait_for() {   # wait_for FILE SECONDS: until FILE exists
   done
 }
 
-collect() {   # results + a consistent copy of the study database -> $OUT (8 files at most)
-  cp -f "$RESULTS"/*.json "$RESULTS"/*.png "$OUT"/ 2>/dev/null
+collect() {   # results + a consistent copy of the study database -> $OUT (8 files at most: tarred)
+  (cd "$RESULTS" && ls ./*.json ./*.png ./*.log >/dev/null 2>&1 &&
+     tar czf "$OUT/results.tgz" --ignore-failed-read ./*.json ./*.png ./*.log 2>/dev/null)
   if [ -f "$WORK/study.db" ]; then
     python3 -c "import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); s.backup(d)" \
       "$WORK/study.db" "$OUT/study.db"
@@ -79,6 +81,7 @@ step() {
       TRT_INCLUDE="$REPO/.gpu/tensorrt-include" TRT_LIB="$SP/tensorrt" OUT="$WORK/plugins" \
         bash plugins/build_plugins.sh 2>&1 | tail -3
       [ -f "$PLUGIN_LIB" ] || { echo "error: no $PLUGIN_LIB"; return 1; }
+      [ "${PLUGIN_TESTS:-1}" = 1 ] || return 0       # PLUGIN_TESTS=0: the library only (tests ran before)
       (. /root/rig/env.sh && WENET_TRT_PLUGIN_LIB="$PLUGIN_LIB" timeout 420 python3.10 -m pytest -q -m gpu \
          tests/plugins -p no:cacheprovider > "$RESULTS/plugins-gputests.log" 2>&1) &
       echo "plugin GPU tests started (results/plugins-gputests.log)" ;;
@@ -92,6 +95,10 @@ step() {
     study)  # one model's study on one harness: seeds, a precision plan, then TPE, for TUNE_S seconds
       wait_for "$WORK/data/.complete" 600 || return 1
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
+      # IMPORT_JSON: an earlier session's committed export goes on as the same study (search import)
+      if [ -n "${IMPORT_JSON:-}" ] && [ ! -f "$WORK/study.db" ]; then
+        trt -m search import "$IMPORT_JSON" "${S[@]}" || return 1
+      fi
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" --trial-timeout 400 --no-progress \
@@ -105,6 +112,32 @@ step() {
       trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
     diag) trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-$GPU_SLUG.json" ;;
+    diag-all)  # issue 15's bug reproductions on this rig (cuDNN present): the graph cases, then the aborts again
+      wait_for "$WORK/onnx/.complete" 900 || return 1
+      trt bench/diag/trt86_graphs.py --work "$WORK" --json "$RESULTS/diag-graphs-$GPU_SLUG.json" \
+        > "$RESULTS/diag-graphs.log" 2>&1; tail -12 "$RESULTS/diag-graphs.log" | cut -c1-240
+      trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-cudnn-$GPU_SLUG.json" | cut -c1-200 ;;
+    own-workload)  # issue 14: the README's own-model example (examples/tinycnn) tuned for real, then rebuilt
+      OW=$WORK/own; mkdir -p "$OW"; cp examples/tinycnn/tinycnn.yaml "$OW/"
+      python3 examples/tinycnn/export_tinycnn.py --out "$OW/tinycnn.onnx" 2>&1 | tail -1
+      W=(--workload "$OW/tinycnn.yaml"); T=(--work-dir "$OW/work" --harness "${OWN_HARNESS:-serving}")
+      trt -m workload cases "${W[@]}" | tail -1
+      trt -m search tune "${W[@]}" "${T[@]}" --trials "${OWN_TRIALS:-10}" --trial-timeout 300 --no-progress \
+        2>&1 | tee -a "$RESULTS/own-workload.log" | grep -v '^\['
+      trt -m search export "${W[@]}" --work-dir "$OW/work" --out "$RESULTS/own-workload-$GPU_SLUG.json"
+      trt -m search freeze "${W[@]}" "${T[@]}" --out "$OW/configs"
+      SP=/root/.pyenv/versions/3.10.13/lib/python3.10/site-packages
+      (. /root/rig/env.sh && PYTHON=python3.10 WORK="$OW/work" CONFIG_DIR="$OW/configs" OUT_DIR="$OW/best" \
+        BUILD_PLUGINS=off WORKLOAD="$OW/tinycnn.yaml" bash build.sh) >> "$RESULTS/own-workload.log" 2>&1
+      trt evaluate.py "${W[@]}" --plan "$OW/best/tinycnn.plan" --no-cwd-plugins --no-progress \
+        --harness "${OWN_HARNESS:-serving}" --json "$RESULTS/own-workload-eval-$GPU_SLUG.json" | tail -8 ;;
+    layout-rerun)  # issue 14's check: two decoder layouts again, against the committed layouts file
+      wait_for "$WORK/data/.complete" 900 || return 1
+      trt bench/layouts.py --work "$WORK" --out "$WORK/rerun" --models decoder --only "naive fp32,per_batch fp32" \
+        --parallel 2 > "$RESULTS/layout-rerun.log" 2>&1
+      python3 bench/rerun_compare.py --rerun "$WORK/rerun/layouts-$GPU_SLUG.json" \
+        --baseline bench/results/layouts-$GPU_SLUG.json --note "${RERUN_NOTE:-}" \
+        --out "$RESULTS/layouts-rerun-${RERUN_TAG:-main}-$GPU_SLUG.json" ;;
     caches)  # timing caches and the study of an earlier session (carried in as .carry/) -> $WORK
       for f in .carry/timing-*.cache; do
         [ -f "$f" ] || continue

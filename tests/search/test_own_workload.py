@@ -27,49 +27,18 @@ FAKE_TRT_WORKER = Path(__file__).with_name("fake_trt_worker.py")
 ENGINE_TESTS = ROOT / "tests" / "engine"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")   # torch: the TorchScript exporter
 
-SPEC = """\
-# A model of our own: the README's "Tune your own ONNX model" example.
-name: tinycnn
-description: 1-D CNN over feature sequences (conv, SiLU, conv, mean over time, classifier)
-onnx: tinycnn.onnx                      # relative to this file
-batch: {min: 1, max: 4}
-length: {min: 8, max: 32}               # time steps
-inputs:
-  - {name: x, dtype: float32, dims: [batch, 8, length], random: {normal: [0.0, 1.0]}}
-outputs:
-  - {name: probs, dims: [batch, 10], metric: check, eps: 1.0e-5, max_abs: 1.0e-3, max_rel: 1.0e-3}
-  - {name: features, dims: [batch, 16, length], metric: max, max_abs: 1.0e-2}
-cases: {folder: cases, generate: true, seed: 3, calibration_batches: 2}
-grid: {batches: [1, 4], lengths: [8, 32]}
-contest_loop: {warmup: 1, runs: 3}
-"""
+EXAMPLE = ROOT / "examples" / "tinycnn"
+SPEC = (EXAMPLE / "tinycnn.yaml").read_text()           # the README's example, as committed
 
 
 def export_tinycnn(path: Path) -> Path:
-    torch = pytest.importorskip("torch")
-    nn = torch.nn
-
-    class TinyCNN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv1d(8, 16, 3, padding=1)
-            self.conv2 = nn.Conv1d(16, 16, 3, padding=1)
-            self.w = nn.Parameter(torch.randn(16, 10) * 0.3)
-            self.b = nn.Parameter(torch.randn(10) * 0.1)
-
-        def forward(self, x):
-            h = self.conv1(x)
-            h = h * torch.sigmoid(h)
-            features = self.conv2(h)
-            logits = torch.matmul(features.mean(dim=2), self.w) + self.b
-            return torch.softmax(logits, dim=-1), features
-
-    torch.manual_seed(0)
-    model = TinyCNN().eval()
-    torch.onnx.export(model, (torch.randn(2, 8, 12),), str(path), input_names=["x"],
-                      output_names=["probs", "features"], opset_version=17, dynamo=False,
-                      dynamic_axes={"x": {0: "B", 2: "T"}, "probs": {0: "B"}, "features": {0: "B", 2: "T"}})
-    return path
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        from export_tinycnn import export_tinycnn as export
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    return export(path)
 
 
 @pytest.fixture
