@@ -45,10 +45,10 @@ def environment() -> dict[str, Any]:
     """GPU name and TensorRT version (best effort: evaluation never fails for want of them)."""
     env: dict[str, Any] = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     try:
-        from engine.trt_compat import import_tensorrt
-        from engine.cuda_runtime import gpu_name
-        env["tensorrt"] = str(import_tensorrt().__version__)
-        env["gpu"] = gpu_name()
+        from engine.backend import get_backend
+        backend = get_backend()
+        env["tensorrt"] = backend.version()
+        env["gpu"] = backend.gpu_name()
     except Exception as exc:
         env.setdefault("tensorrt", None)
         env["gpu"] = f"unknown ({type(exc).__name__})"

@@ -138,11 +138,11 @@ def _cmd_check(args) -> int:
 
 def _cmd_build(args) -> int:
     from engine.build import build_engine
+    from engine.backend import get_backend
     from engine.prepare import prepare_onnx
-    from engine.trt_compat import import_tensorrt
 
     config, calibration, log_path = _checked(args)
-    import_tensorrt()                       # before anything is written
+    get_backend().version()                 # TensorRTMissing before anything is written
     out = Path(args.out)
     t0 = time.monotonic()
     prepared = prepare_onnx(args.onnx, config, Path(args.work_dir) / "prepared")
@@ -190,16 +190,16 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_probe(args) -> int:
-    from engine.cuda_runtime import cuda_api
+    from engine.backend import get_backend
     from engine.probe import run_probe
-    from engine.trt_compat import import_tensorrt
     from workload.outputs import check_output_dir, check_output_file
 
     check_output_file(args.json, "probe results")
     if args.keep:
         check_output_dir(args.keep, "--keep folder")
-    import_tensorrt()                       # without TensorRT every feature would FAIL: say so once
-    cuda_api()
+    backend = get_backend()                 # without TensorRT every feature would FAIL: say so once
+    backend.version()
+    backend.device()
 
     results = run_probe(args.json, keep=args.keep, only=args.only)
     return 0 if all(r["status"] != "FAIL" for r in results) else 1

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from engine.errors import CalibrationError, InputError, first_line
-from engine.runtime import cast_feed
+from engine.feeds import cast_feed
 from engine.settings import CALIBRATOR_CLASSES
 
 log = logging.getLogger("engine")
@@ -58,10 +58,7 @@ class CalibrationSet:
         from workload.data import load_calibration
         from workload.errors import WorkloadError
 
-        path = Path(path)
-        if not path.is_file():
-            raise CalibrationError(f"calibration file {path} does not exist (write it with "
-                                   f"`python -m workload data`)")
+        path = check_calibration_file(path)
         try:
             batches = load_calibration(path)
         except (WorkloadError, OSError, ValueError) as exc:
@@ -70,6 +67,13 @@ class CalibrationSet:
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def check_calibration_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"calibration file {path} does not exist (write it with `python -m workload data`)")
+    return path
 
 
 def calibration_cache_name(onnx_path: Path, algorithm: str, data_path: Path) -> Path:

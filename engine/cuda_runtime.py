@@ -130,6 +130,23 @@ class CudaApi:
             pass
         self.rt.cudaGetLastError()
 
+    def self_test(self) -> str:
+        """A bad device is a CudaError with its name; then malloc/free/stream/event work (the probe's check)."""
+        try:
+            self.call("cudaSetDevice", 9999)
+        except CudaError as exc:
+            self.rt.cudaGetLastError()            # clear it: TensorRT must not see a stale error later
+            ptr = self.malloc(1024)
+            self.free(ptr)
+            stream = self.stream_create()
+            ev = self.event_create()
+            self.event_record(ev, stream)
+            self.event_sync(ev)
+            self.event_destroy(ev)
+            self.stream_destroy(stream)
+            return f"bad device -> {exc}; malloc/free/stream/event ok"
+        raise AssertionError("cudaSetDevice(9999) did not fail")
+
     def device_name(self, device: int | None = None) -> str:
         if device is None:
             device = int(self.call("cudaGetDevice"))

@@ -1,8 +1,8 @@
 """The engine inspector's per-layer JSON and what it says about precisions.
 
-`inspect_plan` / `inspect_serialized` need TensorRT (IEngineInspector,
-LayerInformationFormat.JSON; the engine must be built with ProfilingVerbosity.DETAILED
-for more than layer names). Everything else parses the JSON and is CPU-testable.
+`inspect_plan` asks the backend (TensorRT: IEngineInspector, LayerInformationFormat.JSON;
+the engine must be built with ProfilingVerbosity.DETAILED for more than layer names).
+Everything else parses the JSON and is CPU-testable.
 
 The JSON (TensorRT 8.6, DETAILED) is {"Layers": [...], "Bindings": [...]}; a layer is
 {"Name", "LayerType", "Inputs": [{"Name", "Location", "Dimensions", "Format/Datatype"}],
@@ -33,54 +33,16 @@ _NAME_SPLIT = re.compile(r"\.\.\.|[\s,()\[\]{}+]+")
 _MATRIX_WORDS = ("gemm", "matrixmultiply", "convolution", "fullyconnected")
 
 
-# --- TensorRT side ------------------------------------------------------------------------
-def engine_information(engine: Any, trt: Any) -> dict[str, Any]:
-    """The inspector's JSON of a deserialized engine, parsed."""
-    if not hasattr(engine, "create_engine_inspector"):
-        raise EngineError("this TensorRT has no engine inspector (ICudaEngine.create_engine_inspector)")
-    inspector = engine.create_engine_inspector()
-    if inspector is None:
-        raise EngineError("create_engine_inspector returned nothing")
-    text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    try:
-        # TensorRT 8.6 writes raw control characters (newlines of Myelin node names) inside
-        # strings ("Invalid control character" on the H200): accept them.
-        info = json.loads(text, strict=False)
-    except ValueError as exc:
-        raise EngineError(f"the inspector's JSON does not parse: {first_line(exc)}") from None
-    if isinstance(info, list):              # be lenient: a bare layer list
-        info = {"Layers": info}
-    return info
-
-
-def inspect_serialized(blob: bytes, *, trt: Any = None, path: str | Path = "the engine") -> dict[str, Any]:
-    """Deserialize a plan held in memory and return its layer information."""
-    from engine.plan_file import deserialize
-    from engine.trt_compat import get_logger, import_tensorrt
-
-    trt = trt or import_tensorrt()
-    logger = get_logger(trt)
-    runtime = trt.Runtime(logger)
-    engine = deserialize(trt, runtime, logger, blob, path)
-    try:
-        return engine_information(engine, trt)
-    finally:
-        del engine, runtime
-
-
+# --- through the backend -----------------------------------------------------------------
 def inspect_plan(plan_path: str | Path, plugin_libs: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Layer information of an engine file (plugin libraries loaded first, as at run time)."""
-    from engine.trt_compat import get_logger, import_tensorrt
-
+    from engine.backend import get_backend
     from engine.plan_file import check_plan_file
 
     path = check_plan_file(plan_path)
-    trt = import_tensorrt()
-    from plugins.library import init_builtin_plugins, load_plugin_libraries
-
-    load_plugin_libraries(plugin_libs)
-    init_builtin_plugins(get_logger(trt))
-    return inspect_serialized(path.read_bytes(), trt=trt, path=path)
+    backend = get_backend()
+    backend.load_plugins(plugin_libs)
+    return backend.inspect(path.read_bytes(), path)
 
 
 # --- parsing (CPU) -----------------------------------------------------------------------

@@ -14,27 +14,18 @@ from typing import Any, Mapping
 
 def layer_times(runner, feeds: Mapping[str, Any], runs: int = 10) -> dict[str, float]:
     """Mean ms per layer over `runs` plain enqueues (no CUDA graph: the profiler needs enqueues)."""
-    trt = runner.trt
     totals: dict[str, float] = defaultdict(float)
 
-    class Profiler(trt.IProfiler):
-        def __init__(self) -> None:
-            trt.IProfiler.__init__(self)
-
-        def report_layer_time(self, layer_name: str, ms: float) -> None:
-            totals[layer_name] += float(ms)
+    def add(layer_name: str, ms: float) -> None:
+        totals[layer_name] += ms
 
     # The runner's own preparation (profile choice, padding, buffers): same path as its timings.
     slot, _ = runner._prepare(feeds)
-    profiler = Profiler()
-    slot.context.profiler = profiler
+    slot.context.set_profiler(add)
     try:
         for _ in range(runs):
             runner._enqueue(slot)
             runner.cuda.stream_sync(runner.stream)
     finally:
-        try:                        # later enqueues of this context run unprofiled (fast) again
-            slot.context.profiler = None
-        except (TypeError, ValueError):
-            pass
+        slot.context.set_profiler(None)       # later enqueues of this context run unprofiled (fast) again
     return {name: ms / runs for name, ms in sorted(totals.items(), key=lambda kv: -kv[1])}

@@ -12,7 +12,7 @@ What the key covers (`plan_key`; the inputs stay in the sidecar JSON, `material`
   - every BuildConfig field (`BuildConfig.to_dict()`: a field added later is covered without
     touching this module) and what of the workload spec decides a build (its input dims and
     ranges, default buckets, layer groups: `Workload.build_material()`),
-  - the TensorRT version and the GPU name (engine.trt_compat supplies them; the key is refused
+  - the TensorRT version and the GPU name (the backend supplies them; the key is refused
     for an unreadable GPU name rather than shared between GPUs),
   - the content hash of every plugin library, in load order, and of the calibration data when
     the config uses INT8,
@@ -46,9 +46,9 @@ PLAN_CACHE_VERSION = 1
 ENGINE_DIR = Path(__file__).resolve().parent
 # The modules that decide what a BuildConfig builds (flags, profiles, per-layer precision,
 # calibration): an edit to one of them makes every stored plan stale.
-BUILDER_MODULES = ("build.py", "settings.py", "precision.py", "profiles.py", "layer_groups.py",
-                   "calibrator.py", "config.py")
-UNKNOWN_GPU = "unknown GPU"          # engine.trt_compat.gpu_name() when it cannot read the name
+BUILDER_MODULES = ("build.py", "trt_build.py", "build_report.py", "settings.py", "precision.py", "profiles.py",
+                   "layer_groups.py", "calibrator.py", "config.py")
+UNKNOWN_GPU = "unknown GPU"          # the backend's gpu_name() when it cannot read the name
 GIB = 1 << 30
 
 
@@ -105,11 +105,11 @@ def plan_key(source_onnx: str | Path, prepared_onnx: str | Path, config: BuildCo
 
 
 def tensorrt_and_gpu() -> tuple[str, str]:
-    """(TensorRT version, GPU name) of this process, from engine.trt_compat (imported here, lazily)."""
-    from engine.trt_compat import import_tensorrt
-    from engine.cuda_runtime import gpu_name
+    """(TensorRT version, GPU name) of this process, from the backend (engine.backend, imported here, lazily)."""
+    from engine.backend import get_backend
 
-    return str(getattr(import_tensorrt(), "__version__", "")), gpu_name()
+    backend = get_backend()
+    return backend.version(), backend.gpu_name()
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:

@@ -135,19 +135,18 @@ def run_probe(json_path: str | Path, keep: str | Path | None = None, only: str |
 
 
 def _run(p: Probe) -> None:  # noqa: C901 (one flat list of features reads best)
-    from engine.errors import CudaError, InputError, PlanError
-    from engine.trt_compat import capabilities, import_tensorrt
-    from engine.cuda_runtime import cuda_api
+    from engine.backend import get_backend
+    from engine.errors import InputError, PlanError
+
+    backend = get_backend()
+    capabilities = backend.capabilities
 
     # --- environment ---
     def env():
-        trt = import_tensorrt()
-        cuda = cuda_api()
-        rt_ver = cuda.call("cudaRuntimeGetVersion")
-        drv_ver = cuda.call("cudaDriverGetVersion")
-        p.meta.update(tensorrt=trt.__version__, cuda_python=cuda.flavor, gpu=cuda.device_name(),
-                      cuda_runtime=rt_ver, cuda_driver=drv_ver)
-        return f"TensorRT {trt.__version__}, {cuda.flavor}, {p.meta['gpu']}, runtime {rt_ver}, driver {drv_ver}"
+        e = backend.environment()
+        p.meta.update(e)
+        return (f"TensorRT {e['tensorrt']}, {e['cuda_python']}, {e['gpu']}, runtime {e['cuda_runtime']}, "
+                f"driver {e['cuda_driver']}")
     p.feature("env", env)
 
     def caps():
@@ -159,29 +158,12 @@ def _run(p: Probe) -> None:  # noqa: C901 (one flat list of features reads best)
     p.feature("capabilities", caps)
 
     def cuda_errors():
-        cuda = cuda_api()
-        try:
-            cuda.call("cudaSetDevice", 9999)
-        except CudaError as exc:
-            cuda.rt.cudaGetLastError()            # clear it: TensorRT must not see a stale error later
-            ptr = cuda.malloc(1024)
-            cuda.free(ptr)
-            stream = cuda.stream_create()
-            ev = cuda.event_create()
-            cuda.event_record(ev, stream)
-            cuda.event_sync(ev)
-            cuda.event_destroy(ev)
-            cuda.stream_destroy(stream)
-            return f"bad device -> {exc}; malloc/free/stream/event ok"
-        raise AssertionError("cudaSetDevice(9999) did not fail")
+        return backend.device().self_test()
     p.feature("cuda.calls", cuda_errors)
 
     def plugins():
-        from engine.trt_compat import get_logger
-        from plugins.library import init_builtin_plugins, plugin_creators
-
-        init_builtin_plugins(get_logger())
-        creators = plugin_creators()
+        backend.load_plugins(())
+        creators = backend.plugin_creators()
         p.meta["plugin_creators"] = [list(c) for c in creators]
         names = {c[0] for c in creators}
         return f"{len(creators)} creators; CustomSkipLayerNormPluginDynamic {'CustomSkipLayerNormPluginDynamic' in names}"

@@ -1,9 +1,8 @@
 """Run an engine by tensor name: TrtRunner(plan, harness).infer(feeds) and .measure(feeds).
 
-Uses only the API TensorRT 8.6, 10 and 11 share: named I/O tensors
-(num_io_tensors, get_tensor_name/mode/dtype), get_tensor_profile_shape,
-set_optimization_profile_async, set_input_shape, set_tensor_address,
-execute_async_v3; CUDA (and CUDA graphs) through cuda-python.
+Talks to engine.backend only: the backend's Engine (I/O tensors, profiles, a
+context per profile) and Device (memory, streams, events, CUDA graphs; the
+TensorRT backend's is cuda-python, engine/cuda_runtime.py).
 
 The harness (engine/harness.py) decides how: "contest" runs profile 0 on one
 context, synchronously, timed with time_ns (the organisers' loop); "serving"
@@ -27,7 +26,7 @@ import numpy as np
 from engine.errors import CudaError, InferenceError, InputError, PlanError, first_line
 from engine.feeds import cast_feed, check_feed_names, check_rank, choose_profile, summarize_ms  # noqa: F401
 from engine.harness import HARNESSES, Harness
-from engine.plan_file import check_plan_file, deserialize
+from engine.plan_file import check_plan_file
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -61,39 +60,22 @@ class TrtRunner:
 
     def __init__(self, plan_path: str | Path, plugin_libs: Sequence[str | Path] = (),
                  harness: Harness | None = None, pad=None) -> None:
-        from engine.trt_compat import get_logger, import_tensorrt
-        from engine.cuda_runtime import cuda_api
+        from engine.backend import get_backend
 
         self._closed = True
-        trt = import_tensorrt()
-        self.trt = trt
-        self.cuda = cuda_api()
+        self.backend = get_backend()
+        self.cuda = self.backend.device()
         self.harness = harness or HARNESSES["contest"]
         self.pad = pad if self.harness.select_profiles else None
         path = check_plan_file(plan_path)
-        from plugins.library import init_builtin_plugins, load_plugin_libraries
-
-        logger = get_logger(trt)
-        load_plugin_libraries(plugin_libs)
-        init_builtin_plugins(logger)
+        self.backend.load_plugins(plugin_libs)
         self.plan_path = path
-        self.runtime = trt.Runtime(logger)
-        self.engine = deserialize(trt, self.runtime, logger, path.read_bytes(), path)
-        self.input_names: list[str] = []
-        self.output_names: list[str] = []
-        self.dtypes: dict[str, np.dtype] = {}
-        input_mode = trt.TensorIOMode.INPUT
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            (self.input_names if self.engine.get_tensor_mode(name) == input_mode else self.output_names).append(name)
-            self.dtypes[name] = _np_dtype(trt, self.engine.get_tensor_dtype(name))
-        for name in self.input_names:
-            if hasattr(self.engine, "is_shape_inference_io") and self.engine.is_shape_inference_io(name):
-                raise PlanError(f"input {name} is a shape tensor; TrtRunner feeds execution tensors only")
-        count = int(getattr(self.engine, "num_optimization_profiles", 1))
-        self.profiles: list[dict[str, tuple]] = [
-            {n: tuple(tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(n, k))
-             for n in self.input_names} for k in range(count)]
+        self.engine = self.backend.load(path.read_bytes(), path)
+        self.input_names = [t.name for t in self.engine.tensors if t.is_input]
+        self.output_names = [t.name for t in self.engine.tensors if not t.is_input]
+        self.dtypes: dict[str, np.dtype] = {t.name: t.dtype for t in self.engine.tensors}
+        self._shapes = {t.name: t.shape for t in self.engine.tensors}
+        self.profiles: list[dict[str, tuple]] = self.engine.profiles
         self.stream = self.cuda.stream_create()
         self._slots: dict[int, _Slot] = {}
         self._events: tuple[Any, Any] | None = None
@@ -103,7 +85,7 @@ class TrtRunner:
 
     # --- introspection ---
     def engine_shape(self, name: str) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.engine.get_tensor_shape(name))
+        return self._shapes[name]
 
     def profile_shape(self, name: str, profile: int = 0) -> tuple[tuple[int, ...], ...]:
         """(min, opt, max) of an input in a profile."""
@@ -121,22 +103,7 @@ class TrtRunner:
         slot = self._slots.get(profile)
         if slot is not None:
             return slot
-        context = self.engine.create_execution_context()
-        if context is None:
-            raise PlanError(f"cannot create an execution context for {self.plan_path} (out of GPU memory?)")
-        if profile != 0 or self.num_profiles > 1:
-            from engine.trt_compat import get_logger
-            sink = get_logger(self.trt).sink
-            sink.clear_errors()
-            try:
-                ok = context.set_optimization_profile_async(profile, self.cuda.handle(self.stream))
-            except RuntimeError:          # the Python binding raises where the C++ call returns false
-                ok = False
-            self.cuda.stream_sync(self.stream)
-            if ok is False:
-                errors = " | ".join(sink.last_errors(2))
-                raise PlanError(f"{self.plan_path.name}: TensorRT refused optimization profile {profile}"
-                                + (f": {errors}" if errors else ""))
+        context = self.engine.create_context(profile, self.stream)   # PlanError when refused
         slot = _Slot(context=context, profile=profile)
         # Buffers for the profile's largest shapes, allocated once: a captured graph keeps their
         # addresses, so they must never move.
@@ -146,14 +113,14 @@ class TrtRunner:
         sizes = {name: int(np.prod(self.profiles[profile][name][2], dtype=np.int64)) * self.dtypes[name].itemsize
                  for name in self.input_names}
         for name in self.output_names:
-            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            shape = context.output_shape(name)
             if any(d < 0 for d in shape):
                 raise PlanError(f"output {name} has no static shape ({list(shape)}) at profile {profile}'s maximum")
             sizes[name] = int(np.prod(shape, dtype=np.int64)) * self.dtypes[name].itemsize
         for name, nbytes in sizes.items():
             slot.buffers[name] = self.cuda.malloc(max(nbytes, 256))
             slot.capacity[name] = max(nbytes, 256)
-            context.set_tensor_address(name, slot.buffers[name])
+            context.set_address(name, slot.buffers[name])
         self._slots[profile] = slot
         return slot
 
@@ -195,7 +162,7 @@ class TrtRunner:
         slot.shapes = tuple((n, tuple(arrays[n].shape)) for n in self.input_names)
         self._out_shapes = {}
         for name in self.output_names:
-            shape = tuple(int(d) for d in slot.context.get_tensor_shape(name))
+            shape = slot.context.output_shape(name)
             if any(d < 0 for d in shape):
                 raise InferenceError(f"output {name} has no static shape ({list(shape)}) after setting the inputs")
             self._out_shapes[name] = shape
@@ -203,9 +170,8 @@ class TrtRunner:
         return slot, true_shapes
 
     def _enqueue(self, slot: _Slot) -> None:
-        if not slot.context.execute_async_v3(self.cuda.handle(self.stream)):
-            from engine.trt_compat import get_logger
-            errors = " | ".join(get_logger(self.trt).sink.last_errors(2))
+        if not slot.context.execute(self.stream):
+            errors = " | ".join(self.backend.sink.last_errors(2))
             raise InferenceError("execute_async_v3 returned False" + (f": {errors}" if errors else ""))
 
     def _outputs(self, slot: _Slot) -> dict[str, np.ndarray]:
@@ -244,14 +210,13 @@ class TrtRunner:
             return slot.graphs[key]
         if key in slot.no_graph:
             return None
-        from engine.trt_compat import get_logger
-        sink = get_logger(self.trt).sink
+        sink = self.backend.sink
         self._enqueue(slot)                         # warm: TensorRT sets up this shape outside the capture
         expected = self._outputs(slot)
         sink.clear_errors()
         try:
             self.cuda.begin_capture(self.stream)
-            ok = bool(slot.context.execute_async_v3(self.cuda.handle(self.stream)))
+            ok = bool(slot.context.execute(self.stream))
             graph = self.cuda.end_capture(self.stream)
             if not ok:
                 self.cuda.graph_destroy(graph)
@@ -348,8 +313,7 @@ class TrtRunner:
         for slot in self._slots.values():
             slot.context = None
         self._slots.clear()
-        self.engine = None
-        self.runtime = None
+        self.engine.close()
 
     def __enter__(self) -> "TrtRunner":
         return self
@@ -369,16 +333,3 @@ def _quietly(fn, *args) -> None:
         fn(*args)
     except Exception:
         pass
-
-
-def _np_dtype(trt: Any, dtype: Any) -> np.dtype:
-    """numpy dtype of a TensorRT DataType (trt.nptype, with a fallback by member name)."""
-    try:
-        return np.dtype(trt.nptype(dtype))
-    except Exception:
-        name = getattr(dtype, "name", str(dtype).split(".")[-1])
-        table = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
-                 "UINT8": np.uint8, "INT64": np.int64}
-        if name not in table:
-            raise PlanError(f"engine tensor dtype {name} has no numpy equivalent") from None
-        return np.dtype(table[name])

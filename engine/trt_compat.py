@@ -10,16 +10,12 @@ and builder properties (IProgressMonitor only from 10).
 """
 from __future__ import annotations
 
-import collections
 import logging
-import sys
 import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from engine.errors import TensorRTMissing, first_line
+from engine.log_sink import process_sink
 from engine.settings import CONFIG_ATTRS, Capabilities
 
 log = logging.getLogger("engine")
@@ -139,71 +135,18 @@ def host_bytes(buffer: Any) -> bytes:
 # --- logging ----------------------------------------------------------------------
 # TensorRT keeps the first logger it is given for process-wide messages, and a
 # Python logger object must outlive every builder/runtime that uses it: one
-# process-wide instance, whose file can be switched per build.
+# process-wide instance feeding engine.log_sink's sink, whose file can be switched per build.
 _LOGGER = None
 _LOGGER_LOCK = threading.Lock()
-SEVERITY_NAMES = {0: "INTERNAL_ERROR", 1: "ERROR", 2: "WARNING", 3: "INFO", 4: "VERBOSE"}
-
-
-class _LogSink:
-    """The Python side of the TensorRT logger (no TensorRT needed: testable on CPU)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.file = None
-        self.file_level = 3            # INFO and more severe go to the file
-        self.echo_level = 2            # WARNING and more severe go to stderr when no file is open
-        self.recent_errors: collections.deque[str] = collections.deque(maxlen=20)
-
-    def write(self, level: int, msg: str) -> None:
-        msg = str(msg).rstrip()
-        with self.lock:
-            if level <= 1:
-                self.recent_errors.append(msg)
-            if self.file is not None:
-                if level <= self.file_level:
-                    self.file.write(f"{time.strftime('%H:%M:%S')} [{SEVERITY_NAMES.get(level, level)}] {msg}\n")
-                    self.file.flush()
-                echo = level <= 1
-            else:
-                echo = level <= self.echo_level
-        if echo:
-            print(f"[TensorRT {SEVERITY_NAMES.get(level, level)}] {msg}", file=sys.stderr)
-
-    @contextmanager
-    def to_file(self, path: str | Path | None, verbose: bool = False) -> Iterator[None]:
-        """Send messages to `path` (overwritten) while the block runs; only errors reach stderr."""
-        if path is None:
-            yield
-            return
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "w", encoding="utf-8")
-        with self.lock:
-            previous, previous_level = self.file, self.file_level
-            self.file, self.file_level = fh, 4 if verbose else 3
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.file, self.file_level = previous, previous_level
-            fh.close()
-
-    def last_errors(self, n: int = 3) -> list[str]:
-        with self.lock:
-            return list(self.recent_errors)[-n:]
-
-    def clear_errors(self) -> None:
-        with self.lock:
-            self.recent_errors.clear()
 
 
 def get_logger(trt=None):
-    """The process-wide TensorRT logger (a trt.ILogger feeding a _LogSink, attribute `sink`)."""
+    """The process-wide TensorRT logger (a trt.ILogger feeding engine.log_sink's sink, attribute `sink`)."""
     global _LOGGER
     with _LOGGER_LOCK:
         if _LOGGER is None:
             trt = trt or import_tensorrt()
-            sink = _LogSink()
+            sink = process_sink()
 
             class SinkLogger(trt.ILogger):
                 def __init__(self) -> None:

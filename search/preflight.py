@@ -24,11 +24,11 @@ def check_worker(command: Sequence[str] | None) -> None:
         if not found or not Path(found).is_file():
             raise SearchError(f"--worker-command: {program} is not an executable program")
         return
-    from engine.cuda_runtime import cuda_api
-    from engine.trt_compat import import_tensorrt
+    from engine.backend import get_backend
 
-    import_tensorrt()            # the worker runs in this Python (search.runner.worker_command)
-    cuda_api()
+    backend = get_backend()      # the worker runs in this Python (search.runner.worker_command)
+    backend.version()
+    backend.device()
 
 
 def check_run(opts) -> None:

@@ -10,7 +10,7 @@ the directory's listing (names, sizes, modification times) must be the same afte
 rejected command creates no storage, cache, output folder or partial file. `match` is a
 piece of the one error line, so each row fails if the command refuses for another reason.
 
-Rows marked `trt` run under the strict fake TensorRT (tests/engine/with_fake_trt.py), to
+Rows marked `trt` run over the backend test double (tests/engine/with_fake_backend.py), to
 reach checks that come after "is TensorRT installed?"; the others run as on this CPU
 machine, where a command that needs TensorRT must say so in one line.
 """
@@ -31,7 +31,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-WITH_FAKE_TRT = ROOT / "tests" / "engine" / "with_fake_trt.py"
+WITH_FAKE_TRT = ROOT / "tests" / "engine" / "with_fake_backend.py"
 FAKE_WORKER = ROOT / "tests" / "search" / "fake_trial_worker.py"
 FAKE = shlex.join([PY, str(FAKE_WORKER), "--fake-mode", "ok"])
 TIMEOUT_S = 60

@@ -1,4 +1,4 @@
-"""engine/ test fixtures: the strict fake TensorRT / cuda-python (fake_trt.py) and the probe's tiny ONNX."""
+"""engine/ test fixtures: the backend test double (fake_backend.py) and the probe's tiny ONNX."""
 from __future__ import annotations
 
 import sys
@@ -12,10 +12,10 @@ if str(HERE) not in sys.path:
 
 
 @pytest.fixture
-def fake_trt(monkeypatch):
-    """Fake `tensorrt` 8.6 and `cuda.bindings.runtime` in sys.modules for one test: (trt, cudart)."""
-    import fake_trt as ft
-    return ft.install(monkeypatch, "8.6.0")
+def fake(monkeypatch):
+    """A FakeBackend (TensorRT 8.6's capabilities) as engine.backend.get_backend() for one test."""
+    import fake_backend
+    return fake_backend.install(monkeypatch, "8.6.0")
 
 
 @pytest.fixture

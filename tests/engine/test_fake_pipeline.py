@@ -1,7 +1,8 @@
-"""build -> run -> inspect -> CLI -> probe against the strict fake TensorRT (tests/engine/fake_trt.py).
+"""build -> run -> inspect -> CLI -> probe over the backend test double (tests/engine/fake_backend.py).
 
-These catch wrong API names, argument counts and types, and logic errors in the
-glue before a GPU session does; numerics and speed are the GPU tests' business.
+These catch logic errors above the seam (settings, reports, files, runner, CLI) before a GPU
+session does; the TensorRT adapter, numerics and speed are the GPU tests' business
+(tests/engine/test_gpu_backend.py).
 """
 from __future__ import annotations
 
@@ -22,10 +23,9 @@ def build(onnx, tmp_path, name="e", **kw):
                         log_path=tmp_path / f"{name}.log", **kw)
 
 
-def test_fp32_build_run_inspect(fake_trt, tiny_onnx, tmp_path):
+def test_fp32_build_run_inspect(fake, tiny_onnx, tmp_path):
     from engine.inspect import inspect_plan, load_layer_info, precision_counts
     from engine.runtime import TrtRunner
-    trt, _ = fake_trt
     report = build(tiny_onnx, tmp_path)
     assert report.flags == [] and report.flags_cleared == ["TF32"] and report.opt_level == 3
     assert report.workspace_mib == 4096 and report.plan_bytes == (tmp_path / "e.plan").stat().st_size
@@ -41,33 +41,33 @@ def test_fp32_build_run_inspect(fake_trt, tiny_onnx, tmp_path):
         np.testing.assert_array_equal(out["encoder_out"], ref["encoder_out"])
         np.testing.assert_array_equal(out["encoder_out_lens"], ref["encoder_out_lens"])
         assert runner.harness.name == "contest"          # the default: the organisers' loop, no graphs
-        before = trt._stats["executions"]
+        before = fake.stats["executions"]
         m = runner.measure(feeds, warmup=2, runs=3)
         assert m.latency_ms > 0 and m.profile == 0 and not m.cuda_graph and m.graph_note == "CUDA graphs off"
         assert m.shapes == {"speech": [4, 64, 80], "speech_lengths": [4]}
-        assert trt._stats["executions"] - before == 2 + 3
+        assert fake.stats["executions"] - before == 2 + 3
         assert runner.time(feeds) > 0
-        assert trt._stats["executions"] - before == 5 + 10 + 30
-        assert trt._stats["captured"] == trt._stats["graph_launches"] == 0
+        assert fake.stats["executions"] - before == 5 + 10 + 30
+        assert fake.stats["captured"] == fake.stats["graph_launches"] == 0
         out2 = runner.infer(tiny_feeds(1, 16))               # smaller shape after a larger one: buffers reused
         assert out2["encoder_out"].shape == (1, 16, 80)
 
 
-def test_runner_refuses_bad_feeds_and_frees_its_memory(fake_trt, tiny_onnx, tmp_path):
-    import fake_trt as ft
+def test_runner_refuses_bad_feeds_and_frees_its_memory(fake, tiny_onnx, tmp_path):
     from engine.runtime import TrtRunner
     build(tiny_onnx, tmp_path)
-    before = len(ft._MEMORY)
+    memory = fake.device().memory
+    before = len(memory)
     runner = TrtRunner(tmp_path / "e.plan")
     with pytest.raises(InputError, match="expected exactly"):
         runner.infer({"speech": tiny_feeds(1, 16)["speech"]})
     with pytest.raises(InputError, match="outside optimization profile 0"):
         runner.infer(tiny_feeds(65, 16))
     runner.infer(tiny_feeds(2, 16))
-    assert len(ft._MEMORY) > before
+    assert len(memory) > before
     runner.close()
     runner.close()
-    assert len(ft._MEMORY) == before
+    assert len(memory) == before
     with pytest.raises(InferenceError, match="closed"):
         runner.infer(tiny_feeds(1, 16))
     bad = tmp_path / "bad.plan"
@@ -78,7 +78,7 @@ def test_runner_refuses_bad_feeds_and_frees_its_memory(fake_trt, tiny_onnx, tmp_
         TrtRunner(tmp_path / "none.plan")
 
 
-def test_fp16_with_pinned_groups_lands(fake_trt, tiny_onnx, tmp_path):
+def test_fp16_with_pinned_groups_lands(fake, tiny_onnx, tmp_path):
     from engine.inspect import inspect_plan, precision_mismatches
     pins = {"feed_forward": "fp16", "norm": "fp32", "softmax": "fp32", "conv_module": "fp16"}
     report = build(tiny_onnx, tmp_path, fp16=True, layer_precision=pins)
@@ -89,7 +89,7 @@ def test_fp16_with_pinned_groups_lands(fake_trt, tiny_onnx, tmp_path):
     assert set(mism) == {"conv_module"}
 
 
-def test_int8_calibrates_once_then_reads_the_cache(fake_trt, tiny_onnx, tmp_path):
+def test_int8_calibrates_once_then_reads_the_cache(fake, tiny_onnx, tmp_path):
     calib = write_calibration(tmp_path / "calibration-encoder.npz", batches=3)
     first = build(tiny_onnx, tmp_path, "a", int8=True, calibration=calib)
     assert first.flags == ["INT8"] and first.calibration["batches"] == 3
@@ -103,7 +103,7 @@ def test_int8_calibrates_once_then_reads_the_cache(fake_trt, tiny_onnx, tmp_path
     assert not minmax.calibration["cache_used"]           # another algorithm: its own cache
 
 
-def test_int8_needs_calibration_data(fake_trt, tiny_onnx, tmp_path):
+def test_int8_needs_calibration_data(fake, tiny_onnx, tmp_path):
     with pytest.raises(BuildError, match="needs calibration data"):
         build(tiny_onnx, tmp_path, int8=True)
     with pytest.raises(CalibrationError, match="does not exist"):
@@ -113,7 +113,7 @@ def test_int8_needs_calibration_data(fake_trt, tiny_onnx, tmp_path):
         build(tiny_onnx, tmp_path, int8=True, calibration=tmp_path / "c.npz")
 
 
-def test_timing_cache_is_saved_reloaded_and_merged(fake_trt, tiny_onnx, tmp_path, monkeypatch):
+def test_timing_cache_is_saved_reloaded_and_merged(fake, tiny_onnx, tmp_path, monkeypatch):
     import engine.build as eb
     import engine.timing_cache as tc
     path = tmp_path / "t.cache"
@@ -140,29 +140,22 @@ def test_timing_cache_is_saved_reloaded_and_merged(fake_trt, tiny_onnx, tmp_path
     assert "unreadable" in fourth.timing_cache["note"]
 
 
-def test_loader_only_cudnn_drops_cudnn_and_the_timing_cache(fake_trt, tiny_onnx, tmp_path, monkeypatch):
+def test_loader_only_cudnn_drops_cudnn_and_the_timing_cache(monkeypatch, tiny_onnx, tmp_path):
     """The GPU host's rig: cuDNN's loader without its libraries (TensorRT 8.6 would abort)."""
-    import engine.trt_compat as tc
-    trt, _ = fake_trt
-    monkeypatch.setattr(tc, "cudnn_loadable", lambda trt=None: False)
-    seen = {}
-    real = trt.Builder.build_serialized_network
+    import dataclasses
 
-    def spy(self, network, config):
-        seen["tactics"] = config.get_tactic_sources()
-        return real(self, network, config)
-    monkeypatch.setattr(trt.Builder, "build_serialized_network", spy)
+    import fake_backend
+    fake = fake_backend.install(monkeypatch, caps=dataclasses.replace(fake_backend.capabilities_of("8.6.0"),
+                                                                      cudnn=False))
     path = tmp_path / "t.cache"
     report = build(tiny_onnx, tmp_path, timing_cache=path)
     assert not path.exists() and "cuDNN" in report.ignored["timing_cache"]
-    assert "CUDNN" not in report.tactic_sources and "CUBLAS" in report.tactic_sources
-    assert not seen["tactics"] >> int(trt.TacticSource.CUDNN) & 1
+    assert fake.jobs[-1].settings.drop_tactic_sources == ["CUDNN"] and fake.jobs[-1].timing_cache is None
     explicit = build(tiny_onnx, tmp_path, tactic_sources=["CUDNN", "CUBLAS"])
     assert explicit.tactic_sources == ["CUBLAS"] and "CUDNN" in explicit.ignored["tactic_sources"]
 
 
-def test_build_errors_are_one_line(fake_trt, tiny_onnx, tmp_path):
-    trt, _ = fake_trt
+def test_build_errors_are_one_line(fake, tiny_onnx, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
     with pytest.raises(BuildError, match="cannot parse") as err:
@@ -171,72 +164,52 @@ def test_build_errors_are_one_line(fake_trt, tiny_onnx, tmp_path):
     with pytest.raises(BuildError, match="does not exist"):
         build(tmp_path / "none.onnx", tmp_path)
 
-    def refuse(self, network, config):
-        self._logger.log(trt.ILogger.ERROR, "4: [network.cpp::validate::2925] Error Code 4: out of\nmemory")
-        return None
-    original = trt.Builder.build_serialized_network
-    trt.Builder.build_serialized_network = refuse
-    try:
-        with pytest.raises(BuildError, match="built no encoder engine: 4: .*out of memory") as err:
-            build(tiny_onnx, tmp_path)
-        assert "\n" not in str(err.value)
-    finally:
-        trt.Builder.build_serialized_network = original
+    fake.fail_build = "4: [network.cpp::validate::2925] Error Code 4: out of\nmemory"
+    with pytest.raises(BuildError, match="built no encoder engine: 4: .*out of memory") as err:
+        build(tiny_onnx, tmp_path)
+    assert "\n" not in str(err.value)
 
 
-def test_decoder_profile_does_not_fit_an_encoder_graph(fake_trt, tiny_onnx, tmp_path):
+def test_decoder_profile_does_not_fit_an_encoder_graph(fake, tiny_onnx, tmp_path):
     from engine.build import build_engine
     with pytest.raises(BuildError, match="network input 'speech' has no profile shape"):
         build_engine(tiny_onnx, BuildConfig("decoder"), tmp_path / "d.plan", progress=False)
 
 
-def test_knobs_reach_the_builder_config(fake_trt, tiny_onnx, tmp_path, monkeypatch):
-    trt, _ = fake_trt
-    seen = {}
-    original = trt.Builder.build_serialized_network
-
-    def spy(self, network, config):
-        seen.update(tactics=config.get_tactic_sources(), level=config.builder_optimization_level,
-                    aux=config.max_aux_streams, pool=config.get_memory_pool_limit(trt.MemoryPoolType.WORKSPACE),
-                    verbosity=config.profiling_verbosity.name, tf32=config.get_flag(trt.BuilderFlag.TF32),
-                    sparse=config.get_flag(trt.BuilderFlag.SPARSE_WEIGHTS),
-                    opt=config._profiles[0].shapes["speech"][1])
-        return original(self, network, config)
-    monkeypatch.setattr(trt.Builder, "build_serialized_network", spy)
-    build(tiny_onnx, tmp_path, tactic_sources=["CUBLAS_LT", "JIT_CONVOLUTIONS"], opt_level=1, max_aux_streams=2,
-          workspace_mib=64, tf32=True, sparse_weights=True, opt_shape=(4, 64))
-    assert seen == {"tactics": 0b10010, "level": 1, "aux": 2, "pool": 64 << 20, "verbosity": "DETAILED",
-                    "tf32": True, "sparse": True, "opt": (4, 64, 80)}
+def test_knobs_reach_the_builder_settings(fake, tiny_onnx, tmp_path):
+    report = build(tiny_onnx, tmp_path, tactic_sources=["CUBLAS_LT", "JIT_CONVOLUTIONS"], opt_level=1,
+                   max_aux_streams=2, workspace_mib=64, tf32=True, sparse_weights=True, opt_shape=(4, 64))
+    job = fake.jobs[-1]
+    s = job.settings
+    assert (s.tactic_sources, s.opt_level, s.max_aux_streams, s.workspace_bytes, s.detailed_profiling) == (
+        ["CUBLAS_LT", "JIT_CONVOLUTIONS"], 1, 2, 64 << 20, True)
+    assert s.flags_on == ["TF32", "SPARSE_WEIGHTS"] and job.profiles[0]["speech"][1] == (4, 64, 80)
+    assert (report.tactic_sources, report.opt_level, report.max_aux_streams, report.workspace_mib) == (
+        ["CUBLAS_LT", "JIT_CONVOLUTIONS"], 1, 2, 64)
 
 
 def test_tensorrt_11_builds_fp32_and_refuses_fp16(monkeypatch, tiny_onnx, tmp_path):
-    import fake_trt as ft
-    ft.install(monkeypatch, "11.0.0")
+    import fake_backend
+    fake_backend.install(monkeypatch, "11.0.0")
     report = build(tiny_onnx, tmp_path, tactic_sources=["CUBLAS", "JIT_CONVOLUTIONS"])
     assert report.tactic_sources == ["JIT_CONVOLUTIONS"] and "CUBLAS" in report.ignored["tactic_sources"]
     with pytest.raises(BuildError, match="FP16"):
         build(tiny_onnx, tmp_path, fp16=True)
 
 
-def test_tensorrt_10_progress_monitor(monkeypatch, tiny_onnx, tmp_path):
-    import fake_trt as ft
+def test_tensorrt_10_gets_a_progress_tracker(monkeypatch, tiny_onnx, tmp_path):
+    import fake_backend
     from engine.build import build_engine
-    trt, _ = ft.install(monkeypatch, "10.0.1")
-    seen = {}
-    original = trt.Builder.build_serialized_network
-
-    def spy(self, network, config):
-        monitor = config.progress_monitor
-        monitor.phase_start("Building", None, 2)
-        seen["continue"] = monitor.step_complete("Building", 0)
-        monitor.phase_finish("Building")
-        return original(self, network, config)
-    monkeypatch.setattr(trt.Builder, "build_serialized_network", spy)
+    fake = fake_backend.install(monkeypatch, "10.0.1")
     build_engine(tiny_onnx, BuildConfig("encoder"), tmp_path / "p.plan", progress=True)
-    assert seen == {"continue": True}
+    assert fake.jobs[-1].tracker is not None
+    fake_backend.install(monkeypatch, "8.6.0").jobs.clear()
+    build_engine(tiny_onnx, BuildConfig("encoder"), tmp_path / "q.plan", progress=True)
+    import engine.backend as eb
+    assert eb.get_backend().jobs[-1].tracker is None          # 8.6: the elapsed-time line only
 
 
-def test_engine_cli(fake_trt, tiny_onnx, tmp_path, capsys):
+def test_engine_cli(fake, tiny_onnx, tmp_path, capsys):
     from engine.__main__ import main
     plan = tmp_path / "encoder.plan"
     rc = main(["build", "--baseline", "--model", "encoder", "--onnx", str(tiny_onnx), "--out", str(plan),
@@ -258,7 +231,7 @@ def test_engine_cli(fake_trt, tiny_onnx, tmp_path, capsys):
     (["inspect", "none.plan"], "does not exist"),
     (["build", "--onnx", "x", "--out", "y"], "one of the arguments --config --baseline is required"),
 ])
-def test_engine_cli_errors_are_one_line_exit_2(fake_trt, tmp_path, monkeypatch, capsys, argv, match):
+def test_engine_cli_errors_are_one_line_exit_2(fake, tmp_path, monkeypatch, capsys, argv, match):
     from engine.__main__ import main
     monkeypatch.chdir(tmp_path)
     try:
@@ -269,7 +242,7 @@ def test_engine_cli_errors_are_one_line_exit_2(fake_trt, tmp_path, monkeypatch, 
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and match in err[0]
 
 
-def test_int8_config_without_calibration_file_is_exit_2(fake_trt, tiny_onnx, tmp_path, capsys):
+def test_int8_config_without_calibration_file_is_exit_2(fake, tiny_onnx, tmp_path, capsys):
     from engine.__main__ import main
     cfg = BuildConfig("encoder", int8=True).save(tmp_path / "c.yaml")
     rc = main(["build", "--config", str(cfg), "--onnx", str(tiny_onnx), "--out", str(tmp_path / "c.plan"),
@@ -277,7 +250,7 @@ def test_int8_config_without_calibration_file_is_exit_2(fake_trt, tiny_onnx, tmp
     assert rc == 2 and "calibration file" in capsys.readouterr().err
 
 
-def test_probe_passes_on_the_fake(fake_trt, tmp_path, capsys):
+def test_probe_passes_on_the_fake(fake, tmp_path, capsys):
     from engine.probe import run_probe
     results = run_probe(tmp_path / "probe.json", keep=tmp_path / "keep")
     status = {r["feature"]: r["status"] for r in results}
@@ -287,10 +260,10 @@ def test_probe_passes_on_the_fake(fake_trt, tmp_path, capsys):
     assert saved["counts"]["FAIL"] == 0 and saved["gpu"] == "Fake GPU H100"
 
 
-def test_probe_keeps_going_past_failures(fake_trt, tmp_path, monkeypatch):
-    trt, _ = fake_trt
-    monkeypatch.delattr(trt.IBuilderConfig, "set_calibration_profile")
-    monkeypatch.setattr(trt.Builder, "build_serialized_network", lambda self, n, c: None)
+def test_probe_keeps_going_past_failures(fake, tmp_path, monkeypatch):
+    def no_engine(job, report):
+        raise BuildError("TensorRT built no encoder engine")
+    monkeypatch.setattr(fake, "build", no_engine)
     from engine.probe import run_probe
     results = run_probe(tmp_path / "probe.json", only="env,build.fp32,build.fp16,runtime.io")
     assert [(r["feature"], r["status"]) for r in results] == [

@@ -135,7 +135,7 @@ def test_inspector_json_with_raw_control_characters_parses():
     # TensorRT 8.6 on the H200 wrote a raw newline inside a Myelin layer name.
     from types import SimpleNamespace
 
-    from engine.inspect import engine_information
+    from engine.trt_backend import engine_information
     text = '{"Layers": [{"Name": "{ForeignNode[a\n...b]}", "LayerType": "Myelin"}], "Bindings": []}'
     inspector = SimpleNamespace(get_engine_information=lambda fmt: text)
     engine = SimpleNamespace(create_engine_inspector=lambda: inspector)

@@ -88,7 +88,7 @@ def test_no_key_without_a_gpu_name_or_a_file(files, tmp_path):
         key(files, plugin_libs=[tmp_path / "missing.so"])
 
 
-def test_fake_tensorrt_supplies_version_and_gpu(fake_trt):
+def test_the_backend_supplies_version_and_gpu(fake):
     assert pc.tensorrt_and_gpu() == ("8.6.0", "Fake GPU H100")
 
 

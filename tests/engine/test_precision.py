@@ -88,15 +88,15 @@ def _fake_build(onnx, tmp_path, name, calibration, **knobs):
                         log_path=tmp_path / f"{name}.log", calibration=calibration)
 
 
-def test_int8_pinned_group_on_the_fake_builds_int8_matmuls_only(fake_trt, tiny_onnx, tmp_path):
+def test_int8_pinned_group_on_the_fake_builds_int8_matmuls_only(fake, tiny_onnx, tmp_path):
     from engine.inspect import honoured, inspect_plan
     from engine.tiny_model import write_calibration
-    import fake_trt as ft
+    import fake_backend
 
     calib = write_calibration(tmp_path / "calibration-encoder.npz", batches=2)
     cfg = dict(int8=True, fp16=True, layer_precision={"feed_forward": "int8", "norm": "fp32"})
     report = _fake_build(tiny_onnx, tmp_path, "q", calib, **cfg)
-    header, _ = ft.split_plan((tmp_path / "q.plan").read_bytes())
+    header, _ = fake_backend.split_plan((tmp_path / "q.plan").read_bytes())
     names = {str(i): name for i, (name, _, _) in enumerate(header["layers"])}
     int8 = sorted(names[i] for i, p in header["precisions"].items() if p == "INT8")
     assert int8 == ["/encoder/encoders.0/feed_forward/w_1/MatMul"]           # not its Add, Sigmoid, Mul
@@ -107,7 +107,7 @@ def test_int8_pinned_group_on_the_fake_builds_int8_matmuls_only(fake_trt, tiny_o
     assert check["groups"]["norm"]["honoured"] and check["honoured"]
 
 
-def test_calibration_cache_is_shared_by_trials_of_one_graph_and_algorithm(fake_trt, tiny_onnx, tmp_path):
+def test_calibration_cache_is_shared_by_trials_of_one_graph_and_algorithm(fake, tiny_onnx, tmp_path):
     from engine.calibrator import calibration_cache_name
     from engine.prepare import prepare_onnx
     from engine.tiny_model import write_calibration

@@ -1,14 +1,14 @@
-"""Several optimization profiles, padding to a profile and CUDA graphs: `choose_profile` (pure), the
-strict fake's profile / capture semantics, and TrtRunner end to end on the fake (tests/engine/fake_trt.py)."""
+"""Several optimization profiles, padding to a profile and CUDA graphs: `choose_profile` (pure) and TrtRunner
+end to end over the backend test double (tests/engine/fake_backend.py). TensorRT's own profile and capture
+semantics (a profile held by another context, capture refused, profile validation) are checked on the GPU:
+tests/engine/test_gpu_backend.py."""
 from __future__ import annotations
-
-import ctypes
 
 import numpy as np
 import pytest
 
 from engine.config import BuildConfig
-from engine.errors import InputError, PlanError
+from engine.errors import InputError
 from engine.harness import HARNESSES
 from engine.tiny_model import ort_outputs, tiny_feeds
 from engine.profiles import layout_profiles
@@ -75,109 +75,10 @@ def test_nothing_holds_the_shape():
     assert choose_profile(nocontest, {"speech": (4, 64, 79), "speech_lengths": (4,)}, ENC) is None
 
 
-# --- the fake's profile and capture semantics -------------------------------------------------
 def build(onnx, tmp_path, name="e", **kw):
     from engine.build import build_engine
     return build_engine(onnx, BuildConfig("encoder", **kw), tmp_path / f"{name}.plan", progress=False,
                         log_path=tmp_path / f"{name}.log")
-
-
-def load_engine(trt, plan):
-    from engine.trt_compat import get_logger
-    logger = get_logger(trt)
-    return logger.sink, trt.Runtime(logger).deserialize_cuda_engine(plan.read_bytes())
-
-
-def test_fake_engine_contexts_and_profiles(fake_trt, tiny_onnx, tmp_path):
-    trt, _ = fake_trt
-    build(tiny_onnx, tmp_path, layout="per_batch")
-    sink, engine = load_engine(trt, tmp_path / "e.plan")
-    assert engine.num_optimization_profiles == 4
-    assert engine.get_tensor_profile_shape("speech", 2) == [(4, 16, 80), (4, 1024, 80), (4, 1024, 80)]
-    assert engine.get_tensor_profile_shape("speech_lengths", 0) == [(1,), (16,), (16,)]
-    sink.clear_errors()
-    assert engine.get_tensor_profile_shape("speech", 4) == [(), (), ()] and "API Usage Error" in sink.last_errors(1)[0]
-    with pytest.raises(TypeError):
-        engine.get_tensor_profile_shape("speech", "2")
-    first = engine.create_execution_context()
-    second = engine.create_execution_context()
-    assert first.active_optimization_profile == 0 and second.active_optimization_profile == -1   # 8.6
-    assert not second.set_input_shape("speech", (4, 64, 80))
-    with pytest.raises(RuntimeError, match="Error in set optimization profile async"):
-        second.set_optimization_profile_async(0, 0)              # profile 0 is the first context's
-    assert "used by another execution context" in sink.last_errors(1)[0]
-    with pytest.raises(RuntimeError):
-        second.set_optimization_profile_async(4, 0)
-    with pytest.raises(TypeError):
-        second.set_optimization_profile_async(2, None)
-    assert second.set_optimization_profile_async(2, 0) is True and second.active_optimization_profile == 2
-    assert second.set_input_shape("speech", (4, 64, 80)) and not second.set_input_shape("speech", (2, 64, 80))
-    assert first.set_input_shape("speech", (2, 64, 80))
-    del first                                                   # profile 0 is free again
-    assert engine.create_execution_context().active_optimization_profile == 0
-
-
-def test_fake_build_validates_every_profile(fake_trt, tiny_onnx):
-    from engine.trt_compat import get_logger, network_flags
-    trt, _ = fake_trt
-    logger = get_logger(trt)
-    builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt))
-    assert trt.OnnxParser(network, logger).parse_from_file(str(tiny_onnx))
-    config = builder.create_builder_config()
-    for k, speech in enumerate([((1, 16, 80), (4, 64, 80), (16, 1024, 80)), ((4, 16, 80), (4, 64, 80), (4, 64, 81))]):
-        profile = builder.create_optimization_profile()
-        profile.set_shape("speech", *speech)
-        profile.set_shape("speech_lengths", *((s[0],) for s in speech))
-        assert config.add_optimization_profile(profile) == k
-    logger.sink.clear_errors()
-    assert builder.build_serialized_network(network, config) is None        # feature width 81 in profile 1
-    assert "profile 1" in logger.sink.last_errors(1)[0]
-    missing = builder.create_optimization_profile()
-    missing.set_shape("speech", (1, 16, 80), (1, 16, 80), (1, 16, 80))
-    config2 = builder.create_builder_config()
-    config2.add_optimization_profile(config._profiles[0])
-    config2.add_optimization_profile(missing)
-    assert builder.build_serialized_network(network, config2) is None
-    assert "speech_lengths: dynamic input is missing dimensions in profile 1" in logger.sink.last_errors(1)[0]
-
-
-def test_fake_stream_capture_records_instead_of_running(fake_trt):
-    import fake_trt as ft
-    trt, rt = fake_trt
-    E, S = rt.cudaError_t, rt.cudaStreamCaptureStatus
-    _, stream = rt.cudaStreamCreate()
-    _, dev = rt.cudaMalloc(16)
-    src = np.arange(4, dtype=np.float32)
-    mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-    assert rt.cudaStreamIsCapturing(stream) == (E.cudaSuccess, S.cudaStreamCaptureStatusNone)
-    assert rt.cudaStreamBeginCapture(stream, mode) == (E.cudaSuccess,)
-    assert rt.cudaStreamBeginCapture(stream, mode)[0] == E.cudaErrorIllegalState
-    assert rt.cudaStreamIsCapturing(stream)[1] == S.cudaStreamCaptureStatusActive
-    assert rt.cudaMemcpyAsync(dev, src.ctypes.data, 16, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream)[0] == \
-        E.cudaSuccess
-    assert ctypes.string_at(dev, 16) == bytes(16)                   # recorded, not run
-    err, graph = rt.cudaStreamEndCapture(stream)
-    assert err == E.cudaSuccess and rt.cudaStreamEndCapture(stream)[0] == E.cudaErrorIllegalState
-    err, exe = rt.cudaGraphInstantiate(graph, 0)
-    assert err == E.cudaSuccess and rt.cudaGraphDestroy(graph) == (E.cudaSuccess,)
-    before = trt._stats["graph_launches"]
-    assert rt.cudaGraphLaunch(exe, stream) == (E.cudaSuccess,)
-    assert ctypes.string_at(dev, 16) == src.tobytes() and trt._stats["graph_launches"] == before + 1
-    with pytest.raises(TypeError):
-        rt.cudaGraphLaunch(graph, stream)                          # a graph is not an executable graph
-    # synchronizing (or allocating) during a capture invalidates it
-    rt.cudaStreamBeginCapture(stream, mode)
-    assert rt.cudaStreamSynchronize(stream) == (E.cudaErrorStreamCaptureUnsupported,)
-    assert rt.cudaStreamIsCapturing(stream)[1] == S.cudaStreamCaptureStatusInvalidated
-    assert rt.cudaStreamEndCapture(stream) == (E.cudaErrorStreamCaptureInvalidated, None)
-    rt.cudaStreamBeginCapture(stream, mode)
-    assert rt.cudaMalloc(64) == (E.cudaErrorStreamCaptureUnsupported, None)
-    assert rt.cudaStreamEndCapture(stream)[0] == E.cudaErrorStreamCaptureInvalidated
-    assert rt.cudaGraphExecDestroy(exe) == (E.cudaSuccess,) and rt.cudaGraphExecDestroy(exe)[0] != E.cudaSuccess
-    rt.cudaFree(dev)
-    rt.cudaStreamDestroy(stream)
-    assert not ft._CAPTURE and not ft._GRAPHS and not ft._GRAPH_EXECS
 
 
 # --- TrtRunner on the fake ------------------------------------------------------------------------
@@ -186,12 +87,12 @@ def runner(plan, harness=SERVING, pad=TINY_PAD):
     return TrtRunner(plan, harness=harness, pad=pad)
 
 
-def counts(trt):
-    return {k: trt._stats[k] for k in ("executions", "captured", "graph_launches")}
+def counts(fake):
+    return {k: fake.stats[k] for k in ("executions", "captured", "graph_launches")}
 
 
-def delta(trt, before):
-    return {k: v - before[k] for k, v in counts(trt).items()}
+def delta(fake, before):
+    return {k: v - before[k] for k, v in counts(fake).items()}
 
 
 def check_outputs(out, onnx, feeds):
@@ -207,7 +108,7 @@ def check_outputs(out, onnx, feeds):
                    (7, 33): (3, (16, 33))}),
     ("buckets", {(4, 64): (4, (4, 64)), (2, 100): (5, (4, 256)), (1, 16): (1, (1, 64)), (5, 300): (9, (16, 1024))}),
 ])
-def test_serving_outputs_match_the_unpadded_reference(fake_trt, tiny_onnx, tmp_path, layout, cases):
+def test_serving_outputs_match_the_unpadded_reference(fake, tiny_onnx, tmp_path, layout, cases):
     report = build(tiny_onnx, tmp_path, layout=layout)
     n = 4 if layout == "per_batch" else 10
     assert len(report.profiles) == n and report.profiles[0] == {"role": "contest", "batch": [1, 16],
@@ -229,70 +130,66 @@ def test_serving_outputs_match_the_unpadded_reference(fake_trt, tiny_onnx, tmp_p
         assert sorted(r._slots) == sorted({0} | {p for p, _ in cases.values()})   # a context per profile used
 
 
-def test_graphs_are_captured_once_per_shape_and_replayed(fake_trt, tiny_onnx, tmp_path):
-    import fake_trt as ft
-    trt, _ = fake_trt
+def test_graphs_are_captured_once_per_shape_and_replayed(fake, tiny_onnx, tmp_path):
     build(tiny_onnx, tmp_path, layout="per_batch")
     with runner(tmp_path / "e.plan") as r:
         feeds = tiny_feeds(4, 64)
-        before = counts(trt)
+        before = counts(fake)
         m = r.measure(feeds, warmup=2, runs=3)
         assert m.cuda_graph and m.graph_note is None and m.profile == 2 and m.latency_ms > 0 and m.host_ms > 0
         # one warm enqueue, one enqueue captured, a replay checked against it, then 2 + 3 replays
-        assert delta(trt, before) == {"executions": 1, "captured": 1, "graph_launches": 1 + 2 + 3}
-        before = counts(trt)
+        assert delta(fake, before) == {"executions": 1, "captured": 1, "graph_launches": 1 + 2 + 3}
+        before = counts(fake)
         assert r.measure(feeds, warmup=0, runs=4).cuda_graph
-        assert delta(trt, before) == {"executions": 0, "captured": 0, "graph_launches": 4}
+        assert delta(fake, before) == {"executions": 0, "captured": 0, "graph_launches": 4}
         other = tiny_feeds(4, 64, seed=7)                 # same shape, new data: the graph reads the new inputs
         check_outputs(r.infer(other), tiny_onnx, other)
-        assert delta(trt, before) == {"executions": 0, "captured": 0, "graph_launches": 5}
+        assert delta(fake, before) == {"executions": 0, "captured": 0, "graph_launches": 5}
         r.infer(tiny_feeds(4, 100))                        # another shape on the same profile: its own graph
-        assert len(ft._GRAPH_EXECS) == 2 and len(r._slots[2].graphs) == 2 and not ft._CAPTURE
+        assert len(fake.device().execs) == 2 and len(r._slots[2].graphs) == 2
     plain = SERVING.with_options(cuda_graphs=False)
     with runner(tmp_path / "e.plan", harness=plain) as r:
-        before = counts(trt)
+        before = counts(fake)
         m = r.measure(tiny_feeds(2, 64), warmup=1, runs=2)
         assert not m.cuda_graph and m.graph_note == "CUDA graphs off" and m.profile == 2
-        assert delta(trt, before) == {"executions": 3, "captured": 0, "graph_launches": 0}
+        assert delta(fake, before) == {"executions": 3, "captured": 0, "graph_launches": 0}
 
 
-def test_an_engine_that_refuses_capture_falls_back_to_enqueue(fake_trt, tiny_onnx, tmp_path):
-    import fake_trt as ft
-    trt, _ = fake_trt
-    trt._capturable = False
+def test_an_engine_that_refuses_capture_falls_back_to_enqueue(fake, tiny_onnx, tmp_path):
+    import fake_backend
+    fake.capturable = False
     build(tiny_onnx, tmp_path, layout="per_batch")
     with runner(tmp_path / "e.plan") as r:
         feeds = tiny_feeds(2, 64)
-        before = counts(trt)
+        before = counts(fake)
         m = r.measure(feeds, warmup=1, runs=2)
         assert not m.cuda_graph and m.profile == 2
-        assert m.graph_note.startswith("not capturable") and ft.NOT_CAPTURABLE in m.graph_note
-        assert delta(trt, before) == {"executions": 1 + 1 + 2, "captured": 0, "graph_launches": 0}
-        before = counts(trt)
+        assert m.graph_note.startswith("not capturable") and fake_backend.NOT_CAPTURABLE in m.graph_note
+        assert delta(fake, before) == {"executions": 1 + 1 + 2, "captured": 0, "graph_launches": 0}
+        before = counts(fake)
         assert "not capturable" in r.measure(feeds, warmup=0, runs=2).graph_note      # not tried again
-        assert delta(trt, before) == {"executions": 2, "captured": 0, "graph_launches": 0}
+        assert delta(fake, before) == {"executions": 2, "captured": 0, "graph_launches": 0}
         check_outputs(r.infer(feeds), tiny_onnx, feeds)
-        assert not ft._CAPTURE and not ft._GRAPHS and not ft._GRAPH_EXECS     # the refused capture was ended
+        assert not fake.device().execs                               # the refused capture was ended
 
 
-def test_contest_harness_runs_profile_0_without_graphs(fake_trt, tiny_onnx, tmp_path):
-    trt, _ = fake_trt
+def test_contest_harness_runs_profile_0_without_graphs(fake, tiny_onnx, tmp_path):
     build(tiny_onnx, tmp_path, layout="buckets")
     with runner(tmp_path / "e.plan", harness=CONTEST) as r:
         assert r.pad is None                                  # the contest harness never pads
-        before = counts(trt)
+        before = counts(fake)
         for b, t in ((2, 100), (4, 64), (16, 1024)):
             feeds = tiny_feeds(b, t)
             check_outputs(r.infer(feeds), tiny_onnx, feeds)
             m = r.measure(feeds, warmup=1, runs=2)
             assert m.profile == 0 and not m.cuda_graph and m.shapes["speech"] == [b, t, 80]
-        assert delta(trt, before) == {"executions": 3 * (1 + 1 + 2), "captured": 0, "graph_launches": 0}
+        assert delta(fake, before) == {"executions": 3 * (1 + 1 + 2), "captured": 0, "graph_launches": 0}
         assert list(r._slots) == [0]
         with pytest.raises(InputError, match="outside optimization profile 0"):
             r.infer(tiny_feeds(17, 64))
 
 
-def test_without_the_contest_profile_shapes_outside_the_buckets_are_refused(fake_trt, tiny_onnx, tmp_path):
+def test_without_the_contest_profile_shapes_outside_the_buckets_are_refused(fake, tiny_onnx, tmp_path):
     report = build(tiny_onnx, tmp_path, layout="buckets", contest_profile=False)
     assert [p["role"] for p in report.profiles] == ["bucket"] * 9 and report.layout.endswith("-nocontest")
     with runner(tmp_path / "e.plan") as r:
@@ -306,73 +203,28 @@ def test_without_the_contest_profile_shapes_outside_the_buckets_are_refused(fake
             r.infer(tiny_feeds(4, 64))
 
 
-def test_a_profile_held_by_another_context_is_a_plan_error(fake_trt, tiny_onnx, tmp_path):
-    build(tiny_onnx, tmp_path, layout="per_batch")
-    with runner(tmp_path / "e.plan") as r:
-        squatter = r.engine.create_execution_context()
-        assert squatter.set_optimization_profile_async(2, 0)
-        with pytest.raises(PlanError, match="refused optimization profile 2: .*used by another execution context"):
-            r.infer(tiny_feeds(4, 64))
-        del squatter
-    # PROFILE_SHARING_0806 (TensorRT 8.6's preview feature) lets contexts share a profile
-    build(tiny_onnx, tmp_path, "shared", layout="per_batch", preview_features={"PROFILE_SHARING_0806": True})
-    with runner(tmp_path / "shared.plan") as r:
-        squatter = r.engine.create_execution_context()
-        assert squatter.active_optimization_profile == 0 and squatter.set_optimization_profile_async(2, 0)
-        check_outputs(r.infer(tiny_feeds(4, 64)), tiny_onnx, tiny_feeds(4, 64))
-
-
-def test_preview_features_reach_the_plan(fake_trt, tiny_onnx, tmp_path, monkeypatch):
-    import fake_trt as ft
-    trt, _ = fake_trt
-    seen = {}
-    original = trt.Builder.build_serialized_network
-
-    def spy(self, network, config):
-        seen.update({n: config.get_preview_feature(v) for n, v in trt.PreviewFeature.__members__.items()})
-        return original(self, network, config)
-    monkeypatch.setattr(trt.Builder, "build_serialized_network", spy)
-    assert list(trt.PreviewFeature.__members__) == ft.PREVIEW_86
+def test_preview_features_reach_the_plan(fake, tiny_onnx, tmp_path):
+    import fake_backend
     report = build(tiny_onnx, tmp_path, layout="per_batch", preview_features={
         "FASTER_DYNAMIC_SHAPES_0805": False, "PROFILE_SHARING_0806": True, "ALIASED_PLUGIN_IO_10_03": True})
     assert report.preview_features == {"FASTER_DYNAMIC_SHAPES_0805": False, "PROFILE_SHARING_0806": True}
     assert "no PreviewFeature.ALIASED_PLUGIN_IO_10_03" in report.ignored["preview_features.ALIASED_PLUGIN_IO_10_03"]
-    assert seen == {"FASTER_DYNAMIC_SHAPES_0805": False, "DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805": True,
-                    "PROFILE_SHARING_0806": True}
-    header, _ = ft.split_plan((tmp_path / "e.plan").read_bytes())
-    assert header["preview"] == ["DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805", "PROFILE_SHARING_0806"]
-    assert len(header["profiles"]) == 4 and header["capturable"] is True
-    config = trt.Builder(trt.Logger()).create_builder_config()
-    with pytest.raises(TypeError):
-        config.set_preview_feature("PROFILE_SHARING_0806", True)
-    with pytest.raises(TypeError):
-        config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, 1)
+    assert fake.jobs[-1].settings.preview_features == report.preview_features
+    header, _ = fake_backend.split_plan((tmp_path / "e.plan").read_bytes())
+    assert header["preview"] == ["PROFILE_SHARING_0806"] and len(header["profiles"]) == 4
 
 
-def test_close_frees_every_buffer_and_graph(fake_trt, tiny_onnx, tmp_path):
-    import fake_trt as ft
+def test_close_frees_every_buffer_and_graph(fake, tiny_onnx, tmp_path):
     build(tiny_onnx, tmp_path, layout="per_batch")
-    memory = len(ft._MEMORY)
+    device = fake.device()
+    memory = len(device.memory)
     r = runner(tmp_path / "e.plan")
     for b, t in ((1, 16), (2, 64), (4, 64), (16, 256)):
         r.infer(tiny_feeds(b, t))
     r.measure(tiny_feeds(4, 64), warmup=0, runs=1)            # events too
-    assert len(ft._MEMORY) - memory == 4 * 4 and r.device_memory_bytes() > 0   # 4 contexts x 4 tensors
-    assert len(ft._GRAPH_EXECS) == 3              # (1, 16) on profile 1, (4, 64) on 2 (2x64 padded to it), (16, 256)
+    assert len(device.memory) - memory == 4 * 4 and r.device_memory_bytes() > 0   # 4 contexts x 4 tensors
+    assert len(device.execs) == 3              # (1, 16) on profile 1, (4, 64) on 2 (2x64 padded to it), (16, 256)
     r.close()
     r.close()
-    assert len(ft._MEMORY) == memory and not ft._GRAPH_EXECS and not ft._GRAPHS and not ft._CAPTURE
+    assert len(device.memory) == memory and not device.execs
     assert r.device_memory_bytes() == 0
-
-
-def test_tensorrt_10_puts_every_context_on_profile_0_and_shares_profiles(monkeypatch, tiny_onnx, tmp_path):
-    import fake_trt as ft
-    trt, _ = ft.install(monkeypatch, "10.0.1")
-    assert list(trt.PreviewFeature.__members__) == ["PROFILE_SHARING_0806"]
-    build(tiny_onnx, tmp_path, layout="per_batch")
-    with runner(tmp_path / "e.plan") as r:
-        other = r.engine.create_execution_context()
-        assert other.active_optimization_profile == 0 and other.set_optimization_profile_async(2, 0)
-        feeds = tiny_feeds(2, 64)
-        check_outputs(r.infer(feeds), tiny_onnx, feeds)
-        assert r.measure(feeds, warmup=0, runs=1).profile == 2

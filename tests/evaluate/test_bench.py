@@ -45,13 +45,20 @@ ONLY = "naive fp32,per_batch fp32"
 
 
 def test_layouts_on_the_fake(monkeypatch, tmp_path, capsys):
-    import fake_trt as ft
+    import types
+
+    import fake_backend
     import onnx
+
+    import engine.cuda_runtime
 
     from engine.__main__ import main as engine_main
     from engine.tiny_model import tiny_encoder_model, write_cases
 
-    ft.install(monkeypatch)
+    fake_backend.install(monkeypatch)
+    # bench/layouts.py asks engine.trt_compat / engine.cuda_runtime for the version and GPU directly
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.0"))
+    monkeypatch.setattr(engine.cuda_runtime, "gpu_name", lambda: "Fake GPU H100")
     layouts = load("layouts")
     work, out = tmp_path / "work", tmp_path / "out"
     (work / "onnx").mkdir(parents=True)

@@ -89,14 +89,14 @@ def test_cli_missing_data_is_exit_2(tmp_path, monkeypatch, capsys):
 @pytest.fixture
 def fake_setup(monkeypatch, tmp_path):
     """A fake-TensorRT encoder plan of the probe's tiny graph and two test cases with onnxruntime references."""
-    import fake_trt as ft
+    import fake_backend
     import onnx
 
     from engine.build import build_engine
     from engine.config import BuildConfig
     from engine.tiny_model import tiny_encoder_model, write_cases
 
-    ft.install(monkeypatch)
+    fake_backend.install(monkeypatch)
     onnx_path = tmp_path / "tiny.onnx"
     onnx.save(tiny_encoder_model(), str(onnx_path))
     build_engine(onnx_path, BuildConfig("encoder"), tmp_path / "encoder.plan", progress=False)
@@ -120,13 +120,14 @@ def test_cli_full_run_writes_json(fake_setup, capsys):
 
 
 def test_contest_mode_uses_the_harness_loop(fake_setup, capsys):
-    import tensorrt as trt
-    before = trt._stats["executions"]
+    from engine.backend import get_backend
+    stats = get_backend().stats                                  # the test double's counters
+    before = stats["executions"]
     code, out = run_cli(["--models", "encoder", "--data", "data", "--contest", "--grid", "1x16", "--no-progress"],
                         capsys)
     assert code == 0, out.err
-    assert trt._stats["executions"] - before == 1 + 10 + 30      # one accuracy run, the final harness's 10 + 30
-    assert trt._stats["graph_launches"] == 0                     # the organisers' loop replays no graph
+    assert stats["executions"] - before == 1 + 10 + 30      # one accuracy run, the final harness's 10 + 30
+    assert stats["graph_launches"] == 0                     # the organisers' loop replays no graph
 
 
 def test_explicit_grid_needs_every_file(fake_setup, capsys):

@@ -1,7 +1,7 @@
 """A second workload, end to end on CPU: a small 1-D CNN the test builds and exports itself
 (PyTorch -> ONNX in tmp_path), its own spec file, test cases from the generator (onnxruntime
 references), `search tune --workload` with the real trial worker over the fake TensorRT
-(tests/engine/fake_trt.py: builds and runs the ONNX in onnxruntime), then freeze, the engine
+(tests/engine/fake_backend.py: builds and runs the ONNX in onnxruntime), then freeze, the engine
 CLI, evaluate.py and build.sh, all through the spec. Nothing WeNet-specific is involved: the
 layer groups are the graph's op types, the thresholds, grid and loop the spec's.
 """
@@ -23,7 +23,7 @@ import pytest
 from workload import registry
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE_TRT_WORKER = Path(__file__).with_name("fake_trt_worker.py")
+FAKE_TRT_WORKER = Path(__file__).with_name("fake_backend_worker.py")
 ENGINE_TESTS = ROOT / "tests" / "engine"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")   # torch: the TorchScript exporter
 
@@ -114,8 +114,8 @@ def test_tune_your_own_onnx_model_end_to_end(own, tmp_path, monkeypatch, capsys)
     assert frozen.model == "tinycnn" and frozen.max_batch == 4
 
     monkeypatch.syspath_prepend(str(ENGINE_TESTS))
-    import fake_trt
-    fake_trt.install(monkeypatch, "8.6.0")
+    import fake_backend
+    fake_backend.install(monkeypatch, "8.6.0")
     from engine.__main__ import main as engine_main
     plan = tmp_path / "tinycnn.plan"
     assert engine_main(["build", "--config", str(tmp_path / "cfg" / "tinycnn.yaml"), "--workload", str(own),

@@ -148,17 +148,16 @@ def test_missing_inspector_is_a_warning_not_a_failure(tmp_path, monkeypatch):
     assert counts == {} and honoured == {} and warning.startswith("inspector unavailable")
 
 
-# --- the engine cache, through the strict fake TensorRT --------------------------------------
+# --- the engine cache, through the backend test double --------------------------------------
 ENGINE_TESTS = Path(__file__).resolve().parents[1] / "engine"
-FAKE_TRT_WORKER = Path(__file__).with_name("fake_trt_worker.py")
+FAKE_TRT_WORKER = Path(__file__).with_name("fake_backend_worker.py")
 
 
 @pytest.fixture
 def fake_tensorrt(monkeypatch):
     monkeypatch.syspath_prepend(str(ENGINE_TESTS))
-    import fake_trt as ft
-    trt, _ = ft.install(monkeypatch, "8.6.0")
-    return trt
+    import fake_backend
+    return fake_backend.install(monkeypatch, "8.6.0")
 
 
 @pytest.fixture
@@ -187,11 +186,11 @@ def trial_runner(tmp_path, monkeypatch, fake_tensorrt):
 
 
 def test_an_equal_build_reuses_the_cached_plan(trial_runner, fake_tensorrt, tmp_path):
-    trt = fake_tensorrt
+    fake = fake_tensorrt
     cfg = BuildConfig("encoder", passes=["layernorm"])
     first = trial_runner(0, cfg)
     key = first["engine_cache_key"]
-    assert first["engine_cache"] == "miss" and trt._stats["builds"] == 1
+    assert first["engine_cache"] == "miss" and fake.stats["builds"] == 1
     stored = tmp_path / "plans" / f"{key}.plan"                       # WORK/plans beside WORK/prepared
     meta = json.loads(stored.with_suffix(".json").read_text())
     assert meta["material"]["gpu"] == "Fake GPU H100" and meta["material"]["tensorrt"] == "8.6.0"
@@ -200,21 +199,21 @@ def test_an_equal_build_reuses_the_cached_plan(trial_runner, fake_tensorrt, tmp_
 
     second = trial_runner(1, cfg, harness="contest")                  # another harness: the same build
     assert second["engine_cache"] == "hit" and second["engine_cache_key"] == key
-    assert trt._stats["builds"] == 1
+    assert fake.stats["builds"] == 1
     assert second["build_report"] == first["build_report"] and second["cached_build"]["hits"] == 1
     assert "engine cache hit" in (tmp_path / "trials" / "00001" / "build.log").read_text()
     assert second["precision_counts"] == first["precision_counts"]       # inspected from the cached plan
     assert stored.is_file() and not (tmp_path / "trials" / "00001" / "encoder.plan").exists()
 
     other = trial_runner(2, BuildConfig("encoder", passes=["layernorm"], opt_level=2))
-    assert other["engine_cache"] == "miss" and other["engine_cache_key"] != key and trt._stats["builds"] == 2
+    assert other["engine_cache"] == "miss" and other["engine_cache_key"] != key and fake.stats["builds"] == 2
 
     kept = trial_runner(3, cfg, keep_plans=True)
-    assert kept["engine_cache"] == "hit" and trt._stats["builds"] == 2
+    assert kept["engine_cache"] == "hit" and fake.stats["builds"] == 2
     assert (tmp_path / "trials" / "00003" / "encoder.plan").read_bytes() == stored.read_bytes()
 
     off = trial_runner(4, cfg, plan_cache_gib=0)
-    assert off["engine_cache"] == "off" and off["engine_cache_key"] is None and trt._stats["builds"] == 3
+    assert off["engine_cache"] == "off" and off["engine_cache_key"] is None and fake.stats["builds"] == 3
 
 
 def test_a_cache_too_small_for_the_plan_builds_and_says_so(trial_runner, fake_tensorrt, tmp_path):
@@ -222,7 +221,7 @@ def test_a_cache_too_small_for_the_plan_builds_and_says_so(trial_runner, fake_te
     assert first["engine_cache"] == "miss"
     assert any("exceeds the engine cache's cap" in w for w in first["warnings"])
     assert trial_runner(1, BuildConfig("encoder"), plan_cache_gib=1e-9)["engine_cache"] == "miss"
-    assert fake_tensorrt._stats["builds"] == 2
+    assert fake_tensorrt.stats["builds"] == 2
 
 
 def test_a_resumed_tune_with_carried_caches_builds_nothing_again(tmp_path):

@@ -1,7 +1,7 @@
-"""The real trial worker (search.worker) over the strict fake TensorRT (tests/engine/fake_trt.py),
+"""The real trial worker (search.worker) over the backend test double (tests/engine/fake_backend.py),
 for CPU tests of whole tuning runs: prepare, engine cache, build, inspect and evaluate are real.
 
-    python tests/search/fake_trt_worker.py --request work/trials/<study>/<n>/request.json
+    python tests/search/fake_backend_worker.py --request work/trials/<study>/<n>/request.json
 
 Writes the fake's build count of this trial to <trial dir>/fake_builds.txt (0 when the engine
 cache supplied the plan).
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "engine")]
 
-from with_fake_trt import install_in_process  # noqa: E402
+from with_fake_backend import install_in_process  # noqa: E402
 
 from search import worker  # noqa: E402
 from search.request import read_request  # noqa: E402
@@ -22,12 +22,12 @@ from search.request import read_request  # noqa: E402
 
 def main(argv: list[str]) -> int:
     out = Path(read_request(worker.parse_args(argv).request).out)
-    trt, _ = install_in_process("8.6.0")
+    fake = install_in_process("8.6.0")
     try:
         return worker.main(argv)
     finally:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "fake_builds.txt").write_text(str(trt._stats["builds"]))
+        (out / "fake_builds.txt").write_text(str(fake.stats["builds"]))
 
 
 if __name__ == "__main__":
