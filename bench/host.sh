@@ -39,8 +39,8 @@ wait_for() {   # wait_for FILE SECONDS: until FILE exists
 }
 
 collect() {   # results + a consistent copy of the study database -> $OUT (8 files at most: tarred)
-  (cd "$RESULTS" && ls ./*.json ./*.png ./*.log >/dev/null 2>&1 &&
-     tar czf "$OUT/results.tgz" --ignore-failed-read ./*.json ./*.png ./*.log 2>/dev/null)
+  (cd "$RESULTS" && shopt -s nullglob && f=(./*.json ./*.png ./*.log) && [ ${#f[@]} -gt 0 ] &&
+     tar czf "$OUT/results.tgz" "${f[@]}")
   if [ -f "$WORK/study.db" ]; then
     python3 -c "import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); s.backup(d)" \
       "$WORK/study.db" "$OUT/study.db"
@@ -159,7 +159,7 @@ step() {
       trt -m search status --work-dir "$WORK"
       trt -m search export --work-dir "$WORK" --out "$RESULTS/smoke-study-$GPU_SLUG.json" ;;
     probe) trt -m engine probe --json "$RESULTS/probe.json" | grep -E '^(PASS|FAIL|SKIP)' | cut -c1-240 ;;
-    gputests) timeout 240 bash -c '. /root/rig/env.sh && python3.10 -m pytest -q -m gpu tests -p no:cacheprovider' \
+    gputests) timeout "${GPUTESTS_S:-480}" bash -c '. /root/rig/env.sh && python3.10 -m pytest -v -rf -m gpu tests -p no:cacheprovider' \
                 > "$RESULTS/gputests.log" 2>&1; tail -5 "$RESULTS/gputests.log" ;;
     baseline) trt bench/baseline.py --work "$WORK" --out "$RESULTS" ;;
     torch)  # compiles while the engines build, times after the TensorRT timings (flags from layouts)
