@@ -288,7 +288,7 @@ def _no_impl_entry(src: Sources) -> str | None:
                  "built: " + ", ".join(f"`{c.label}` ({c.good}/{len(c.cases)} Good)" for c in built)
                  + f" (`{src.name('plugins')}`), the last with our LogSoftmax plugin in the scoring group"
                  + (f"; the failing trials also ran {', '.join(extra)}" if extra else "") + ".")
-    return text + " No minimal reproduction script yet."
+    return text + " Reproduced with only the output group pinned: `bench/diag/trt86_graphs.py` case `scoring_output_only` (`bench/results/diag-graphs-h200.json`)."
 
 
 def _layernorm_entry(src: Sources) -> str | None:

@@ -204,6 +204,7 @@ def short_reason(text: str | None, limit: int = 120) -> str:
         return ""
     t = str(text).split(" | ")[0].strip()
     t = re.sub(r"^error: (\w+): \w+Error: TensorRT built no \w+ engine: \d+: ", r"\1: ", t)
+    t = re.sub(r"^error: (\w+): \w+Error: ", r"\1: ", t)         # any other worker error: its stage only
     t = t.replace(" case(s)", " case").replace(" trial(s)", " trials").replace(" at that step", "")
     return t if len(t) <= limit else t[:limit - 3] + "..."
 

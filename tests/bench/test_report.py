@@ -5,6 +5,7 @@ under tmp_path. Tests that do not need PNGs re-rendered make the check compare h
 """
 from __future__ import annotations
 
+import collections
 import json
 import re
 import shutil
@@ -306,11 +307,15 @@ def test_decoder_study_block_has_every_trial_and_short_reasons():
     text = readme_block("decoder-study")
     rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \|", line)]
     assert len(rows) == len(rec["studies"][0]["trials"])
-    assert "COMPLETE 8, FAIL 3, PRUNED 2, WAITING 1" in text
+    trials = rec["studies"][0]["trials"]
+    counts = collections.Counter(t["state"] for t in trials)
+    summary = ", ".join(f"{k} {counts[k]}" for k in ("COMPLETE", "FAIL", "PRUNED", "RUNNING", "WAITING") if counts[k])
+    assert summary in text, summary
     assert "BuildError" not in text and "(s)" not in text
-    assert text.count("`build: Could not find any implementation for node") == 3
+    no_impl = sum("Could not find any implementation" in (t.get("fail_reason") or "") for t in trials)
+    assert no_impl >= 3 and text.count("`build: Could not find any implementation for node") == no_impl
     spec = json.loads((ROOT / FIG_DIR / "decoder-study.json").read_text())
-    assert [t["state"] for t in spec["studies"][0]["trials"]][10:] == ["FAIL", "FAIL", "FAIL", "WAITING"]
+    assert [t["state"] for t in spec["studies"][0]["trials"]][10:13] == ["FAIL", "FAIL", "FAIL"]
 
 
 def test_older_study_is_labelled_and_pareto_uses_the_fronts():
@@ -325,7 +330,7 @@ def test_older_study_is_labelled_and_pareto_uses_the_fronts():
 
 def test_bug_entries_come_from_the_study_and_the_test_log():
     text = readme_block("bugs-found")
-    assert "in trials 10, 11, 12 of `bench/results/study-decoder-contest-h200.json`" in text
+    assert re.search(r"in trials 10, 11, 12(, \d+)* of `bench/results/study-decoder-contest-h200.json`", text)
     assert "{ForeignNode[/decoder/Unsqueeze_8_output_0.../scoring/Cast_5]}" in text
     assert "`passes fp16 norm32 +ln+lsm contest` (12/12 Good)" in text
     assert "LayerNorm v1 plugin is still registered by the 8.6.0 pip wheel" in text
