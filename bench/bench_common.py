@@ -100,3 +100,11 @@ def wait_for_file(path: str | Path | None, timeout_s: float, what: str = "") -> 
             return False
         time.sleep(2)
     return True
+
+
+def write_diag_record(path: str | Path, results: dict, **extra: Any) -> Path:
+    """A bench/diag script's output: the environment record (GPU from nvidia-smi) plus its per-case results."""
+    import subprocess
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                         text=True).stdout.strip()
+    return write_json(path, {**base_record(gpu), **extra, "results": results})

@@ -18,7 +18,6 @@ and what it checked. A case that needs WORK/onnx/*.onnx and finds none is "skipp
   scoring_no_pass     trial 10's pins without the decoder_scoring pass
 """
 import argparse
-import datetime
 import json
 import re
 import subprocess
@@ -42,7 +41,6 @@ def tiny_mask_slice_model():
     """speech [B,T,80], speech_lengths [B] -> a bool mask [B,1,T] sliced [:, :, 2::2] twice (as WeNet's
     Conv2dSubsampling4 does), applied to a MatMul of the sliced features: Myelin takes the region."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     n = helper.make_node
@@ -224,7 +222,6 @@ def main() -> int:
     if unknown:
         print(f"error: unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}", file=sys.stderr)
         return 2
-    import tensorrt as trt
     results = {}
     for case in args.cases:
         needs = "decoder.onnx" if case.startswith("scoring") else "encoder.onnx"
@@ -244,12 +241,9 @@ def main() -> int:
         results[case] = res
         print(case, rc, json.dumps({k: v for k, v in res.items() if k != "config"})[:300], flush=True)
     if args.json:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True).stdout.strip()
-        Path(args.json).write_text(json.dumps({
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python3.10 " + " ".join(sys.argv), "gpu": gpu, "tensorrt": trt.__version__,
-            "cases": {c: CASES.index(c) for c in results}, "results": results}, indent=1))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from bench_common import write_diag_record
+        write_diag_record(args.json, results, cases={c: CASES.index(c) for c in results})
     return 0
 
 

@@ -10,8 +10,6 @@ case's process, and its exit status goes into the JSON (134 = abort, 139 = SIGSE
   opt4, opt5      builder optimization level 4 / 5, no timing cache
 """
 import argparse
-import datetime
-import json
 import subprocess
 import sys
 import tempfile
@@ -59,7 +57,6 @@ def main() -> int:
     if args.case:
         run_case(args.case)
         return 0
-    import tensorrt as trt
     results = {}
     for case in args.cases:
         r = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True, timeout=300)
@@ -67,12 +64,9 @@ def main() -> int:
         results[case] = {"returncode": r.returncode, "tail": tail}
         print(case, r.returncode, tail[-1:] if tail else "", flush=True)
     if args.json:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True).stdout.strip()
-        Path(args.json).write_text(json.dumps({
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python3.10 " + " ".join(sys.argv), "gpu": gpu, "tensorrt": trt.__version__,
-            "results": results}, indent=1))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from bench_common import write_diag_record
+        write_diag_record(args.json, results)
     return 0
 
 
