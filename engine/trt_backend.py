@@ -12,6 +12,7 @@ behind "Could not deserialize engine" (PlanError carries them).
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -128,13 +129,24 @@ class TrtEngine:
         count = int(getattr(e, "num_optimization_profiles", 1))
         self.profiles = [{n: tuple(tuple(int(d) for d in s) for s in e.get_tensor_profile_shape(n, k))
                           for n in inputs} for k in range(count)]
+        self._held: weakref.WeakValueDictionary[int, TrtContext] = weakref.WeakValueDictionary()  # live contexts
 
     def create_context(self, profile: int, stream: Any) -> TrtContext:
         from engine.cuda_runtime import CudaApi, cuda_api
 
+        held = self._held.get(profile)
+        if held is not None and self._one_context_a_profile():
+            # TensorRT 8.6 SIGSEGVs in set_optimization_profile_async on a profile another live
+            # context holds (gputests-h200.log, 2026-12-03) instead of returning false: refuse here
+            raise PlanError(f"{self.path.name}: TensorRT refused optimization profile {profile}: another "
+                            f"context of this engine holds it (TensorRT < 10 gives each profile one context)")
+        sink = self.logger.sink
+        sink.clear_errors()
         context = self.engine.create_execution_context()
         if context is None:
-            raise PlanError(f"cannot create an execution context for {self.path} (out of GPU memory?)")
+            errors = " | ".join(sink.last_errors(2))
+            raise PlanError(f"cannot create an execution context for {self.path}"
+                            + (f": {errors}" if errors else " (out of GPU memory?)"))
         if profile != 0 or len(self.profiles) > 1:
             sink = self.logger.sink
             sink.clear_errors()
@@ -145,9 +157,18 @@ class TrtEngine:
             cuda_api().stream_sync(stream)
             if ok is False:
                 errors = " | ".join(sink.last_errors(2))
+                # a refused context must die now, before its engine: the traceback keeps this frame's
+                # locals alive, and TensorRT 8.6 SIGSEGVs destroying a context after its engine
+                context = None
                 raise PlanError(f"{self.path.name}: TensorRT refused optimization profile {profile}"
                                 + (f": {errors}" if errors else ""))
-        return TrtContext(context, self.trt)
+        wrapped = TrtContext(context, self.trt)
+        self._held[profile] = wrapped
+        return wrapped
+
+    def _one_context_a_profile(self) -> bool:
+        from engine.trt_compat import parse_version
+        return parse_version(str(getattr(self.trt, "__version__", "0")))[0] < 10
 
     def close(self) -> None:
         self.engine = None           # contexts (held by the runner) go first, then the engine, then the runtime

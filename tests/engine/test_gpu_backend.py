@@ -81,6 +81,18 @@ def fp16_build(backend, onnx_path):
     return d, cfg, first, second
 
 
+@pytest.fixture(scope="module")
+def fp32_two_profiles(backend, onnx_path):
+    """The runtime's plan: FP32, the same two profiles. (TensorRT 8.6 builds the FP16 plan above but cannot
+    make an execution context on it: Myelin "missing offset in id2offset", gputests-h200.log of 2026-12-03;
+    test_fp16_pinned_plan_makes_a_context records it.)"""
+    from engine.build import build_engine
+
+    d = onnx_path.parent
+    build_engine(onnx_path, BuildConfig("encoder", **TWO_PROFILES), d / "r.plan", progress=False)
+    return d / "r.plan"
+
+
 def test_backend_discovers_this_tensorrt(trt, backend):
     from engine.trt_compat import parse_version
     caps = backend.capabilities()
@@ -143,14 +155,14 @@ def test_plan_loads_with_its_io_and_two_profiles(backend, fp16_build):
         engine.close()
 
 
-def test_runner_selects_profiles_replays_graphs_and_matches_onnxruntime(fp16_build, onnx_path):
+def test_runner_selects_profiles_replays_graphs_and_matches_onnxruntime(fp32_two_profiles, onnx_path):
     from engine.harness import HARNESSES
     from engine.runtime import TrtRunner
 
-    d, _, _, _ = fp16_build
+    plan = fp32_two_profiles
     serving = HARNESSES["serving"]
-    with TrtRunner(d / "a.plan", harness=serving, pad=tiny_pad()) as graphs, \
-            TrtRunner(d / "a.plan", harness=serving.with_options(cuda_graphs=False), pad=tiny_pad()) as plain:
+    with TrtRunner(plan, harness=serving, pad=tiny_pad()) as graphs, \
+            TrtRunner(plan, harness=serving.with_options(cuda_graphs=False), pad=tiny_pad()) as plain:
         for (b, t), profile in {(4, 64): 1, (3, 50): 1, (2, 300): 0, (16, 1024): 0}.items():
             feeds = tiny_feeds(b, t)
             a, p = graphs.infer(feeds), plain.infer(feeds)
@@ -166,7 +178,7 @@ def test_runner_selects_profiles_replays_graphs_and_matches_onnxruntime(fp16_bui
                 assert m.shapes == {"speech": [4, 64, 80], "speech_lengths": [4]}
                 assert m.cuda_graph and m.graph_note is None, m.graph_note
             assert not plain.measure(feeds, warmup=1, runs=2).cuda_graph
-    with TrtRunner(d / "a.plan", harness=HARNESSES["contest"]) as contest:
+    with TrtRunner(plan, harness=HARNESSES["contest"]) as contest:
         m = contest.measure(tiny_feeds(4, 64), warmup=1, runs=3)
         assert m.profile == 0 and not m.cuda_graph and m.graph_note == "CUDA graphs off"
 
@@ -186,12 +198,11 @@ def test_inspector_json_shows_the_fp32_pins(fp16_build):
         assert "fp16" not in g["seen"], (group, g)
 
 
-def test_layer_profiler_reports_every_run(fp16_build):
+def test_layer_profiler_reports_every_run(fp32_two_profiles):
     from engine.layer_profile import layer_times
     from engine.runtime import TrtRunner
 
-    d, _, _, _ = fp16_build
-    with TrtRunner(d / "a.plan") as runner:
+    with TrtRunner(fp32_two_profiles) as runner:
         times = layer_times(runner, tiny_feeds(2, 64), runs=3)
         assert times and all(ms >= 0 for ms in times.values())
         assert runner.infer(tiny_feeds(2, 64))["encoder_out"].shape == (2, 64, 80)   # unprofiled again
@@ -209,11 +220,11 @@ def test_speed_knobs_are_set_or_said_ignored(backend, onnx_path, tmp_path):
     assert "SPARSE_WEIGHTS" in report.flags and report.preview_features == preview
 
 
-def test_a_profile_held_by_another_context(backend, fp16_build):
+def test_a_profile_held_by_another_context(backend, fp32_two_profiles):
     from engine.errors import PlanError
 
-    d, _, _, _ = fp16_build
-    engine, device = backend.load((d / "a.plan").read_bytes(), d / "a.plan"), backend.device()
+    plan = fp32_two_profiles
+    engine, device = backend.load(plan.read_bytes(), plan), backend.device()
     stream = device.stream_create()
     try:
         first = engine.create_context(1, stream)
@@ -223,6 +234,19 @@ def test_a_profile_held_by_another_context(backend, fp16_build):
         else:                                          # 10+: profiles are shared
             assert engine.create_context(1, stream).set_input_shape("speech", (4, 64, 80))
         del first
+    finally:
+        device.stream_destroy(stream)
+        engine.close()
+
+
+@pytest.mark.xfail(reason="TensorRT 8.6 Myelin: 'missing offset in id2offset' making a context on this plan",
+                   strict=False)
+def test_fp16_pinned_plan_makes_a_context(backend, fp16_build):
+    d, _, _, _ = fp16_build
+    engine, device = backend.load((d / "a.plan").read_bytes(), d / "a.plan"), backend.device()
+    stream = device.stream_create()
+    try:
+        assert engine.create_context(0, stream).set_input_shape("speech", (2, 64, 80))
     finally:
         device.stream_destroy(stream)
         engine.close()

@@ -60,9 +60,8 @@ def test_registry_has_the_creators_the_rewrites_claim():
     has_ln = ("LayerNorm", "1") in pairs
     assert ("layernorm_plugin" in usable_plugins(creators)) == has_ln
     assert missing_creators(required_creators(["layernorm_plugin"]), creators) == ([] if has_ln else [("LayerNorm", "1")])
-    import tensorrt as trt
-    if trt.__version__.startswith("8.6"):
-        assert not {"fMHA_V2", "fMHCA"} & {n for n, _ in pairs}
+    # (fMHA_V2 / fMHCA are in the 8.6.0 registry of the rig with cuDNN, gputests-h200.log of 2026-12-03; no
+    # rewrite of ours claims them, so nothing here depends on their presence.)
 
 
 @pytest.mark.parametrize("name,fp16,tol", [("skip_layernorm_plugin", False, 1e-4),
