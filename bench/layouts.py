@@ -300,14 +300,14 @@ def summarize(rows: list[dict], baselines: dict[str, str] | None = None) -> list
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from engine.trt_compat import import_tensorrt
-    from engine.cuda_runtime import gpu_name
+    from engine.backend import get_backend
 
     t0 = time.monotonic()
-    import_tensorrt()
+    backend = get_backend()
+    backend.version()               # TensorRT missing: its one-line error now, before any work
     work = Path(args.work)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    gpu = gpu_name()
+    gpu = backend.gpu_name()
     out = Path(args.out) / f"{args.suite}-{gpu_slug(gpu)}.json"
     jobs = make_jobs(args, models, work)
     if args.phase == "measure":          # resume what a build phase left

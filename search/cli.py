@@ -157,7 +157,7 @@ def _plan_space(args, model: str, harness: str):
     from search.tuning import make_space
 
     space = dataclasses.replace(from_args(SpaceOptions, args), harness=harness)
-    return make_space(space, model, _onnx_path(args, model))
+    return make_space(space, model, _onnx_path(args, model), tuple(getattr(args, "plugin_libs", ())))
 
 
 def cmd_plan(args) -> int:

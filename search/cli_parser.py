@@ -36,7 +36,7 @@ def _study_args(p: argparse.ArgumentParser, harness_default: str = "all") -> Non
 def _space_args(p: argparse.ArgumentParser) -> None:
     """What `plan` and `sensitivity` need to build the space `tune` samples."""
     add_arguments(p, SpaceOptions)
-    add_arguments(p, TuneOptions, only=("onnx_dir",))
+    add_arguments(p, TuneOptions, only=("onnx_dir", "plugin_libs"))      # the plugins TensorRT can load
 
 
 def _base_arg(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,10 @@ at the current step. Rules, the first that fires stops the trial:
   3. median / percentile: once `prune_startup_trials` trials are complete, the partial sum is above
      the median (or `prune_percentile`) of the complete trials' sums at the same step.
 `--pruner none` turns all three off (the values are still reported: the dashboard plots them).
+Seeds and planned trials (user attr seed / plan) are never stopped: they are the measurements the
+precision strategies read (a sensitivity sweep needs the all-FP16 trial's errors in full, a rules
+plan its latency at every shape); on the decoder study the median rule had stopped 8 of 12 rules
+plans after their first case.
 Steps compare only within one grid: a study resumed with another `--grid` would compare unlike
 cases (keep a study's grid; a new grid is a new study name).
 """
@@ -87,6 +91,12 @@ def make_pruner(opts: TrialOptions) -> optuna.pruners.BasePruner:
     return StepPercentilePruner(percentile, n_startup_trials=opts.prune_startup_trials)
 
 
+def measured_in_full(trial: optuna.trial.Trial) -> bool:
+    """A seed or a planned trial: every case is measured, whatever the pruner says."""
+    attrs = getattr(trial, "user_attrs", None) or {}
+    return "seed" in attrs or "plan" in attrs
+
+
 def _finite(x: Any) -> float:
     return math.inf if x is None else float(x)
 
@@ -103,7 +113,7 @@ class ProgressWatch:
         self.path = Path(progress)
         self.opts = opts
         self.order = case_order(parse_grid(opts.grid))
-        self.enabled = opts.pruner != "none"
+        self.enabled = opts.pruner != "none" and not measured_in_full(trial)
         self.offset = 0
         self.records: list[dict[str, Any]] = []
         self.total = 0.0

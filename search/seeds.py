@@ -17,7 +17,8 @@ from workload.precision_defaults import keep_fp32_groups
 
 from search.errors import SpaceError
 from search.options import HARNESS_NAMES
-from search.space import WORKSPACES_MIB, SearchSpace, registered_passes, registered_plugins
+from search.rewrites import registered_passes, registered_plugins
+from search.space import WORKSPACES_MIB, SearchSpace
 
 log = logging.getLogger("search")
 

@@ -23,7 +23,6 @@ per_batch its frames are every batch profile's opt frames.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -38,7 +37,6 @@ from search.errors import SpaceError
 from search.grid import shape_label
 from search.options import GRANULARITIES, HARNESS_NAMES, SpaceOptions
 
-log = logging.getLogger("search")
 
 # Fixed choice sets (changing one would break resuming an existing study).
 WORKSPACES_MIB = (1024, 4096, 16384)
@@ -359,22 +357,3 @@ def canonical(config: BuildConfig) -> dict[str, Any]:
     if config.layout == "buckets":
         d["frame_buckets"] = config.buckets_of_frames
     return d
-
-
-# --- registries (other packages; lazy, optional on a checkout without them) ------------
-def registered_passes(model: str) -> list[str]:
-    try:
-        import candidates
-        return list(candidates.available_passes(model))
-    except (ImportError, AttributeError) as exc:
-        log.warning("no graph passes in the search space (candidates registry unavailable: %s)", exc)
-        return []
-
-
-def registered_plugins(model: str) -> list[str]:
-    try:
-        import plugins
-        return list(plugins.available_plugins(model))
-    except (ImportError, AttributeError) as exc:
-        log.warning("no plugins in the search space (plugins registry unavailable: %s)", exc)
-        return []

@@ -39,8 +39,10 @@ log = logging.getLogger("search")
 ARTIFACT_FILES_OK = ("config.yaml", "request.json", "result.json", "eval.txt", "layers.json", "build.log")
 ARTIFACT_FILES_FAILED = ("config.yaml", "request.json", "worker.stderr.txt", "build.log")
 ARTIFACT_FILES_PRUNED = ("config.yaml", "request.json", PROGRESS_FILE, "build.log")
-# Per case in user attr "cases": the score, and how the case ran (evaluate.case_row).
-CASE_KEYS = ("batch", "length", "latency_ms", "good", "worst_ratio", "profile", "cuda_graph", "host_ms")
+# Per case in user attr "cases": the score, the errors per output and how the case ran (evaluate.case_row).
+# The errors live in the study too: a trial's result.json stays on the host it ran on.
+CASE_KEYS = ("batch", "length", "latency_ms", "good", "worst_ratio", "a0", "r0", "a1", "r1", "profile",
+             "cuda_graph", "host_ms")
 
 
 class TrialFailed(Exception):

@@ -45,7 +45,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -59,7 +59,8 @@ from search.options import SpaceOptions, TuneOptions
 from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
 from search.seeds import labelled_seeds
-from search.space import SearchSpace, block_count, registered_passes, registered_plugins
+from search.rewrites import loadable_plugins, registered_passes
+from search.space import SearchSpace, block_count
 from search.locking import storage_lock, study_lock
 from search.stale import StaleWatch, requeue_interrupted
 from search.storage import feasible_trials, make_sampler, open_study, trial_constraint
@@ -69,13 +70,14 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 POLL_S = 2.0
 
 
-def make_space(options: SpaceOptions, model: str, onnx: Path) -> SearchSpace:
-    """The model's space over the registered passes and plugins (blocks counted in `onnx` when needed).
+def make_space(options: SpaceOptions, model: str, onnx: Path, plugin_libs: Sequence[str] = ()) -> SearchSpace:
+    """The model's space over the registered passes and the plugins TensorRT can load with `plugin_libs`
+    (blocks counted in `onnx` when needed).
 
     `onnx` is also the graph whose op types make the layer groups of a spec that groups by op type."""
     registry.bind_onnx(model, onnx)
     passes = registered_passes(model)
-    plugins = [p for p in registered_plugins(model) if p not in passes]
+    plugins = [p for p in loadable_plugins(model, plugin_libs) if p not in passes]
     if options.group_granularity == "block":
         options = dataclasses.replace(options, num_blocks=block_count(onnx, model, options.num_blocks))
     return SearchSpace(model, passes, plugins, options=options)
@@ -185,7 +187,7 @@ def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budg
     if study is None:
         index = opts.gpus.index(gpu)
         study = open_run_study(opts, model, None if opts.seed is None else opts.seed + index)
-    space = space or make_space(opts.space, model, opts.onnx_path(model))
+    space = space or make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     objective = TrialObjective(space, trial_context(opts, model, gpu), artifact_store(Path(opts.study.work_dir)),
                                command=command_builder(opts))
     objective = RunObjective(objective, run_id or new_run_id())
@@ -270,7 +272,7 @@ def own_trials(study: optuna.Study, run_id: str) -> list[FrozenTrial]:
 
 
 def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[str, Any]:
-    space = make_space(opts.space, model, opts.onnx_path(model))
+    space = make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     with storage_lock(opts.study.storage):      # create, seed, re-enqueue: one process at a time
         study = open_run_study(opts, model, opts.seed)
         seed_study(study, space)
@@ -346,7 +348,7 @@ def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: 
 def tune(opts: TuneOptions) -> list[dict[str, Any]]:
     opts.validate()
     for model in opts.study.models:     # every model's space, before any study is written
-        make_space(opts.space, model, opts.onnx_path(model))
+        make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     spent = 0.0                     # seconds of tuning so far (setup excluded)
     summaries = []
     models = opts.study.models

@@ -137,7 +137,7 @@ def test_plan_base_seed_trial_and_yaml(tmp_path):
 
 
 def test_rules_get_plugin_backed_variants_where_the_space_has_our_plugins():
-    from search.space import registered_plugins
+    from search.rewrites import registered_plugins
 
     dec = SearchSpace("decoder", plugins=registered_plugins("decoder"))
     configs = dict(rules_configs(dec, base_name="passes_fp32"))

@@ -96,11 +96,11 @@ def command(modes: dict[int, str], *extra: str):
     return build
 
 
-def tune_fake(work, configs, modes, *extra, **options):
+def tune_fake(work, configs, modes, *extra, attrs=None, **options):
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", seed=0)
     space = SearchSpace("encoder")
-    for cfg in configs:
-        study.enqueue_trial(space.to_params(cfg))
+    for i, cfg in enumerate(configs):
+        study.enqueue_trial(space.to_params(cfg), user_attrs=(attrs or {}).get(i))
     context = TrialContext(onnx=work / "onnx" / "encoder.onnx", data=work / "data", work_dir=work,
                            timing_cache=work / "timing.cache", cache_dir=work / "prepared",
                            trial=TrialOptions(grid=GRID, trial_timeout_s=60.0, **options))
@@ -155,3 +155,14 @@ def test_no_pruner_lets_every_trial_finish(work):
     (t,) = study.get_trials()
     assert t.state == TrialState.COMPLETE and t.user_attrs["constraint"] > 0       # infeasible, measured
     assert sorted(t.intermediate_values) == [0, 1] and "prune_reason" not in t.user_attrs
+
+
+def test_planned_and_seed_trials_are_measured_in_full(work):
+    """The same slow and Bad trials as above, as a plan and a seed: neither is stopped, both complete."""
+    configs = [BuildConfig("encoder", fp16=True), BuildConfig("encoder"), BuildConfig("encoder", tf32=False)]
+    study = tune_fake(work, configs, {1: "slow", 2: "bad"}, "--fake-linger", "0.2",
+                      attrs={1: {"plan": "rules/norms/obey"}, 2: {"seed": "baseline"}})
+    done, planned, seed = study.get_trials()
+    assert [t.state for t in (done, planned, seed)] == [TrialState.COMPLETE] * 3
+    assert planned.value > done.value and "prune_reason" not in planned.user_attrs
+    assert seed.user_attrs["constraint"] > 0 and sorted(seed.intermediate_values) == [0, 1]

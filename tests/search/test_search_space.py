@@ -228,3 +228,55 @@ def test_max_opt_level_caps_sampling():
     levels = []
     study.optimize(lambda t: levels.append(space.sample(t).opt_level) or 0.0, n_trials=40)
     assert set(levels) == {0, 1}
+
+
+class _Registry:
+    """A backend stand-in with a plugin registry: what engine.backend's load_plugins / plugin_creators say."""
+
+    def __init__(self, creators, missing=False):
+        self.creators, self.missing, self.loaded = creators, missing, []
+
+    def load_plugins(self, libs=()):
+        if self.missing:
+            from engine.errors import TensorRTMissing
+            raise TensorRTMissing("cannot import tensorrt (no module named tensorrt)")
+        self.loaded += list(libs)
+
+    def plugin_creators(self):
+        return list(self.creators)
+
+
+@pytest.fixture
+def registry_backend():
+    from engine.backend import set_backend
+    previous = []
+
+    def use(backend):
+        previous.append(set_backend(backend))
+        return backend
+    yield use
+    if previous:
+        set_backend(previous[0])
+
+
+def test_plugins_without_their_creator_stay_out_of_the_space(registry_backend, caplog):
+    """Trials 14-18 of the decoder study: plugin rewrites chosen with no library loaded -> unparsable ONNX."""
+    from search.precision_strategies import rules_configs
+    from search.rewrites import loadable_plugins, registered_plugins
+
+    every = registered_plugins("decoder")
+    builtin = registry_backend(_Registry([("CustomSkipLayerNormPluginDynamic", "1"), ("LayerNorm", "1")]))
+    kept = loadable_plugins("decoder", ())
+    assert kept == [p for p in every if not p.startswith("wenet_")] and builtin.loaded == []
+    assert "wenet_layernorm_plugin" in caplog.text and "--plugin-lib" in caplog.text
+    labels = [label for label, _ in rules_configs(SearchSpace("decoder", plugins=kept))]
+    assert labels and not any("+plugins" in label for label in labels)
+
+    ours = registry_backend(_Registry([("CustomSkipLayerNormPluginDynamic", "1"), ("LayerNorm", "1"),
+                                       ("WenetLayerNorm", "1"), ("WenetLogSoftmax", "1")]))
+    assert loadable_plugins("decoder", ("libwenet.so",)) == every and ours.loaded == ["libwenet.so"]
+    labels = [label for label, _ in rules_configs(SearchSpace("decoder", plugins=every))]
+    assert any("+plugins" in label for label in labels)
+
+    registry_backend(_Registry([], missing=True))       # no TensorRT here: the registry cannot be asked
+    assert loadable_plugins("decoder", ()) == every
