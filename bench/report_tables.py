@@ -160,6 +160,12 @@ def error_rows(model: str, role: str, c: Config) -> list[list]:
         rs = [c.cases[s] for s in sorted(c.cases)]
         limits = ", ".join(p for p in (f"abs < {rule.max_abs:g}" if rule.max_abs else "",
                                        f"rel < {rule.max_rel:g}") if p)
+        if any(r.get(ka) is None or r.get(kr) is None for r in rs):
+            # a trial of an earlier session: its study kept the scores, not the errors per output
+            good = sum(1 for r in rs if r.get("good"))
+            rows.append([role, f"`{c.label}`", f"`{name}`", limits, f"{good}/{len(rs)} Good (both outputs)",
+                         "not recorded", "not recorded", "not recorded"])
+            continue
         ok = sum(1 for r in rs if (rule.max_abs is None or r[ka] < rule.max_abs) and r[kr] < rule.max_rel)
         rows.append([role, f"`{c.label}`", f"`{name}`", limits, f"{ok}/{len(rs)}",
                      e(max(r[ka] for r in rs)), e(max(r[kr] for r in rs)), e(statistics.median(r[kr] for r in rs))])
