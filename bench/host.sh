@@ -132,7 +132,15 @@ step() {
       (. /root/rig/env.sh && PYTHON=python3.10 WORK="$OW/work" CONFIG_DIR="$OW/configs" OUT_DIR="$OW/best" \
         BUILD_PLUGINS=off WORKLOAD="$OW/tinycnn.yaml" bash build.sh) >> "$RESULTS/own-workload.log" 2>&1
       trt evaluate.py "${W[@]}" --plan "$OW/best/tinycnn.plan" --no-cwd-plugins --no-progress \
-        --harness "${OWN_HARNESS:-serving}" --json "$RESULTS/own-workload-eval-$GPU_SLUG.json" | tail -8 ;;
+        --harness "${OWN_HARNESS:-serving}" --json "$RESULTS/own-workload-eval-$GPU_SLUG.json" | tail -8
+      # the naive baseline in the same run, then both as rows (../shared/conventions/results.md)
+      trt -m engine build --baseline "${W[@]}" --onnx "$OW/tinycnn.onnx" --out "$OW/baseline/tinycnn.plan" \
+        --report "$OW/baseline/tinycnn.report.json" --work-dir "$OW/work" --no-progress 2>&1 | tail -1
+      trt evaluate.py "${W[@]}" --plan "$OW/baseline/tinycnn.plan" --no-cwd-plugins --no-progress \
+        --harness "${OWN_HARNESS:-serving}" --json "$OW/eval-baseline.json" | tail -2
+      trt bench/eval_rows.py "${W[@]}" --out "$RESULTS/own-workload-rows-$GPU_SLUG.json" \
+        --run baseline "$OW/eval-baseline.json" baseline \
+        --run tuned "$RESULTS/own-workload-eval-$GPU_SLUG.json" "$OW/configs/tinycnn.yaml" ;;
     layout-rerun)  # issue 14's check: two decoder layouts again, against the committed layouts file
       wait_for "$WORK/data/.complete" 900 || return 1
       trt bench/layouts.py --work "$WORK" --out "$WORK/rerun" --models decoder --only "naive fp32,per_batch fp32" \
