@@ -135,7 +135,8 @@ fi
 # The `engine build` arguments of model $1, in the array `args` (without --onnx, --plugins).
 model_args() {
   local m=$1
-  args=(--out "$OUT_DIR/$m.plan" --work-dir "$WORK" --log "$WORK/build-$m.log")
+  # the build report beside the plan: evaluate.py reads its config (layout, precision) into its rows
+  args=(--out "$OUT_DIR/$m.plan" --work-dir "$WORK" --log "$WORK/build-$m.log" --report "$OUT_DIR/$m.report.json")
   [ ${#spec_args[@]} -eq 0 ] || args+=("${spec_args[@]}")
   if [ "$BASELINE" = 0 ] && [ -f "$CONFIG_DIR/$m.yaml" ]; then
     args+=(--config "$CONFIG_DIR/$m.yaml")

@@ -35,8 +35,8 @@ from typing import Any, Sequence
 from scoring.objective import objective
 from workload import registry
 from workload.errors import OneLineError, WorkloadError, report
-from engine.evaluation import (EvaluateError, check_cases, evaluate_plan, format_table, model_summary, rows_json,
-                               select_cases)
+from engine.evaluation import (EvaluateError, check_cases, convention_rows, evaluate_plan, format_table,
+                               model_summary, plan_build_facts, rows_json, select_cases)
 
 DEFAULT_DATA = "work/data"          # the WeNet specs' cases folder (another spec names its own)
 
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {**environment(), "harness": harness, "cuda_graphs": not args.no_cuda_graphs
                               and harness == "serving", "runs": args.runs, "warmup": args.warmup,
                               "command": " ".join(shlex.quote(a) for a in sys.argv),
-                              "plugin_libs": [str(p) for p in libs], "models": {}}
+                              "plugin_libs": [str(p) for p in libs], "models": {}, "rows": []}
     total = 0.0
     for m in models:
         grid = grids[m]
@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = rows_json(cases)
         summary = model_summary(cases)
         result["models"][m] = {"plan": str(plans[m]), "cases": rows, **summary}
+        result["rows"] += convention_rows(m, f"{m} {Path(plans[m]).name}", rows, **plan_build_facts(plans[m]))
         total += objective(cases)
         print(f"\n{m} ({plans[m]}, {harness} harness)")
         print(format_table(rows))

@@ -107,4 +107,9 @@ def write_diag_record(path: str | Path, results: dict, **extra: Any) -> Path:
     import subprocess
     gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                          text=True).stdout.strip()
-    return write_json(path, {**base_record(gpu), **extra, "results": results})
+    return write_json(path, {**base_record(gpu), **extra, "results": results, "rows": [],
+                             "rows_note": DIAG_ROWS_NOTE})
+
+
+# A diag record is build and run outcomes per case (exit status, TensorRT's errors), no latency per shape.
+DIAG_ROWS_NOTE = "no rows: the cases are TensorRT build/run outcomes (see results), not per-shape measurements"

@@ -1,13 +1,13 @@
 """evaluate.py's JSON of several engines measured in one run -> one result file in the rows convention.
 
     python3 bench/eval_rows.py --out bench/results/own-workload-rows-h200.json \
-        --run baseline WORK/own/eval-baseline.json WORK/own/configs/baseline.yaml \
+        --run baseline WORK/own/eval-baseline.json baseline \
         --run tuned WORK/own/eval-tuned.json WORK/own/configs/tinycnn.yaml
 
 Each --run is LABEL EVALUATE_JSON CONFIG_YAML (or the word baseline: `engine build --baseline`): the
-config says the row's layout and precision (search.pareto.precision_class). One row per (model, label, shape) with the keys of
-../shared/conventions/results.md; `build_s` is the plan's build report's when the evaluate JSON's plan
-has one next to it (PLAN.report.json), else null. The header (gpu, tensorrt, date) is the first run's;
+config says the row's layout and precision (engine.config.precision_class). One row per (model, label,
+shape) with the keys of ../shared/conventions/results.md (engine.evaluation.convention_rows); `build_s` is that of the build report
+beside the plan (PLAN.report.json), else null. The header (gpu, tensorrt, date) is the first run's;
 runs measured on another GPU or TensorRT are refused: they would not compare.
 """
 from __future__ import annotations
@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from bench_common import write_json  # noqa: E402
 
-ROW_KEYS = ("a0", "r0", "a1", "r1")
-
 
 class EvalRowsError(Exception):
     """A bad --run: the message is the one line printed."""
@@ -36,28 +34,15 @@ def _load(path: str, what: str) -> Any:
         raise EvalRowsError(f"{what} {path}: {exc}") from None
 
 
-def _build_s(plan: str | None) -> float | None:
-    if not plan:
-        return None
-    report = Path(plan).with_suffix(".report.json")
-    try:
-        return float(json.loads(report.read_text()).get("build_s"))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
 def rows_of(label: str, record: dict, config) -> list[dict]:
-    from search.pareto import precision_class
+    from engine.config import precision_class
+    from engine.evaluation import convention_rows, plan_build_facts
 
     rows = []
     for model, m in (record.get("models") or {}).items():
-        for c in m.get("cases") or []:
-            rows.append({"model": model, "label": label, "harness": c.get("harness", record.get("harness")),
-                         "layout": config.layout, "precision": precision_class(config),
-                         "cuda_graph": c.get("cuda_graph"), "bs": c["batch"], "sl": c["length"],
-                         "latency_ms": c["latency_ms"], "good": bool(c["good"]),
-                         **{k: c.get(k) for k in ROW_KEYS}, "build_s": _build_s(m.get("plan")),
-                         "profile": c.get("profile"), "host_ms": c.get("host_ms")})
+        build_s = plan_build_facts(m["plan"]).get("build_s") if m.get("plan") else None
+        rows += convention_rows(model, label, m.get("cases") or [], layout=config.layout,
+                                precision=precision_class(config), build_s=build_s)
     if not rows:
         raise EvalRowsError(f"--run {label}: the evaluate JSON has no measured cases")
     return rows

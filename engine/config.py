@@ -265,3 +265,14 @@ OPTIONAL_FIELDS = {"tactic_sources", "opt_shape", "max_aux_streams", "batch_buck
 def baseline(model: str) -> BuildConfig:
     """The naive baseline: parse the ONNX as exported, one profile over every test shape, plain FP32."""
     return BuildConfig(model=model)
+
+
+def precision_class(config: BuildConfig | None) -> str:
+    """fp32 (no lower precision), fp16 (FP16, nothing pinned FP32), mixed (FP16 + FP32 pins), int8, or ?."""
+    if config is None:
+        return "?"
+    if config.int8 or "int8" in config.layer_precision.values():
+        return "int8"
+    if not config.fp16:
+        return "fp32"
+    return "mixed" if "fp32" in config.layer_precision.values() else "fp16"

@@ -164,6 +164,30 @@ def rows_json(cases: Iterable[CaseResult]) -> list[dict[str, Any]]:
     return [case_row(c) for c in cases]
 
 
+def convention_rows(model: str, label: str, case_rows: Iterable[dict[str, Any]], *, layout: str | None = None,
+                    precision: str | None = None, build_s: float | None = None) -> list[dict[str, Any]]:
+    """case_row dicts of one engine as rows of ../shared/conventions/results.md (None: not known here)."""
+    return [{"model": model, "label": label, "harness": c.get("harness"), "layout": layout, "precision": precision,
+             "cuda_graph": c.get("cuda_graph"), "bs": c["batch"], "sl": c["length"], "latency_ms": c["latency_ms"],
+             "good": bool(c["good"]), **{k: c.get(k) for k in ("a0", "r0", "a1", "r1")}, "build_s": build_s,
+             "profile": c.get("profile"), "host_ms": c.get("host_ms")} for c in case_rows]
+
+
+def plan_build_facts(plan: str | Path) -> dict[str, Any]:
+    """layout, precision and build_s of a plan from the report `engine build --report` wrote beside it
+    (PLAN.report.json; build.sh writes one); {} when there is none."""
+    import json
+
+    from engine.config import BuildConfig, ConfigError, precision_class
+
+    try:
+        report = json.loads(Path(plan).with_suffix(".report.json").read_text())
+        config = BuildConfig.from_dict(report["config"])
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
+        return {}
+    return {"layout": config.layout, "precision": precision_class(config), "build_s": report.get("build_s")}
+
+
 def model_summary(cases: Sequence[CaseResult]) -> dict[str, Any]:
     obj = objective(cases)
     return {"objective": obj if math.isfinite(obj) else None, "constraint": constraint(cases),

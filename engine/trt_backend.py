@@ -148,7 +148,6 @@ class TrtEngine:
             raise PlanError(f"cannot create an execution context for {self.path}"
                             + (f": {errors}" if errors else " (out of GPU memory?)"))
         if profile != 0 or len(self.profiles) > 1:
-            sink = self.logger.sink
             sink.clear_errors()
             try:
                 ok = context.set_optimization_profile_async(profile, CudaApi.handle(stream))
@@ -167,8 +166,8 @@ class TrtEngine:
         return wrapped
 
     def _one_context_a_profile(self) -> bool:
-        from engine.trt_compat import parse_version
-        return parse_version(str(getattr(self.trt, "__version__", "0")))[0] < 10
+        from engine.trt_compat import trt_version
+        return trt_version(self.trt)[0] < 10
 
     def close(self) -> None:
         self.engine = None           # contexts (held by the runner) go first, then the engine, then the runtime

@@ -24,7 +24,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.config import BuildConfig, ConfigError
+from engine.config import BuildConfig, ConfigError, precision_class
 
 from search.errors import SearchError
 from search.storage import trial_constraint
@@ -52,17 +52,6 @@ def trial_config(t: FrozenTrial) -> BuildConfig | None:
         return BuildConfig.from_dict(yaml.safe_load(t.user_attrs.get("config_yaml") or ""))
     except (ConfigError, yaml.YAMLError, TypeError, AttributeError):
         return None
-
-
-def precision_class(config: BuildConfig | None) -> str:
-    """fp32 (no lower precision), fp16 (FP16, nothing pinned FP32), mixed (FP16 + FP32 pins), int8, or ?."""
-    if config is None:
-        return "?"
-    if config.int8 or "int8" in config.layer_precision.values():
-        return "int8"
-    if not config.fp16:
-        return "fp32"
-    return "mixed" if "fp32" in config.layer_precision.values() else "fp16"
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ at the current step. Rules, the first that fires stops the trial:
 `--pruner none` turns all three off (the values are still reported: the dashboard plots them).
 Seeds and planned trials (user attr seed / plan) are never stopped: they are the measurements the
 precision strategies read (a sensitivity sweep needs the all-FP16 trial's errors in full, a rules
-plan its latency at every shape); on the decoder study the median rule had stopped 8 of 12 rules
-plans after their first case.
+plan its latency at every shape); on the decoder study the pruner had stopped 8 of 12 rules plans,
+6 of them after their first case.
 Steps compare only within one grid: a study resumed with another `--grid` would compare unlike
 cases (keep a study's grid; a new grid is a new study name).
 """

@@ -117,6 +117,23 @@ def test_cli_full_run_writes_json(fake_setup, capsys):
     assert [(c["batch"], c["length"], c["good"]) for c in enc["cases"]] == [(1, 16, True), (4, 64, True)]
     assert all(c["harness"] == "serving" and c["profile"] == 0 for c in enc["cases"])   # how each case ran
     assert enc["good_cases"] == 2 and enc["constraint"] < 0 and result["objective"] == pytest.approx(enc["objective"])
+    # the same cases as rows of the results convention; no build report beside the plan: layout unknown
+    rows = result["rows"]
+    assert [(r["model"], r["label"], r["bs"], r["sl"], r["latency_ms"]) for r in rows] == [
+        ("encoder", "encoder encoder.plan", c["batch"], c["length"], c["latency_ms"]) for c in enc["cases"]]
+    assert all(r["harness"] == "serving" and r["layout"] is None and r["build_s"] is None for r in rows)
+
+
+def test_rows_take_layout_and_precision_from_the_build_report(fake_setup, capsys):
+    from engine.config import BuildConfig
+    cfg = BuildConfig("encoder", fp16=True, layer_precision={"norm": "fp32"}, layout="per_batch",
+                      batch_buckets=[1, 4, 16])
+    (fake_setup / "encoder.report.json").write_text(json.dumps({"build_s": 12.5, "config": cfg.to_dict()}))
+    code, out = run_cli(["--models", "encoder", "--data", "data", "--json", "out.json", "--no-progress",
+                         "--runs", "2"], capsys)
+    assert code == 0, out.err
+    rows = json.loads((fake_setup / "out.json").read_text())["rows"]
+    assert rows and all((r["layout"], r["precision"], r["build_s"]) == ("per_batch", "mixed", 12.5) for r in rows)
 
 
 def test_contest_mode_uses_the_harness_loop(fake_setup, capsys):
