@@ -103,13 +103,17 @@ step() {
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
         --trial-timeout 400 --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      I=(${ALLOW_INT8:+--allow-int8})
       for p in ${PRECISION_PLANS:-rules}; do
-        [ "$p" = none ] || trt -m search plan "${S[@]}" --plan "$p" --base "${BASE:-passes_fp32}"
+        [ "$p" = none ] || trt -m search plan "${S[@]}" "${I[@]}" --plan "$p" --base "${BASE:-passes_fp32}"
       done
+      # ALLOW_INT8=1: the waiting trials (the plans' INT8 variants) run with int8 allowed; TPE keeps its space
+      [ -n "${ALLOW_INT8:-}" ] && trt -m search tune "${S[@]}" "${L[@]}" "${I[@]}" --trials "${INT8_TRIALS:-3}" \
+        --trial-timeout 400 --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       # shellcheck disable=SC2086
       trt -m search tune "${S[@]}" "${L[@]}" --time-budget "$TUNE_S" --trial-timeout 400 --no-progress $TUNE_ARGS \
         2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
-      trt -m search precision "${S[@]}" --base "${BASE:-passes_fp32}" --layout single \
+      trt -m search precision "${S[@]}" "${I[@]}" --base "${BASE:-passes_fp32}" --layout single \
         --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
       trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
@@ -156,7 +160,7 @@ step() {
         for h in contest serving; do cp -n "$f" "$WORK/$m-$h.cache"; done
       done; ls -la "$WORK"/timing-*.cache 2>/dev/null
       if [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
-        cp .carry/study.db "$WORK/study.db" && echo "resuming .carry/study.db"
+        cp .carry/study.db "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming .carry/study.db"
       fi ;;
     diag-decoder) wait_for "$WORK/data/.complete" 600 || return 1
       trt bench/diag/decoder_batch1.py --work "$WORK" --json "$RESULTS/diag-decoder-batch1-$GPU_SLUG.json" ;;

@@ -32,8 +32,8 @@ obey and prefer:
              attention scores QK^T (dot products over d_k = 64 per head, the logits softmax
              amplifies). The group also holds the Q/K/V/output projections and the relative
              position terms, so this is the costliest rule and comes last (optional).
-With --allow-int8, per calibrator (entropy2, minmax): the strictest non-attention rule set,
-FP32 as above, and `INT8_GROUPS` (the matmul-heavy feed-forward and conv modules) int8;
+With --allow-int8, per calibrator (entropy2, minmax): the strictest non-attention rule set and
+the strictest set (attention too: on the H200 the decoder's only Good FP16 mix), FP32 as above, and `INT8_GROUPS` (the matmul-heavy feed-forward and conv modules) int8;
 engine/precision.py gives int8 to their MatMul/Conv layers only.
 """
 from __future__ import annotations
@@ -266,6 +266,7 @@ def rules_configs(space: SearchSpace, base: BuildConfig | None = None,
             out.append((labelled(f"rules/{name}+plugins/obey", base_name), cfg))
     if space.options.allow_int8:
         strict = [s for s in sets if "attention" not in s[0]][-1:]
+        strict += [s for s in sets[-1:] if s not in strict]
         for name, kinds in strict:
             pins = fp32_pins(space, kinds=kinds)
             int8 = int8_groups(registry.get(space.model), GROUPS[space.model])

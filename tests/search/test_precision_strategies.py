@@ -99,7 +99,10 @@ def test_rule_sets_per_model_and_their_variants():
     assert not any(c.int8 for c in configs.values())
     q = SearchSpace("encoder", options=SpaceOptions(allow_int8=True))
     int8 = {k: c for k, c in rules_configs(q) if c.int8}
-    assert set(int8) == {"rules/int8:norms+softmax/entropy2", "rules/int8:norms+softmax/minmax"}
+    assert set(int8) == {"rules/int8:norms+softmax/entropy2", "rules/int8:norms+softmax/minmax",
+                         "rules/int8:norms+softmax+attention/entropy2", "rules/int8:norms+softmax+attention/minmax"}
+    with_attention = int8["rules/int8:norms+softmax+attention/entropy2"].layer_precision
+    assert with_attention["attention"] == "fp32" and with_attention["feed_forward"] == "int8"
     pins = int8["rules/int8:norms+softmax/minmax"].layer_precision
     assert pins == {"softmax": "fp32", "subsampling": "fp16", "attention": "fp16", "feed_forward": "int8",
                     "conv_module": "int8", "norm": "fp32"}
