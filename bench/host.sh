@@ -159,6 +159,8 @@ step() {
         case "$m" in *-contest|*-serving) continue ;; esac      # already a per-harness cache
         for h in contest serving; do cp -n "$f" "$WORK/$m-$h.cache"; done
       done; ls -la "$WORK"/timing-*.cache 2>/dev/null
+      # the trial directories of earlier sessions (result.json: per-output errors, the honoured verdict)
+      [ -d .carry/trials ] && mkdir -p "$WORK/trials" && cp -rn .carry/trials/. "$WORK/trials/"
       if [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
         cp .carry/study.db "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming .carry/study.db"
       fi ;;

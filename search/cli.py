@@ -217,7 +217,8 @@ def cmd_precision(args) -> int:
     for study in _existing_studies(args):
         model, harness = model_of_study(study), harness_of_study(study)
         lines, r, s = precision_report(study, _plan_space(args, model, harness), _onnx_path(args, model), harness,
-                                       base_name=base_name(args.base), layout=args.layout, enqueue=args.enqueue)
+                                       base_name=base_name(args.base), layout=args.layout, enqueue=args.enqueue,
+                                       work_dir=Path(from_args(StudyOptions, args).work_dir))
         print("\n".join(lines))
         rows, summary = rows + r, summary + s
     if args.json:

@@ -165,9 +165,19 @@ def best_per_precision(study: optuna.Study, layout: str | None = None) -> tuple[
     return layout, {c: chosen[c] for c in PRECISION_CLASSES if c in chosen}
 
 
-def _case_rows(t: FrozenTrial) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def trial_file(t: FrozenTrial, name: str, work_dir: Path | None = None) -> Path:
+    """A file of the trial's directory; where the study moved off the host it ran on (the stored
+    path is gone), the same trials/<study>/<number> under `work_dir`, if that holds it."""
+    stored = Path(str(t.user_attrs.get("trial_dir", "")))
+    if (stored / name).is_file() or work_dir is None or not stored.name:
+        return stored / name
+    moved = Path(work_dir) / "trials" / stored.parent.name / stored.name / name
+    return moved if moved.is_file() else stored / name
+
+
+def _case_rows(t: FrozenTrial, work_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-case rows with every metric from the trial's result.json; the stored cases when it is gone."""
-    path = Path(str(t.user_attrs.get("trial_dir", ""))) / "result.json"
+    path = trial_file(t, "result.json", work_dir)
     try:
         result = json.loads(path.read_text())
         return result.get("cases") or [], result
@@ -175,20 +185,27 @@ def _case_rows(t: FrozenTrial) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         return list(t.user_attrs.get("cases") or []), {}
 
 
-def _honoured(t: FrozenTrial, cfg: BuildConfig) -> bool | None:
+def _honoured(t: FrozenTrial, cfg: BuildConfig, result: dict[str, Any], work_dir: Path | None = None) -> bool | None:
+    """Whether the engine ran the pinned groups as requested: from its layer info, else the worker's verdict."""
     from engine.inspect import honoured, load_layer_info
 
-    path = Path(str(t.user_attrs.get("trial_dir", ""))) / "layers.json"
-    if not cfg.layer_precision or not path.is_file():
+    path = trial_file(t, "layers.json", work_dir)
+    if not cfg.layer_precision:
         return None
+    if not path.is_file():
+        verdict = result.get("honoured")
+        return verdict.get("honoured") if isinstance(verdict, dict) else None
     try:
         return honoured(cfg, load_layer_info(path))["honoured"]
     except Exception:
         return None
 
 
-def precision_rows(study: optuna.Study, harness: str, layout: str | None = None) -> tuple[list, list]:
-    """(rows, summary) of the four engines of a study's model: one row per shape, keys of results.md."""
+def precision_rows(study: optuna.Study, harness: str, layout: str | None = None,
+                   work_dir: Path | None = None) -> tuple[list, list]:
+    """(rows, summary) of the four engines of a study's model: one row per shape, keys of results.md.
+
+    work_dir: where the trials' directories are when the study was brought here from another host."""
     model = study.user_attrs.get("model")
     layout, chosen = best_per_precision(study, layout)
     fp32 = chosen.get("fp32")
@@ -197,7 +214,7 @@ def precision_rows(study: optuna.Study, harness: str, layout: str | None = None)
     for prec, p in chosen.items():
         t = trials[p.trial]
         cfg = trial_config(t)
-        cases, result = _case_rows(t)
+        cases, result = _case_rows(t, work_dir)
         label = f"{prec} {p.layout} trial {p.trial}" + (f" ({p.label})" if p.label else "")
         build_s = result.get("build_s", t.user_attrs.get("build_s"))
         for c in cases:
@@ -212,21 +229,19 @@ def precision_rows(study: optuna.Study, harness: str, layout: str | None = None)
                         "speedup_vs_fp32": fp32.latency_ms / p.latency_ms if fp32 and p.latency_ms > 0 else None,
                         "layer_precision": cfg.layer_precision if cfg else None,
                         "precision_counts": t.user_attrs.get("precision_counts"),
-                        "honoured": _honoured(t, cfg) if cfg else None,
+                        "honoured": _honoured(t, cfg, result, work_dir) if cfg else None,
                         "tensorrt": (result.get("build_report") or {}).get("tensorrt"),
                         "metrics": "result.json" if result else "study (no per-metric errors)"})
     return rows, summary
 
 
 def results_file(rows: list, summary: list, gpu: str, command: str) -> dict[str, Any]:
-    """The bench/results JSON: header (gpu, tensorrt of the trials, torch, date, command), rows, summary."""
-    import datetime as dt
-    import importlib.metadata as md
+    """The bench/results JSON: header (gpu, tensorrt of the trials, torch, date, command), rows, summary.
 
-    try:
-        torch = md.version("torch")
-    except md.PackageNotFoundError:
-        torch = None
+    torch is None: the file has no torch rows, and the torch of the machine writing it (which may
+    not be the one that made the references) would say nothing about them."""
+    import datetime as dt
+
     return {"gpu": gpu, "tensorrt": next((s["tensorrt"] for s in summary if s.get("tensorrt")), None),
-            "torch": torch, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "torch": None, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": command, "rows": rows, "summary": summary}

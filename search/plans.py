@@ -232,10 +232,11 @@ def _ratio(x: float | None) -> str:
 
 def precision_report(study: optuna.Study, space: SearchSpace, onnx: Path | None, harness: str, *,
                      base_name: str = "", layout: str | None = None,
-                     enqueue: bool = False) -> tuple[list[str], list[dict], list[dict]]:
+                     enqueue: bool = False, work_dir: Path | None = None) -> tuple[list[str], list[dict], list[dict]]:
     """(lines to print, bench rows, summary) for one study: bisection ladders, rules seeds, the four engines.
 
     enqueue: the next midpoint of each ladder that has one (label bisect/<direction>:N).
+    work_dir: where the trials' directories are (see precision_rows).
     """
     from search.pareto import precision_rows
 
@@ -258,7 +259,7 @@ def precision_report(study: optuna.Study, space: SearchSpace, onnx: Path | None,
     for r in rules_report(study, base_name):
         lines.append(f"  {r['label']:<44} {_ratio(r['worst_ratio']):>8} {r['latency_ms']:9.2f} ms "
                      f"{'Good' if r['good'] else 'Bad'} (trial {r['trial']})")
-    rows, summary = precision_rows(study, harness, layout)
+    rows, summary = precision_rows(study, harness, layout, work_dir)
     for s in summary:
         speed = f"{s['speedup_vs_fp32']:.2f}x FP32" if s["speedup_vs_fp32"] else ""
         lines.append(f"  best {s['precision']:<5} {s['label']:<48} {s['latency_sum_ms']:9.2f} ms "

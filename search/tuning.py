@@ -60,7 +60,7 @@ from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
 from search.seeds import labelled_seeds
 from search.rewrites import loadable_plugins, registered_passes
-from search.space import SearchSpace, block_count
+from search.space import AUTO, SearchSpace, block_count
 from search.locking import storage_lock, study_lock
 from search.stale import StaleWatch, requeue_interrupted
 from search.storage import feasible_trials, make_sampler, open_study, trial_constraint
@@ -145,6 +145,29 @@ class RunObjective:
             except BaseException:       # a second signal, a lost storage: Optuna still fails it
                 pass
             raise
+
+
+# The flag that puts a fixed parameter of an enqueued trial into the space, where one does.
+FLAG_FOR_PARAM = (("int8", "--allow-int8"), ("calibrator", "--allow-int8"), ("prec.int8", "--allow-int8"),
+                  ("prec.fp16+int8", "--allow-int8"), ("plugin.", "--plugin-lib with its creator"))
+
+
+def check_waiting_trials(study: optuna.Study, space: SearchSpace) -> None:
+    """Refuse to start where a waiting trial is enqueued with a choice this space cannot make.
+
+    Optuna drops a fixed parameter the space never suggests, so such a trial would run a
+    different config (an INT8 plan as FP16) under its plan label: a silent wrong result.
+    """
+    names = {d.name for d in space.dims}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        fixed = t.system_attrs.get("fixed_params") or {}
+        lost = sorted(k for k, v in fixed.items() if k not in names and v not in (False, None, AUTO))
+        if lost:
+            flags = sorted({f for k in lost for prefix, f in FLAG_FOR_PARAM if k.startswith(prefix)})
+            label = t.user_attrs.get("plan") or t.user_attrs.get("seed") or "enqueued"
+            raise SearchError(f"{study.study_name}: waiting trial {t.number} ({label}) needs {', '.join(lost[:3])}"
+                              f"{' ...' if len(lost) > 3 else ''}, which this space lacks"
+                              + (f" (tune with {' and '.join(flags)})" if flags else " (tune with the space it was made in)"))
 
 
 def trial_context(opts: TuneOptions, model: str, gpu: str) -> TrialContext:
@@ -277,6 +300,7 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
         study = open_run_study(opts, model, opts.seed)
         seed_study(study, space)
         requeue_interrupted(study)
+        check_waiting_trials(study, space)
     run_id = new_run_id()
     if budget_s is not None and budget_s <= 0:
         print(f"warning: the time budget was spent before the first {model} trial could start "

@@ -124,6 +124,23 @@ def test_best_engine_per_precision_on_one_layout(tmp_path):
     assert summary[0]["tensorrt"] == "8.6.0" and summary[0]["metrics"] == "result.json"
 
 
+def test_precision_rows_find_the_trials_of_a_study_brought_from_another_host(tmp_path):
+    """The stored trial_dir is the GPU host's path; the trials/ brought beside the study are read."""
+    study = optuna.create_study()
+    study.set_user_attr("model", "encoder")
+    here = tmp_path / "work" / "trials" / "wenet-encoder-serving" / "00000"
+    _result_json(here, [0.1, 0.2], [5, 45])
+    int8 = BuildConfig("encoder", fp16=True, int8=True, layer_precision={"feed_forward": "int8"})
+    result = json.loads((here / "result.json").read_text())
+    (here / "result.json").write_text(json.dumps({**result, "honoured": {"honoured": False, "groups": {}}}))
+    add_trial(study, int8, [0.1, 0.2], [5, 45], trial_dir="/root/work/trials/wenet-encoder-serving/00000")
+    rows, summary = precision_rows(study, "serving")
+    assert rows[0]["r0"] is None and summary[0]["metrics"] == "study (no per-metric errors)"
+    rows, summary = precision_rows(study, "serving", work_dir=tmp_path / "work")
+    assert rows[0]["r0"] == pytest.approx(2e-4) and summary[0]["tensorrt"] == "8.6.0"
+    assert summary[0]["honoured"] is False          # the worker's verdict: no layers.json came back
+
+
 def _cli_study(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = open_study(url, "decoder", "serving")

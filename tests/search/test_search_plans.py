@@ -111,3 +111,22 @@ def test_plan_tune_sensitivity_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:                  # an unknown plan is a usage error
         main(["plan", *common, "--plan", "bogus"])
     assert exc.value.code == 2
+
+
+def test_a_waiting_int8_plan_is_refused_by_a_tune_without_allow_int8(tmp_path, capsys):
+    """Optuna would drop its int8 parameters and run an FP16 mix under the INT8 plan's label."""
+    work = tmp_path / "work"
+    write_stand_ins(work, ("decoder",))
+    common = ["--work-dir", str(work), "--model", "decoder"]
+    assert main(["plan", *common, "--plan", "rules", "--allow-int8"]) == 0
+    capsys.readouterr()
+    worker = shlex.join([sys.executable, str(FAKE_WORKER)])
+    tune = ["tune", *common, "--trials", "1", "--grid", "1x16", "--no-progress", "--worker-command", worker]
+    assert main(tune) == 2
+    err = capsys.readouterr().err
+    assert "waiting trial 0 (rules/norms/obey) " not in err        # the FP32/FP16 rules plans run anywhere
+    assert "needs" in err and "int8" in err and "(tune with --allow-int8)" in err and "Traceback" not in err
+    study = open_study(f"sqlite:///{work / 'study.db'}", "decoder", create=False)
+    assert not study.get_trials(states=(TrialState.COMPLETE,))      # nothing ran, nothing was consumed
+    assert main([*tune, "--allow-int8"]) == 0
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1
