@@ -180,7 +180,7 @@ step() {
       sel=(); t_end=$((SECONDS + ${GPUTESTS_S:-480})); : > "$RESULTS/gputests.log"
       for attempt in 1 2 3; do
         left=$((t_end - SECONDS)); [ "$left" -gt 30 ] || break
-        timeout "$left" bash -c '. /root/rig/env.sh && python3.10 -m pytest -v -rf -m gpu tests -p no:cacheprovider "$@"' \
+        timeout "$left" bash -c '. /root/rig/env.sh && python3.10 -m pytest -v -rfs -m gpu tests -p no:cacheprovider "$@"' \
           _ "${sel[@]}" >> "$RESULTS/gputests.log" 2>&1
         rc=$?; case $rc in 0|1|5) break ;; esac
         last=$(grep -oE '^tests/[^ ]+::[^ ]+' "$RESULTS/gputests.log" | tail -1)
