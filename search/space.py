@@ -319,6 +319,16 @@ class SearchSpace:
                 dim.write(fields, value)
         return BuildConfig.from_dict(fields)
 
+    def unsuggested(self, fixed: Mapping[str, Any]) -> list[str]:
+        """Fixed parameters of an enqueued trial that this space never suggests and that are on.
+
+        Optuna drops them, so the trial would run another config than it was enqueued with
+        (an INT8 plan without --allow-int8, a plugin whose creator is not loaded); off ones
+        (False, a group left to TensorRT) change nothing.
+        """
+        names = {d.name for d in self.dims}
+        return sorted(k for k, v in fixed.items() if k not in names and v not in (False, None, AUTO))
+
     def to_params(self, config: BuildConfig) -> dict[str, Any]:
         """The parameters that make `sample` return `config` (for study.enqueue_trial).
 

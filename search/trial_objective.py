@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from search.errors import SearchError
 from search.grid import shape_label
@@ -151,6 +152,7 @@ class TrialObjective:
         trial.set_user_attr("harness", s.trial.harness)
         if s.gpu is not None:
             trial.set_user_attr("gpu", str(s.gpu))
+        self._refuse_unsuggested(trial)
         config = self.space.sample(trial)
         out = self.trial_dir(trial)
         out.mkdir(parents=True, exist_ok=True)
@@ -179,6 +181,18 @@ class TrialObjective:
             if (out / name).is_file():
                 upload(trial, out / name, self.store)
         return float(outcome.result["objective"])
+
+    def _refuse_unsuggested(self, trial: optuna.trial.Trial) -> None:
+        """A trial enqueued with a choice this space cannot make fails with the reason, before any
+        build: run, it would be another config under its plan label (tune checks the waiting ones
+        at start; this catches those enqueued again while it runs)."""
+        frozen = next((t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if t.number == trial.number), None)
+        lost = self.space.unsuggested(frozen.system_attrs.get("fixed_params") or {}) if frozen else []
+        if lost:
+            reason = f"enqueued with {', '.join(lost)}, which this run's space lacks (--allow-int8? --plugin-lib?)"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialFailed(f"refused: {reason}")
 
     def _failed(self, trial: optuna.trial.Trial, out: Path, outcome: TrialOutcome) -> float:
         trial.set_user_attr("fail_reason", outcome.reason)

@@ -60,7 +60,7 @@ from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
 from search.seeds import labelled_seeds
 from search.rewrites import loadable_plugins, registered_passes
-from search.space import AUTO, SearchSpace, block_count
+from search.space import SearchSpace, block_count
 from search.locking import storage_lock, study_lock
 from search.stale import StaleWatch, requeue_interrupted
 from search.storage import feasible_trials, make_sampler, open_study, trial_constraint
@@ -158,10 +158,8 @@ def check_waiting_trials(study: optuna.Study, space: SearchSpace) -> None:
     Optuna drops a fixed parameter the space never suggests, so such a trial would run a
     different config (an INT8 plan as FP16) under its plan label: a silent wrong result.
     """
-    names = {d.name for d in space.dims}
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        fixed = t.system_attrs.get("fixed_params") or {}
-        lost = sorted(k for k, v in fixed.items() if k not in names and v not in (False, None, AUTO))
+        lost = space.unsuggested(t.system_attrs.get("fixed_params") or {})
         if lost:
             flags = sorted({f for k in lost for prefix, f in FLAG_FOR_PARAM if k.startswith(prefix)})
             label = t.user_attrs.get("plan") or t.user_attrs.get("seed") or "enqueued"

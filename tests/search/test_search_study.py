@@ -109,6 +109,23 @@ def test_empty_tactic_set_is_built_not_pruned(work, fake_command):
     assert "tactic_sources: []" in t.user_attrs["config_yaml"]
 
 
+def test_a_trial_enqueued_with_a_choice_the_space_lacks_fails_before_building(work, fake_command):
+    """An INT8 config (enqueued again while the run goes on) under a space without int8: FAIL, reason."""
+    study = open_study(url(work), "encoder", seed=0)
+    space = SearchSpace("encoder")
+    int8 = SearchSpace("encoder", options=SpaceOptions(allow_int8=True))
+    cfg = BuildConfig("encoder", fp16=True, int8=True, layer_precision={"feed_forward": "int8"})
+    assert space.unsuggested(int8.to_params(cfg)) == ["calibrator", "int8", "prec.fp16+int8.feed_forward"]
+    assert space.unsuggested(int8.to_params(BuildConfig("encoder", fp16=True))) == []   # int8 off: nothing lost
+    study.enqueue_trial(int8.to_params(cfg), user_attrs={"plan": "rules/int8:x"})
+    study.enqueue_trial(space.to_params(BuildConfig("encoder")))
+    run(study, space, work, {}, 2, fake_command)
+    refused, ok = study.trials
+    assert refused.state == TrialState.FAIL and ok.state == TrialState.COMPLETE
+    assert "enqueued with calibrator, int8, prec.fp16+int8.feed_forward" in refused.user_attrs["fail_reason"]
+    assert "config_yaml" not in refused.user_attrs          # nothing was built under its label
+
+
 def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
     space = SearchSpace("encoder", passes=["fold_constants", "layernorm"])
     study = open_study(url(work), "encoder", seed=0)
