@@ -25,6 +25,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.config import BuildConfig, ConfigError, precision_class
+from engine.evaluation import convention_rows
 
 from search.errors import SearchError
 from search.storage import trial_constraint
@@ -189,9 +190,9 @@ def _honoured(t: FrozenTrial, cfg: BuildConfig, result: dict[str, Any], work_dir
     """Whether the engine ran the pinned groups as requested: from its layer info, else the worker's verdict."""
     from engine.inspect import honoured, load_layer_info
 
-    path = trial_file(t, "layers.json", work_dir)
     if not cfg.layer_precision:
         return None
+    path = trial_file(t, "layers.json", work_dir)
     if not path.is_file():
         verdict = result.get("honoured")
         return verdict.get("honoured") if isinstance(verdict, dict) else None
@@ -217,12 +218,9 @@ def precision_rows(study: optuna.Study, harness: str, layout: str | None = None,
         cases, result = _case_rows(t, work_dir)
         label = f"{prec} {p.layout} trial {p.trial}" + (f" ({p.label})" if p.label else "")
         build_s = result.get("build_s", t.user_attrs.get("build_s"))
-        for c in cases:
-            rows.append({"model": model, "label": label, "harness": harness, "layout": p.layout, "precision": prec,
-                         "cuda_graph": c.get("cuda_graph"), "bs": c["batch"], "sl": c["length"],
-                         "latency_ms": c["latency_ms"], "good": bool(c["good"]),
-                         **{k: c.get(k) for k in ("a0", "r0", "a1", "r1")}, "build_s": build_s,
-                         "worst_ratio": c.get("worst_ratio"), "profile": c.get("profile"), "trial": p.trial})
+        engine_rows = convention_rows(model, label, cases, layout=p.layout, precision=prec, build_s=build_s)
+        rows += [{**r, "harness": harness, "worst_ratio": c.get("worst_ratio"), "trial": p.trial}
+                 for r, c in zip(engine_rows, cases)]
         summary.append({"model": model, "precision": prec, "label": label, "trial": p.trial,
                         "latency_sum_ms": p.latency_ms, "worst_ratio": p.worst_ratio if math.isfinite(p.worst_ratio)
                         else None, "feasible": p.feasible,

@@ -33,7 +33,8 @@ obey and prefer:
              amplifies). The group also holds the Q/K/V/output projections and the relative
              position terms, so this is the costliest rule and comes last (optional).
 With --allow-int8, per calibrator (entropy2, minmax): the strictest non-attention rule set and
-the strictest set (attention too: on the H200 the decoder's only Good FP16 mix), FP32 as above, and `INT8_GROUPS` (the matmul-heavy feed-forward and conv modules) int8;
+the strictest set (attention too: on the H200 the decoder's only Good FP16 mix), FP32 as above,
+and `INT8_GROUPS` (the matmul-heavy feed-forward and conv modules) int8;
 engine/precision.py gives int8 to their MatMul/Conv layers only.
 """
 from __future__ import annotations
