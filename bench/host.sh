@@ -15,7 +15,7 @@
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (a committed
-# study export the `study` step resumes), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE.
+# study export the `study` step resumes), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE.
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -51,6 +51,10 @@ collect() {   # results + a consistent copy of the study database -> $OUT (8 fil
   # timing caches outlive the host: carried back in as .carry/caches for the next session
   (cd "$WORK" && ls timing-*.cache >/dev/null 2>&1 && tar czf "$OUT/caches.tgz" timing-*.cache)
   ls "$OUT"
+}
+
+study_json() {   # TAG names the study of freeze/reproduce's files (study-decoder-contest-h200.json)
+  echo "$RESULTS/study${TAG:+-$TAG}-$GPU_SLUG.json"
 }
 
 step() {
@@ -222,7 +226,7 @@ step() {
     freeze)  # the best trial of the $HARNESS study of each model present -> $WORK/configs
       trt -m search status --work-dir "$WORK"
       trt -m search freeze --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$WORK/configs"
-      trt -m search export --work-dir "$WORK" --out "$RESULTS/study-$GPU_SLUG.json" ;;
+      trt -m search export --work-dir "$WORK" --out "$(study_json)" ;;
     build-eval)  # build.sh from $CONFIG_DIR (plans + our plugin library into $WORK/best), then evaluate.py
       # run inside the plan folder as the organisers do (it loads every *.so there) -> EVAL_JSON
       rm -rf "$WORK/best" && mkdir -p "$WORK/best"
@@ -237,9 +241,9 @@ step() {
         --harness "${HARNESS:-contest}" --data "$WORK/data" --no-progress \
         --json "${EVAL_JSON:-$RESULTS/reproduce-eval-$GPU_SLUG.json}") | tail -16 ;;
     reproduce)  # build-eval of the frozen configs, then the frozen trial vs the rebuilt plans per shape
-      step build-eval
-      python3 bench/reproduce.py --study-json "$RESULTS/study-$GPU_SLUG.json" --configs "$WORK/configs" \
-        --evaluate-json "$RESULTS/reproduce-eval-$GPU_SLUG.json" --out "$RESULTS/reproduce-$GPU_SLUG.json" ;;
+      t=${TAG:+-$TAG}; EVAL_JSON=$RESULTS/reproduce-eval$t-$GPU_SLUG.json step build-eval
+      python3 bench/reproduce.py --study-json "$(study_json)" --configs "$WORK/configs" \
+        --evaluate-json "$RESULTS/reproduce-eval$t-$GPU_SLUG.json" --out "$RESULTS/reproduce$t-$GPU_SLUG.json" ;;
     await)  # let the pipelines started before this one finish (clean timings)
       while [ -n "$(bg_alive $$)" ]; do sleep 5; done ;;
     *) echo "unknown step $s" >&2; return 2 ;;

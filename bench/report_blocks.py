@@ -318,6 +318,7 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            "study": T.study(src), "plugins": plugins(src), "plugin-layers": T.layer_table(specs, "plugin-layers"),
            "precision": precision(src), "precision-accuracy": precision_accuracy(src), "reproduce": reproduce(src),
            "reproduce-plugins": reproduce(src, "reproduce-plugins", "reproduce-plugins-eval"),
+           "reproduce-decoder-contest": reproduce(src, "reproduce-decoder-contest", "reproduce-eval-decoder-contest"),
            "decoder-study": decoder_study(src), "bugs-found": bugs(src)}
     out.update({f"fig-{n}": T.figure(n, *specs[n]) for n in FIGURES})
     return out

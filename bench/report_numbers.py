@@ -283,3 +283,42 @@ number("repro-plugins.outside-gap", RP, "|build.sh - bench| of the shapes outsid
        lambda s: span([abs(c["rebuilt_ms"] - c["trial_ms"]) for c in _outside(s)], "{:.1f}".format, " ms"))
 number("repro-plugins.outside-ms", RP, "latencies (bench and build.sh) of the shapes outside, lowest-highest",
        lambda s: span([c[k] for c in _outside(s) for k in ("trial_ms", "rebuilt_ms")], "{:.1f}".format, " ms"))
+
+
+# --- the decoder contest study (study-decoder-contest-<gpu>.json) and its frozen best rebuilt ----------
+SDC = "study-decoder-contest"
+
+
+def _sdc_trials(s) -> list[dict]:
+    return s.data[SDC]["studies"][0]["trials"]
+
+
+def _sdc_feasible(s) -> list[dict]:
+    return [t for t in _sdc_trials(s) if t["state"] == "COMPLETE" and t.get("feasible") and t.get("value") is not None]
+
+
+def _sdc_best(s) -> dict:
+    return min(_sdc_feasible(s), key=lambda t: t["value"])
+
+
+def _sdc_within(s, frac: float) -> str:
+    """The first trial whose feasible value is within frac of the study's final best."""
+    best = _sdc_best(s)["value"]
+    first = min(t["number"] for t in _sdc_feasible(s) if t["value"] <= best * (1 + frac))
+    return f"trial {first}"
+
+
+number("dstudy.trials", SDC, "trials of the decoder contest study", lambda s: str(len(_sdc_trials(s))))
+number("dstudy.complete", SDC, "COMPLETE trials of the decoder contest study",
+       lambda s: str(sum(t["state"] == "COMPLETE" for t in _sdc_trials(s))))
+number("dstudy.best", SDC, "the decoder contest study's best feasible trial", lambda s: f"trial {_sdc_best(s)['number']}")
+number("dstudy.best-ms", SDC, "its objective", lambda s: ms(_sdc_best(s)["value"], 2))
+number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
+       lambda s: times(next(t["value"] for t in _sdc_trials(s) if t["number"] == 0) / _sdc_best(s)["value"]))
+number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
+
+RDC = "reproduce-decoder-contest"
+number("repro-dec.outside", RDC, "shapes outside the tolerance, of all compared",
+       lambda s: f"{sum(not c.get('within') for c in s.data[RDC]['compare'])} of {len(s.data[RDC]['compare'])}")
+number("repro-dec.max-dev", RDC, "largest |build.sh / trial - 1| over the shapes",
+       lambda s: f"{max(abs(c['ratio'] - 1) for c in s.data[RDC]['compare']) * 100:.1f}%")

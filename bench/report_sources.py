@@ -118,6 +118,8 @@ FILES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "reproduce-eval": (".json", evaluate_output),
     "reproduce-plugins": (".json", record("rows", "compare")),     # the plugins bench's best decoder, rebuilt
     "reproduce-plugins-eval": (".json", evaluate_output),
+    "reproduce-decoder-contest": (".json", record("rows", "compare")),   # the study's best decoder, rebuilt
+    "reproduce-eval-decoder-contest": (".json", evaluate_output),
     "study": (".json", study_export),                       # the older (November) study export
     "study-decoder-contest": (".json", study_export),       # this session's decoder contest study
     "diag-trt86": (".json", record(dicts=("results",))),

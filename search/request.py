@@ -18,6 +18,17 @@ from search.errors import SearchError
 from search.options import TrialOptions, from_json, to_json
 
 REQUEST_FILE = "request.json"
+# The stage the worker is in, rewritten as it enters each: a crash by signal prints no
+# `error: <stage>:` line, so the runner reads the stage from here.
+STAGE_FILE = "stage.txt"
+
+
+def read_stage(out: Path) -> str:
+    """The stage the worker last entered ("" when it wrote none)."""
+    try:
+        return (Path(out) / STAGE_FILE).read_text().strip()
+    except OSError:
+        return ""
 
 
 @dataclass

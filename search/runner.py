@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from search.request import TrialRequest, write_request
+from search.request import TrialRequest, read_stage, write_request
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KILL_GRACE_S = 10            # SIGTERM first (TensorRT can flush its log), then SIGKILL
@@ -152,9 +152,13 @@ def run_trial(req: TrialRequest, gpu: str | None = None, command: CommandBuilder
 
     if rc != 0:
         if rc < 0 or rc in (128 + signal.SIGKILL, 128 + signal.SIGTERM):
+            # the last stderr line of a crash is whatever was printed before it (a warning, say),
+            # not its cause: name the stage, and label the line as what it is
             reason = _signal_reason(rc)
+            stage = read_stage(req.out)
+            reason = f"{reason} in its {stage} stage" if stage else reason
             detail = _last_line(stderr_path)
-            reason = f"{reason}: {detail}" if detail else reason
+            reason = f"{reason} (last stderr line: {detail})" if detail else reason
         else:
             reason = _last_line(stderr_path) or f"worker exited with status {rc} and no message"
         return TrialOutcome("failed", reason, returncode=rc, wall_s=wall, files=files)

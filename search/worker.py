@@ -17,6 +17,8 @@ out-of-memory kills one trial, not the study. Writes into the trial directory:
   build.log       TensorRT's builder log (engine.build), or the engine cache hit that replaced it
   layers.json     the engine inspector's per-layer JSON (when the inspector is available)
   eval.txt        the contest-style table (evaluate.format_table)
+  stage.txt       the stage being run (search/request.py's STAGE_FILE): named in the reason of a
+                  worker killed by a signal, which prints no error line of its own
 On failure: exit status 1 and `error: <stage>: <message>` as the last line of stderr.
 
 Nothing is built twice: the build stage first looks the plan up in the engine cache
@@ -70,6 +72,15 @@ class StageError(Exception):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         super().__init__(f"{stage}: {type(exc).__name__}: {first}" if first else f"{stage}: {type(exc).__name__}")
         self.stage = stage
+
+
+def enter_stage(out: Path, stage: str) -> None:
+    """Record the stage about to run, for the runner when a signal kills us inside it."""
+    from search.request import STAGE_FILE
+    try:
+        (out / STAGE_FILE).write_text(stage + "\n")
+    except OSError:
+        pass                        # only the reason of a crash gets less precise
 
 
 def _jsonable(obj: Any) -> Any:
@@ -227,6 +238,7 @@ def run(req) -> dict[str, Any]:
     opts = req.trial
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
+    enter_stage(out, "config")
     try:
         config = BuildConfig.load(req.config)
         grid = parse_grid(opts.grid, config.model)
@@ -238,6 +250,7 @@ def run(req) -> dict[str, Any]:
                               "config": config.to_dict(), "trial_options": to_dict(opts), "warnings": []}
 
     t0 = time.monotonic()
+    enter_stage(out, "prepare")
     try:
         onnx, sites = prepare(Path(req.onnx), config, Path(req.cache_dir))
     except Exception as exc:
@@ -248,11 +261,13 @@ def run(req) -> dict[str, Any]:
     plan = out / f"{config.model}.plan"
     calibration = Path(req.data) / f"calibration-{config.model}.npz" if config.uses_int8 else None
     t0 = time.monotonic()
+    enter_stage(out, "build")
     report = build_or_reuse(req, config, onnx, plan, calibration, plugin_libs, out, result)
     result["build_s"] = time.monotonic() - t0
     result["build_report"] = _jsonable(report)
     result["plan_bytes"] = plan.stat().st_size if plan.exists() else None
 
+    enter_stage(out, "inspect")
     counts, honoured, warning = inspect(plan, config, plugin_libs, out / "layers.json")
     result["precision_counts"] = counts
     result["honoured"] = honoured
@@ -263,6 +278,7 @@ def run(req) -> dict[str, Any]:
     order = case_order(grid)
     progress = out / PROGRESS_FILE
     progress.write_text("")
+    enter_stage(out, "evaluate")
     measured: list = []
 
     def on_case(case) -> None:

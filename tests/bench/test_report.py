@@ -350,7 +350,8 @@ def test_bug_entries_come_from_the_study_and_the_test_log():
 def test_without_the_new_files_their_blocks_say_so(root, capsys):
     pytest.importorskip("matplotlib")
     for key in ("plugins", "precision", "pareto", "reproduce", "reproduce-eval", "study-decoder-contest",
-                "reproduce-plugins", "reproduce-plugins-eval"):
+                "reproduce-plugins", "reproduce-plugins-eval", "reproduce-decoder-contest",
+                "reproduce-eval-decoder-contest"):
         (results_of(root) / f"{key}-h200.json").unlink()
     (results_of(root) / "plugins-gputests-h200.log").unlink()
     rc, out, _ = run(capsys, "--root", str(root))
@@ -360,6 +361,9 @@ def test_without_the_new_files_their_blocks_say_so(root, capsys):
     assert "Not made: bench/results/reproduce-h200.json is missing" in block(text, "reproduce")
     assert "No new failure" in block(text, "bugs-found")
     assert "Not made: bench/results/reproduce-plugins-h200.json is missing" in block(text, "reproduce-plugins")
+    assert ("Not made: bench/results/reproduce-decoder-contest-h200.json is missing"
+            in block(text, "reproduce-decoder-contest"))
+    assert "<!-- n:dstudy.best -->[not made: bench/results/study-decoder-contest-h200.json is missing]" in text
     assert "<!-- n:plugins.parallel -->[not made: bench/results/plugins-h200.json is missing]<!-- /n -->" in text
     assert not (root / FIG_DIR / "plugins.png").exists() and (root / FIG_DIR / "pareto.png").exists()
     assert run(capsys, "--check", "--root", str(root))[0] == 0
@@ -373,6 +377,25 @@ def test_reproduce_plugins_block_compares_the_bench_with_the_rebuild():
     assert "loaded the plugin library `libwenet_trt_plugins.so`" in text
     from bench.report_sources import FILES
     assert {"reproduce-plugins", "reproduce-plugins-eval"} <= set(FILES)
+
+
+def test_reproduce_block_of_the_study_best_and_its_numbers_come_from_the_files():
+    results = Path(__file__).resolve().parents[2] / "bench" / "results"
+    rep = json.loads((results / "reproduce-decoder-contest-h200.json").read_text())
+    study = json.loads((results / "study-decoder-contest-h200.json").read_text())["studies"][0]
+    best = min((t for t in study["trials"] if t["state"] == "COMPLETE" and t["feasible"]), key=lambda t: t["value"])
+    text = readme_block("reproduce-decoder-contest")
+    trial = rep["compare"][0]["trial"]
+    assert trial == best["number"]                  # the frozen trial is the study's best feasible one
+    assert f"trial {trial} of `wenet-decoder-contest`" in text
+    within = sum(c["within"] for c in rep["compare"])
+    assert f"{within}/{len(rep['compare'])} shapes within 10% of the trial's latency" in text
+    c = rep["compare"][0]
+    assert f"| {c['bs']}x{c['sl']} | {c['trial_ms']:.3f} | {c['rebuilt_ms']:.3f} | {c['ratio']:.3f} |" in text
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"<!-- n:dstudy.best -->trial {best['number']}<!-- /n -->" in readme
+    worst = max(abs(c["ratio"] - 1) for c in rep["compare"])
+    assert f"<!-- n:repro-dec.max-dev -->{worst * 100:.1f}%<!-- /n -->" in readme
 
 
 # --- inline numbers in the prose, and no bare measured number outside them ---------------------------

@@ -47,6 +47,14 @@ def test_death_by_signal(request_, fake_command, mode, signame):
         assert "out of memory" in out.reason
 
 
+def test_death_by_signal_names_the_stage_not_the_last_warning_as_its_cause(request_, fake_command):
+    # trial 41 of the H200 decoder study read "worker killed by SIGSEGV: pass bool_slice found no
+    # site to rewrite": a warning printed before the crash passed for its cause
+    out = run_trial(request_, command=fake_command("segfault"))
+    assert out.reason == ("worker killed by SIGSEGV in its build stage "
+                          "(last stderr line: warning: pass bool_slice found no site to rewrite)")
+
+
 def test_exit_zero_without_result_is_a_failure(request_, fake_command):
     out = run_trial(request_, command=fake_command("noresult"))
     assert out.status == "failed" and "result.json" in out.reason

@@ -12,7 +12,7 @@ from engine.config import BuildConfig
 from scoring.metrics import CaseErrors
 from scoring.objective import CaseResult, constraint, objective
 from search.options import TrialOptions
-from search.request import TrialRequest, write_request
+from search.request import TrialRequest, read_stage, write_request
 
 
 @pytest.fixture
@@ -120,6 +120,17 @@ def test_stage_failure_names_the_stage(tmp_path, stages, monkeypatch, capsys):
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == "error: build: RuntimeError: no implementation for layer X"
     assert not (tmp_path / "trial" / "result.json").exists()
+
+
+@pytest.mark.parametrize("stage", ["prepare", "build", "inspect", "evaluate"])
+def test_the_stage_file_names_the_stage_a_crash_happened_in(tmp_path, stages, monkeypatch, stage):
+    # a signal kills without an error line: the runner reads stage.txt (search.request.read_stage)
+    def crash(*a, **k):
+        raise SystemExit(f"crashed in {stage}")    # stands in for the SIGSEGV: nothing after it runs
+    monkeypatch.setattr(worker, stage, crash)
+    with pytest.raises(SystemExit):
+        worker.main(argv(tmp_path, BuildConfig("encoder")))
+    assert read_stage(tmp_path / "trial") == stage
 
 
 def test_missing_request_file(tmp_path, stages, capsys):
