@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from bench.report_data import (MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set, plugin_sites,
-                               shape_key, short_reason, time_ratio, trials)
+                               at_equal_trials, sampler_curves, shape_key, short_reason, time_ratio, trials)
 from bench.report_specs import FIGURES
 from bench import report_tables as T
 from bench.report_tables import e, table
@@ -252,7 +252,21 @@ def decoder_study(src: Sources) -> str:
     date, _ = src.meta("study-decoder-contest")
     return (f"`{src.name('study-decoder-contest')}` (`python3 -m search export`, {date}; optuna "
             f"{rec.get('optuna', '-')}):\n\n" + "\n\n".join(out) + "\n\nA pruned trial's objective is the partial "
-            "sum it had when it was stopped; an infeasible one's carries the penalty.")
+            "sum it had when it was stopped; an infeasible one's carries the penalty." + _sampler_race(rec))
+
+
+def _sampler_race(rec: dict) -> str:
+    """TPE vs random at equal trials, where the export holds studies of both samplers for a model."""
+    curves = sampler_curves([st for st in rec.get("studies", []) if st.get("trials")])
+    lines = []
+    for model in sorted({c["model"] for c in curves}):
+        n, best = at_equal_trials(curves, model)
+        each = ", ".join(f"{k} {v:.2f} ms" if v is not None else f"{k} none feasible" for k, v in sorted(best.items()))
+        ratio = ""
+        if best.get("tpe") and best.get("random"):
+            ratio = f"; random / TPE = {best['random'] / best['tpe']:.2f}x"
+        lines.append(f"- {model}, best feasible after {n} trials each: {each}{ratio}")
+    return ("\n\nSamplers at equal trials (the sampler race in the figure below):\n" + "\n".join(lines)) if lines else ""
 
 
 NO_IMPL = re.compile(r"Could not find any implementation for node (\{ForeignNode\[.*?\]\})")

@@ -224,8 +224,29 @@ def trials(st: dict) -> list[dict]:
                     "cases_measured": ua.get("cases_measured"),
                     "feasible": bool(t.get("feasible")) if done else None,
                     "worst_ratio": None if c is None or not done else float(c) + 1.0,
-                    "build_s": ua.get("build_s"), "duration_s": t.get("duration_s"),
+                    "build_s": ua.get("build_s"),
+                    # a stale trial's "duration" is the time until a later tuner failed it, not a run
+                    "duration_s": None if str(t.get("fail_reason") or "").startswith("stale:") else t.get("duration_s"),
                     "engine_cache": t.get("engine_cache") or ua.get("engine_cache"),
                     "reason": short_reason(t.get("prune_reason") or t.get("fail_reason")),
                     "best_so_far": best})
     return out
+
+
+def sampler_curves(studies: list[dict]) -> list[dict]:
+    """The samplers' race (issue 10: TPE vs random at equal trials): for every model with studies of more
+    than one sampler, each study's best feasible objective after 1, 2, ... trials (any state counts as a trial)."""
+    by_model: dict[str, list[dict]] = {}
+    for st in studies:
+        sampler = (st.get("user_attrs") or {}).get("sampler") or "not recorded"
+        by_model.setdefault(st.get("model") or "?", []).append(
+            {"study": st.get("study", "?"), "model": st.get("model"), "sampler": sampler,
+             "best_so_far": [t["best_so_far"] for t in trials(st)]})
+    return [c for cs in by_model.values() if len({c["sampler"] for c in cs}) > 1 for c in cs]
+
+
+def at_equal_trials(curves: list[dict], model: str) -> tuple[int, dict[str, float | None]]:
+    """(n, sampler -> best feasible objective after n trials), n the fewest trials any of the model's studies ran."""
+    cs = [c for c in curves if c["model"] == model]
+    n = min(len(c["best_so_far"]) for c in cs)
+    return n, {c["sampler"]: c["best_so_far"][n - 1] if n else None for c in cs}

@@ -190,7 +190,12 @@ def _decoder_study(plt, spec):
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(len(spec["studies"]), 2, figsize=(13, 4.4 * len(spec["studies"])), squeeze=False)
+    races = sorted({c["model"] for c in spec.get("samplers") or []})
+    rows = len(spec["studies"]) + len(races)
+    fig, axes = plt.subplots(rows, 2, figsize=(13, 4.4 * rows), squeeze=False)
+    for (ax, ax2), model in zip(axes[len(spec["studies"]):], races):
+        _sampler_race(ax, [c for c in spec["samplers"] if c["model"] == model], model)
+        ax2.set_visible(False)
     for (ax, ax2), st in zip(axes, spec["studies"]):
         ts = st["trials"]
         done = [t for t in ts if t["value"] is not None]
@@ -232,6 +237,20 @@ def _decoder_study(plt, spec):
     fig.suptitle(spec["title"])
     fig.tight_layout()
     return fig
+
+
+def _sampler_race(ax, curves, model):
+    """Best feasible so far vs trials run, one line per study (sampler): TPE against random at equal trials."""
+    from matplotlib.ticker import MaxNLocator
+
+    for c in curves:
+        pts = [(i + 1, b) for i, b in enumerate(c["best_so_far"]) if b is not None]
+        ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=f"{c['study']} ({c['sampler']})")
+    ax.set_xlabel("trials run (any state)")
+    ax.set_ylabel("best feasible objective so far, ms")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"{model}: samplers at equal trials")
+    ax.legend(loc="upper right", fontsize=7)
 
 
 def _study(plt, spec):

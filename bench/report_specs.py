@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 from bench.report_data import (MODELS, NAIVE, Config, Sources, build_of, configs, grid, pick, plugin_free,
-                               plugin_set, plugin_sites, rnd, shape_key, study_series, time_ratio, trials)
+                               plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
+                               trials)
 
 FIGURES = ("latency", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study")
 
@@ -232,7 +233,8 @@ def decoder_study(src: Sources):
         return None, f"no trials in {src.name('study-decoder-contest')}"
     date = (src.meta("study-decoder-contest")[0] or "date not recorded")[:10]
     return {"title": f"Study export of {date}: objective and best feasible so far per trial, and each trial's "
-                     "duration by state", "sources": [src.name("study-decoder-contest")], "studies": studies}, None
+                     "duration by state", "sources": [src.name("study-decoder-contest")], "studies": studies,
+            "samplers": sampler_curves([st for st in rec.get("studies", []) if st.get("trials")])}, None
 
 
 BUILDERS = {"latency": latency, "speedup": speedup, "layers": layers, "build": build, "pareto": pareto,

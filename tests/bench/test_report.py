@@ -480,3 +480,51 @@ def test_numbers_listing(capsys):
     assert rc == 0
     assert "repro-plugins.rebuilt-sum = '26.47 ms'  [bench/results/reproduce-plugins-h200.json]" in out
     assert "not in README" not in out
+
+
+# --- TPE vs random at equal trials (issue 10): a random-sampler study beside the TPE one --------------
+
+def test_a_random_study_in_the_export_adds_the_sampler_race(root, capsys):
+    pytest.importorskip("matplotlib")
+    path = results_of(root) / "study-decoder-contest-h200.json"
+    export = json.loads(path.read_text())
+    tpe = export["studies"][0]
+    rand = json.loads(json.dumps(tpe))
+    rand["study"] = "wenet-decoder-contest-random"
+    rand["user_attrs"]["sampler"] = "random"
+    rand["trials"] = rand["trials"][:30]
+    for t in rand["trials"]:
+        if t.get("value") is not None:
+            t["value"] *= 1.5                  # random's every trial 1.5x slower than TPE's same-numbered one
+    export["studies"].append(rand)
+    path.write_text(json.dumps(export))
+    assert tpe["user_attrs"]["sampler"] == "tpe"
+
+    rc, out, _ = run(capsys, "--root", str(root))
+    assert rc == 0, out
+    text = block((root / "README.md").read_text(), "decoder-study")
+    feasible = [t["value"] for t in tpe["trials"][:30] if t["state"] == "COMPLETE" and t.get("feasible")]
+    best = min(feasible)
+    assert (f"- decoder, best feasible after 30 trials each: random {best * 1.5:.2f} ms, tpe {best:.2f} ms; "
+            "random / TPE = 1.50x") in text
+    spec = json.loads((root / FIG_DIR / "decoder-study.json").read_text())
+    assert sorted(c["sampler"] for c in spec["samplers"]) == ["random", "tpe"]
+    assert [len(c["best_so_far"]) for c in spec["samplers"]] == [len(tpe["trials"]), 30]
+
+
+def test_one_sampler_only_draws_no_race():
+    from bench.report_data import sampler_curves
+    st = {"study": "s", "model": "decoder", "user_attrs": {"sampler": "tpe"},
+          "trials": [{"number": 0, "state": "COMPLETE", "value": 2.0, "feasible": True}]}
+    assert sampler_curves([st, {**st, "study": "s2"}]) == []
+    race = sampler_curves([st, {**st, "study": "r", "user_attrs": {"sampler": "random"}}])
+    assert [(c["study"], c["sampler"], c["best_so_far"]) for c in race] == [("s", "tpe", [2.0]), ("r", "random", [2.0])]
+
+
+def test_a_stale_trial_has_no_duration():
+    # its export duration is the time until a later tuner failed it (trial 35: two hours), not a run
+    from bench.report_data import trials
+    st = {"trials": [{"number": 0, "state": "FAIL", "duration_s": 7352.0,
+                      "fail_reason": "stale: no heartbeat for 7352 s (its tuner was killed or lost the storage)"},
+                     {"number": 1, "state": "FAIL", "duration_s": 20.0, "fail_reason": "error: build: BuildError: x"}]}
+    assert [t["duration_s"] for t in trials(st)] == [None, 20.0]
