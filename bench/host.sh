@@ -53,8 +53,8 @@ collect() {   # results + a consistent copy of the study database -> $OUT (8 fil
   ls "$OUT"
 }
 
-study_json() {   # TAG names the study of freeze/reproduce's files (study-decoder-contest-h200.json)
-  echo "$RESULTS/study${TAG:+-$TAG}-$GPU_SLUG.json"
+tagged() {   # tagged NAME: freeze/reproduce's result file, TAG naming the study (study-decoder-contest-h200.json)
+  echo "$RESULTS/$1${TAG:+-$TAG}-$GPU_SLUG.json"
 }
 
 step() {
@@ -226,7 +226,7 @@ step() {
     freeze)  # the best trial of the $HARNESS study of each model present -> $WORK/configs
       trt -m search status --work-dir "$WORK"
       trt -m search freeze --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$WORK/configs"
-      trt -m search export --work-dir "$WORK" --out "$(study_json)" ;;
+      trt -m search export --work-dir "$WORK" --out "$(tagged study)" ;;
     build-eval)  # build.sh from $CONFIG_DIR (plans + our plugin library into $WORK/best), then evaluate.py
       # run inside the plan folder as the organisers do (it loads every *.so there) -> EVAL_JSON
       rm -rf "$WORK/best" && mkdir -p "$WORK/best"
@@ -241,9 +241,9 @@ step() {
         --harness "${HARNESS:-contest}" --data "$WORK/data" --no-progress \
         --json "${EVAL_JSON:-$RESULTS/reproduce-eval-$GPU_SLUG.json}") | tail -16 ;;
     reproduce)  # build-eval of the frozen configs, then the frozen trial vs the rebuilt plans per shape
-      t=${TAG:+-$TAG}; EVAL_JSON=$RESULTS/reproduce-eval$t-$GPU_SLUG.json step build-eval
-      python3 bench/reproduce.py --study-json "$(study_json)" --configs "$WORK/configs" \
-        --evaluate-json "$RESULTS/reproduce-eval$t-$GPU_SLUG.json" --out "$RESULTS/reproduce$t-$GPU_SLUG.json" ;;
+      EVAL_JSON=$(tagged reproduce-eval) step build-eval
+      python3 bench/reproduce.py --study-json "$(tagged study)" --configs "$WORK/configs" \
+        --evaluate-json "$(tagged reproduce-eval)" --out "$(tagged reproduce)" ;;
     await)  # let the pipelines started before this one finish (clean timings)
       while [ -n "$(bg_alive $$)" ]; do sleep 5; done ;;
     *) echo "unknown step $s" >&2; return 2 ;;

@@ -224,9 +224,7 @@ def trials(st: dict) -> list[dict]:
                     "cases_measured": ua.get("cases_measured"),
                     "feasible": bool(t.get("feasible")) if done else None,
                     "worst_ratio": None if c is None or not done else float(c) + 1.0,
-                    "build_s": ua.get("build_s"),
-                    # a stale trial's "duration" is the time until a later tuner failed it, not a run
-                    "duration_s": None if str(t.get("fail_reason") or "").startswith("stale:") else t.get("duration_s"),
+                    "build_s": ua.get("build_s"), "duration_s": t.get("duration_s"),
                     "engine_cache": t.get("engine_cache") or ua.get("engine_cache"),
                     "reason": short_reason(t.get("prune_reason") or t.get("fail_reason")),
                     "best_so_far": best})

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable
 
-from bench.report_data import Config, Sources, configs, pick, shape_key, time_ratio
+from bench.report_data import Config, Sources, configs, pick, shape_key, time_ratio, trials
 from bench.report_sources import ReportInputError
 from scoring.metrics import rules
 
@@ -290,31 +290,26 @@ SDC = "study-decoder-contest"
 
 
 def _sdc_trials(s) -> list[dict]:
-    return s.data[SDC]["studies"][0]["trials"]
-
-
-def _sdc_feasible(s) -> list[dict]:
-    return [t for t in _sdc_trials(s) if t["state"] == "COMPLETE" and t.get("feasible") and t.get("value") is not None]
+    return trials(s.data[SDC]["studies"][0])
 
 
 def _sdc_best(s) -> dict:
-    return min(_sdc_feasible(s), key=lambda t: t["value"])
+    return min((t for t in _sdc_trials(s) if t["feasible"]), key=lambda t: t["value"])
 
 
 def _sdc_within(s, frac: float) -> str:
     """The first trial whose feasible value is within frac of the study's final best."""
     best = _sdc_best(s)["value"]
-    first = min(t["number"] for t in _sdc_feasible(s) if t["value"] <= best * (1 + frac))
-    return f"trial {first}"
+    return f"trial {min(t['trial'] for t in _sdc_trials(s) if t['feasible'] and t['value'] <= best * (1 + frac))}"
 
 
 number("dstudy.trials", SDC, "trials of the decoder contest study", lambda s: str(len(_sdc_trials(s))))
 number("dstudy.complete", SDC, "COMPLETE trials of the decoder contest study",
        lambda s: str(sum(t["state"] == "COMPLETE" for t in _sdc_trials(s))))
-number("dstudy.best", SDC, "the decoder contest study's best feasible trial", lambda s: f"trial {_sdc_best(s)['number']}")
+number("dstudy.best", SDC, "the decoder contest study's best feasible trial", lambda s: f"trial {_sdc_best(s)['trial']}")
 number("dstudy.best-ms", SDC, "its objective", lambda s: ms(_sdc_best(s)["value"], 2))
 number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
-       lambda s: times(next(t["value"] for t in _sdc_trials(s) if t["number"] == 0) / _sdc_best(s)["value"]))
+       lambda s: times(next(t["value"] for t in _sdc_trials(s) if t["trial"] == 0) / _sdc_best(s)["value"]))
 number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
 
 RDC = "reproduce-decoder-contest"

@@ -98,7 +98,10 @@ def _plain(x: Any) -> Any:
 
 def trial_duration_s(t: FrozenTrial) -> float | None:
     """A trial's whole wall time: the objective's own measure (user_attr duration_s), else Optuna's
-    start/complete timestamps; None while it runs."""
+    start/complete timestamps; None while it runs, and for a stale trial (search.stale: its timestamps
+    span the time until a later tuner failed it, not a run)."""
+    if t.user_attrs.get("interrupted") == "stale":
+        return None
     measured = t.user_attrs.get("duration_s")
     if isinstance(measured, (int, float)):
         return float(measured)

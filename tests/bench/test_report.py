@@ -520,11 +520,3 @@ def test_one_sampler_only_draws_no_race():
     race = sampler_curves([st, {**st, "study": "r", "user_attrs": {"sampler": "random"}}])
     assert [(c["study"], c["sampler"], c["best_so_far"]) for c in race] == [("s", "tpe", [2.0]), ("r", "random", [2.0])]
 
-
-def test_a_stale_trial_has_no_duration():
-    # its export duration is the time until a later tuner failed it (trial 35: two hours), not a run
-    from bench.report_data import trials
-    st = {"trials": [{"number": 0, "state": "FAIL", "duration_s": 7352.0,
-                      "fail_reason": "stale: no heartbeat for 7352 s (its tuner was killed or lost the storage)"},
-                     {"number": 1, "state": "FAIL", "duration_s": 20.0, "fail_reason": "error: build: BuildError: x"}]}
-    assert [t["duration_s"] for t in trials(st)] == [None, 20.0]

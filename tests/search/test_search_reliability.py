@@ -284,3 +284,17 @@ def test_four_tuners_on_a_fresh_sqlite_file_ten_rounds(fast_work):
     n, rounds = 4, 10
     for r, codes in enumerate(run_rounds(base, n, rounds)):
         check_round(base / f"round{r}", n, codes)
+
+
+def test_a_stale_trial_has_no_duration_in_the_export():
+    # its timestamps span the time until a later tuner failed it (H200 decoder trial 35: two hours)
+    import datetime as dt
+
+    from search.results import trial_record
+    start = dt.datetime(2026, 12, 3, 14, 0)
+    stale = optuna.trial.create_trial(state=S.FAIL, user_attrs={"interrupted": "stale", "fail_reason": "stale: x"})
+    stale.datetime_start, stale.datetime_complete = start, start + dt.timedelta(hours=2)
+    failed = optuna.trial.create_trial(state=S.FAIL, user_attrs={"fail_reason": "error: build: x"})
+    failed.datetime_start, failed.datetime_complete = start, start + dt.timedelta(seconds=20)
+    assert trial_record(stale)["duration_s"] is None
+    assert trial_record(failed)["duration_s"] == 20.0
