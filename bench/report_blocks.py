@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 
-from bench.report_data import (MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set, plugin_sites,
-                               at_equal_trials, sampler_curves, shape_key, short_reason, time_ratio, trials)
+from bench.report_data import (MODELS, Config, Sources, at_equal_choices, at_equal_trials, build_of, configs,
+                               plugin_free, plugin_set, plugin_sites, sampler_curves, shape_key, short_reason,
+                               time_ratio, trials)
 from bench.report_specs import FIGURES
 from bench import report_tables as T
 from bench.report_tables import e, table
@@ -261,12 +262,26 @@ def _sampler_race(rec: dict) -> str:
     lines = []
     for model in sorted({c["model"] for c in curves}):
         n, best = at_equal_trials(curves, model)
-        each = ", ".join(f"{k} {v:.2f} ms" if v is not None else f"{k} none feasible" for k, v in sorted(best.items()))
-        ratio = ""
-        if best.get("tpe") and best.get("random"):
-            ratio = f"; random / TPE = {best['random'] / best['tpe']:.2f}x"
-        lines.append(f"- {model}, best feasible after {n} trials each: {each}{ratio}")
+        # no ratio here: the first trials of every study are the same enqueued seeds
+        lines.append(f"- {model}, best feasible after {n} trials each (seeds and plans included): {_each(best)}")
+        k, own = at_equal_choices(curves, model)
+        if k:
+            lines.append(f"- {model}, best feasible among the first {k} trials each sampler chose itself (no seed, "
+                         f"no plan): {_each(own)}{_random_over_tpe(own)}")
+        else:
+            lines.append(f"- {model}: no comparison of the samplers yet: "
+                         + ", ".join(f"`{c['study']}` ({c['sampler']}) chose {len(c['chosen_best'])}"
+                                     for c in curves if c["model"] == model)
+                         + " trials itself; the others were the same enqueued seeds or plans")
     return ("\n\nSamplers at equal trials (the sampler race in the figure below):\n" + "\n".join(lines)) if lines else ""
+
+
+def _each(best: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {v:.2f} ms" if v is not None else f"{k} none feasible" for k, v in sorted(best.items()))
+
+
+def _random_over_tpe(best: dict[str, float | None]) -> str:
+    return f"; random / TPE = {best['random'] / best['tpe']:.2f}x" if best.get("tpe") and best.get("random") else ""
 
 
 NO_IMPL = re.compile(r"Could not find any implementation for node (\{ForeignNode\[.*?\]\})")

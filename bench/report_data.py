@@ -225,6 +225,7 @@ def trials(st: dict) -> list[dict]:
                     "feasible": bool(t.get("feasible")) if done else None,
                     "worst_ratio": None if c is None or not done else float(c) + 1.0,
                     "build_s": ua.get("build_s"), "duration_s": t.get("duration_s"),
+                    "interrupted": ua.get("interrupted"),
                     "engine_cache": t.get("engine_cache") or ua.get("engine_cache"),
                     "reason": short_reason(t.get("prune_reason") or t.get("fail_reason")),
                     "best_so_far": best})
@@ -237,10 +238,25 @@ def sampler_curves(studies: list[dict]) -> list[dict]:
     by_model: dict[str, list[dict]] = {}
     for st in studies:
         sampler = (st.get("user_attrs") or {}).get("sampler") or "not recorded"
+        ts = trials(st)
         by_model.setdefault(st.get("model") or "?", []).append(
             {"study": st.get("study", "?"), "model": st.get("model"), "sampler": sampler,
-             "best_so_far": [t["best_so_far"] for t in trials(st)]})
+             "best_so_far": [t["best_so_far"] for t in ts], "chosen_best": _chosen_best(ts)})
     return [c for cs in by_model.values() if len({c["sampler"] for c in cs}) > 1 for c in cs]
+
+
+def _chosen_best(ts: list[dict]) -> list[float | None]:
+    """Best feasible objective after each trial the sampler chose itself (no seed, no plan): the seeds and
+    plans are enqueued, the same whatever the sampler, so only these trials tell samplers apart. A trial
+    interrupted by a lost tuner or host (search.stale) says nothing of its config and is left out."""
+    out, best = [], None
+    for t in ts:
+        if t["label"] != "-" or t["interrupted"]:
+            continue
+        if t["value"] is not None and t["feasible"]:
+            best = t["value"] if best is None else min(best, t["value"])
+        out.append(best)
+    return out
 
 
 def at_equal_trials(curves: list[dict], model: str) -> tuple[int, dict[str, float | None]]:
@@ -248,3 +264,11 @@ def at_equal_trials(curves: list[dict], model: str) -> tuple[int, dict[str, floa
     cs = [c for c in curves if c["model"] == model]
     n = min(len(c["best_so_far"]) for c in cs)
     return n, {c["sampler"]: c["best_so_far"][n - 1] if n else None for c in cs}
+
+
+def at_equal_choices(curves: list[dict], model: str) -> tuple[int, dict[str, float | None]]:
+    """(k, sampler -> best feasible objective among its first k own choices), k the fewest any study made;
+    k = 0 means no comparison of the samplers yet."""
+    cs = [c for c in curves if c["model"] == model]
+    k = min(len(c["chosen_best"]) for c in cs)
+    return k, {c["sampler"]: c["chosen_best"][k - 1] if k else None for c in cs}

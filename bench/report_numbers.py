@@ -289,8 +289,23 @@ number("repro-plugins.outside-ms", RP, "latencies (bench and build.sh) of the sh
 SDC = "study-decoder-contest"
 
 
-def _sdc_trials(s) -> list[dict]:
-    return trials(s.data[SDC]["studies"][0])
+def _sdc_study(s, sampler: str = "tpe") -> dict:
+    """The export's study of that sampler (the TPE study; the random-sampler one beside it)."""
+    return next(st for st in s.data[SDC]["studies"] if (st.get("user_attrs") or {}).get("sampler", "tpe") == sampler)
+
+
+def _sdc_trials(s, sampler: str = "tpe") -> list[dict]:
+    return trials(_sdc_study(s, sampler))
+
+
+def _sdc_before_best(s) -> dict:
+    """The best feasible trial before the study's best (the best of the sessions before it)."""
+    best = _sdc_best(s)
+    return min((t for t in _sdc_trials(s) if t["feasible"] and t["trial"] < best["trial"]), key=lambda t: t["value"])
+
+
+def _baseline(s, sampler: str) -> float:
+    return next(t["value"] for t in _sdc_trials(s, sampler) if t["trial"] == 0)
 
 
 def _sdc_best(s) -> dict:
@@ -311,6 +326,16 @@ number("dstudy.best-ms", SDC, "its objective", lambda s: ms(_sdc_best(s)["value"
 number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
        lambda s: times(next(t["value"] for t in _sdc_trials(s) if t["trial"] == 0) / _sdc_best(s)["value"]))
 number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
+number("dstudy.before-best", SDC, "the best feasible trial before the best one, and its objective",
+       lambda s: f"trial {_sdc_before_best(s)['trial']} at {ms(_sdc_before_best(s)['value'], 2)}")
+number("dstudy.best-gain", SDC, "how much faster the best is than the best before it",
+       lambda s: f"{(_sdc_before_best(s)['value'] / _sdc_best(s)['value'] - 1) * 100:.1f}%")
+number("dstudy.baseline-ms", SDC, "the TPE study's baseline trial 0", lambda s: ms(_baseline(s, "tpe"), 2))
+number("rstudy.baseline-ms", SDC, "the random-sampler study's baseline trial 0 (a later session)",
+       lambda s: ms(_baseline(s, "random"), 2))
+number("rstudy.trials", SDC, "trials of the random-sampler study", lambda s: str(len(_sdc_trials(s, "random"))))
+number("rstudy.chosen", SDC, "trials the random sampler chose itself (no seed, no plan), any state",
+       lambda s: str(sum(t["label"] == "-" for t in _sdc_trials(s, "random"))))
 
 RDC = "reproduce-decoder-contest"
 number("repro-dec.outside", RDC, "shapes outside the tolerance, of all compared",

@@ -32,12 +32,13 @@ from search.options import SpaceOptions, StudyOptions, TuneOptions, from_args
 
 
 # --- studies to read ---------------------------------------------------------------------
-def _existing_studies(args) -> list[optuna.Study]:
-    """The studies a read-only verb works on; a StorageError when none exists."""
+def _existing_studies(args, named: bool = False) -> list[optuna.Study]:
+    """The studies a read-only verb works on (named: with those under names of their own); a StorageError
+    when none exists."""
     from search.storage import existing_studies
 
     sel = from_args(StudyOptions, args)
-    return existing_studies(sel.storage, sel.models, args.harness, sel.study_name)
+    return existing_studies(sel.storage, sel.models, args.harness, sel.study_name, named=named)
 
 
 def _outputs(*paths: str | None) -> None:
@@ -68,7 +69,7 @@ def cmd_tune(args) -> int:
 def cmd_status(args) -> int:
     from search.results import format_summary, summary
 
-    for study in _existing_studies(args):
+    for study in _existing_studies(args, named=True):
         print(format_summary(summary(study)))
     return 0
 
@@ -126,7 +127,7 @@ def cmd_export(args) -> int:
     from search.storage import safe_url
 
     check_output_file(args.out, "--out file")
-    studies = _existing_studies(args)
+    studies = _existing_studies(args, named=True)
     data = {"storage": safe_url(from_args(StudyOptions, args).storage),
             "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "optuna": optuna.__version__,
@@ -142,7 +143,7 @@ def cmd_plot(args) -> int:
     from search.results import plot_best
 
     check_output_file(args.out, "--out file")
-    print(f"-> {plot_best(_existing_studies(args), Path(args.out))}")
+    print(f"-> {plot_best(_existing_studies(args, named=True), Path(args.out))}")
     return 0
 
 

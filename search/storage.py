@@ -288,8 +288,10 @@ def open_study(storage_url: str = DEFAULT_STORAGE, model: str = "encoder", harne
 
 
 def existing_studies(url: str, models: Sequence[str], harness: str = "all",
-                     study_name: str | None = None) -> list[optuna.Study]:
+                     study_name: str | None = None, named: bool = False) -> list[optuna.Study]:
     """The studies a read-only verb works on (`harness` "all": every one present); nothing is written.
+    named: also the studies of those models and harnesses under names of their own (`tune --study-name`,
+    e.g. a random-sampler study beside the TPE one), for the verbs that list (status, export, plot).
     A StorageError when none exists (or the one named is missing); notes on stderr for the others."""
     every = harness == "all"
     harnesses = tuple(HARNESSES) if every else (harness,)
@@ -315,9 +317,24 @@ def existing_studies(url: str, models: Sequence[str], harness: str = "all",
                 print(f"note: no study {name!r} in {safe_url(url)}", file=sys.stderr)
         if not found and every and len(models) > 1:
             print(f"note: no {registry.get(model).study}-* study in {safe_url(url)}", file=sys.stderr)
+    if named:
+        studies += _named_studies(url, storage, models, harnesses, {s.study_name for s in studies})
     if not studies:
         raise StorageError(f"no study in {safe_url(url)} (run `python -m search tune` first)")
     return studies
+
+
+def _named_studies(url: str, storage, models: Sequence[str], harnesses: Sequence[str],
+                   taken: set[str]) -> list[optuna.Study]:
+    """Studies under names of their own whose recorded model and harness are among those asked for."""
+    out = []
+    for summ in sorted(optuna.study.get_all_study_summaries(storage=storage), key=lambda x: x.study_name):
+        attrs = summ.user_attrs
+        if (summ.study_name not in taken and attrs.get("model") in models
+                and attrs.get("harness") in harnesses):
+            out.append(open_study(url, attrs["model"], attrs["harness"], summ.study_name, create=False,
+                                  storage=storage))
+    return out
 
 
 def study_names(storage_url: str) -> list[str]:

@@ -496,7 +496,7 @@ def test_a_random_study_in_the_export_adds_the_sampler_race(root, capsys):
     for t in rand["trials"]:
         if t.get("value") is not None:
             t["value"] *= 1.5                  # random's every trial 1.5x slower than TPE's same-numbered one
-    export["studies"].append(rand)
+    export["studies"] = [tpe, rand]          # in place of the export's own random study
     path.write_text(json.dumps(export))
     assert tpe["user_attrs"]["sampler"] == "tpe"
 
@@ -505,11 +505,34 @@ def test_a_random_study_in_the_export_adds_the_sampler_race(root, capsys):
     text = block((root / "README.md").read_text(), "decoder-study")
     feasible = [t["value"] for t in tpe["trials"][:30] if t["state"] == "COMPLETE" and t.get("feasible")]
     best = min(feasible)
-    assert (f"- decoder, best feasible after 30 trials each: random {best * 1.5:.2f} ms, tpe {best:.2f} ms; "
-            "random / TPE = 1.50x") in text
+    assert (f"- decoder, best feasible after 30 trials each (seeds and plans included): random {best * 1.5:.2f} ms, "
+            f"tpe {best:.2f} ms\n") in text
+    # the samplers' own choices: trials without a seed or plan label, the first k of each study
+    own = [t for t in tpe["trials"] if not (t.get("user_attrs") or {}).get("seed")
+           and not (t.get("user_attrs") or {}).get("plan") and not (t.get("user_attrs") or {}).get("interrupted")]
+    k = len([t for t in own if t["number"] < 30])
+    own_best = min(t["value"] for t in own[:k] if t["state"] == "COMPLETE" and t.get("feasible"))
+    assert (f"- decoder, best feasible among the first {k} trials each sampler chose itself (no seed, no plan): "
+            f"random {own_best * 1.5:.2f} ms, tpe {own_best:.2f} ms; random / TPE = 1.50x") in text
     spec = json.loads((root / FIG_DIR / "decoder-study.json").read_text())
     assert sorted(c["sampler"] for c in spec["samplers"]) == ["random", "tpe"]
     assert [len(c["best_so_far"]) for c in spec["samplers"]] == [len(tpe["trials"]), 30]
+
+
+def test_a_random_study_of_seeds_only_is_no_comparison_yet():
+    from bench.report_data import at_equal_choices, sampler_curves
+
+    def trial(n, value, **ua):
+        return {"number": n, "state": "COMPLETE" if value else "FAIL", "value": value, "feasible": bool(value),
+                "user_attrs": ua}
+    seeds = [trial(0, 5.0, seed="baseline"), trial(1, 4.0, seed="passes_fp32")]
+    tpe = {"study": "t", "model": "decoder", "user_attrs": {"sampler": "tpe"}, "trials": seeds + [trial(2, 3.0)]}
+    rnd = {"study": "r", "model": "decoder", "user_attrs": {"sampler": "random"},
+           "trials": seeds + [trial(2, None, interrupted="stale")]}       # the host was lost mid-trial
+    curves = sampler_curves([tpe, rnd])
+    assert at_equal_choices(curves, "decoder") == (0, {"tpe": None, "random": None})
+    rnd["trials"].append(trial(3, 3.5))
+    assert at_equal_choices(sampler_curves([tpe, rnd]), "decoder") == (1, {"tpe": 3.0, "random": 3.5})
 
 
 def test_one_sampler_only_draws_no_race():

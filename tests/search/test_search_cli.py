@@ -355,3 +355,24 @@ def test_random_sampler_is_its_own_study(work, capsys):
     capsys.readouterr()
     assert tune(work, "--study-name", "enc-random", trials="1") == 2          # tpe on the random study
     one_error_line(capsys, "is tuned with --sampler random")
+
+
+def test_status_and_export_list_a_study_under_its_own_name(work, tmp_path, capsys):
+    """The random-sampler study beside the TPE one (issue 10's race): the listing verbs show both, in one export;
+    best and freeze stay on the model's default study unless --study-name picks another."""
+    assert tune(work, trials="1") == 0
+    assert tune(work, "--sampler", "random", "--study-name", "enc-random", trials="2") == 0
+    capsys.readouterr()
+    assert main(["status", "--work-dir", str(work)]) == 0
+    out = capsys.readouterr().out
+    assert "wenet-encoder-serving (encoder, serving harness): 7 trials (complete 1, waiting 6)" in out  # seeds wait
+    assert "enc-random (encoder, serving harness): 7 trials (complete 2, waiting 5)" in out
+    export = tmp_path / "study.json"
+    assert main(["export", "--work-dir", str(work), "--out", str(export)]) == 0
+    studies = json.loads(export.read_text())["studies"]
+    assert [(st["study"], st["user_attrs"]["sampler"], len(st["trials"])) for st in studies] == \
+        [("wenet-encoder-serving", "tpe", 7), ("enc-random", "random", 7)]
+    assert main(["export", "--work-dir", str(work), "--harness", "contest", "--out", str(export)]) == 2   # none there
+    capsys.readouterr()
+    assert main(["freeze", "--work-dir", str(work), "--model", "encoder", "--out", str(tmp_path / "c")]) == 0
+    assert "wenet-encoder-serving" in (tmp_path / "c" / "encoder.yaml").read_text().splitlines()[1]
