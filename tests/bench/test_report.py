@@ -312,13 +312,16 @@ def test_decoder_study_block_has_every_trial_and_short_reasons():
     rec = json.loads((ROOT / "bench" / "results" / "study-decoder-contest-h200.json").read_text())
     text = readme_block("decoder-study")
     rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \|", line)]
-    assert len(rows) == len(rec["studies"][0]["trials"])
-    trials = rec["studies"][0]["trials"]
-    counts = collections.Counter(t["state"] for t in trials)
-    summary = ", ".join(f"{k} {counts[k]}" for k in ("COMPLETE", "FAIL", "PRUNED", "RUNNING", "WAITING") if counts[k])
-    assert summary in text, summary
+    assert len(rows) == sum(len(st["trials"]) for st in rec["studies"])      # a table per study, a row per trial
+    for st in rec["studies"]:
+        counts = collections.Counter(t["state"] for t in st["trials"])
+        summary = ", ".join(f"{k} {counts[k]}" for k in ("COMPLETE", "FAIL", "PRUNED", "RUNNING", "WAITING")
+                            if counts[k])
+        assert f"`{st['study']}` ({st['model']}, {st['harness']} harness): {len(st['trials'])} trials, {summary};" \
+            in text, summary
     assert "BuildError" not in text and "(s)" not in text
-    no_impl = sum("Could not find any implementation" in (t.get("fail_reason") or "") for t in trials)
+    no_impl = sum("Could not find any implementation" in (t.get("fail_reason") or "") for st in rec["studies"]
+                  for t in st["trials"])
     assert no_impl >= 3 and text.count("`build: Could not find any implementation for node") == no_impl
     spec = json.loads((ROOT / FIG_DIR / "decoder-study.json").read_text())
     assert [t["state"] for t in spec["studies"][0]["trials"]][10:13] == ["FAIL", "FAIL", "FAIL"]
