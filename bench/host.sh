@@ -15,7 +15,8 @@
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (a committed
-# study export the `study` step resumes), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE.
+# study export the `study` step resumes), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
+# ONLY / CACHE_DEADLINE_S (cache-builds: variant labels of bench/layouts.py, seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -121,6 +122,12 @@ step() {
         --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
       trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
+    cache-builds)  # issue 10: cold vs warm timing cache per layout, each engine built twice, one build at a time
+      wait_for "$WORK/data/.complete" 600 || return 1
+      trt bench/cache_builds.py --work "$WORK" --out "$RESULTS" --models "${MODELS:-encoder,decoder}" \
+        --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" ${ONLY:+--only "$ONLY"} \
+        --deadline-s "${CACHE_DEADLINE_S:-540}" > "$RESULTS/cache-builds.log" 2>&1
+      tail -12 "$RESULTS/cache-builds.log" ;;
     diag) trt bench/diag/trt_abort.py --json "$RESULTS/diag-trt86-$GPU_SLUG.json" ;;
     diag-all)  # issue 15's bug reproductions on this rig (cuDNN present): the graph cases, then the aborts again
       wait_for "$WORK/onnx/.complete" 900 || return 1
