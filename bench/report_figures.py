@@ -194,8 +194,9 @@ def _decoder_study(plt, spec):
     rows = len(spec["studies"]) + len(races)
     fig, axes = plt.subplots(rows, 2, figsize=(13, 4.4 * rows), squeeze=False)
     for (ax, ax2), model in zip(axes[len(spec["studies"]):], races):
-        _sampler_race(ax, [c for c in spec["samplers"] if c["model"] == model], model)
-        ax2.set_visible(False)
+        curves = [c for c in spec["samplers"] if c["model"] == model]
+        _sampler_race(ax, curves, model)
+        _own_choice_race(ax2, curves, model)
     for (ax, ax2), st in zip(axes, spec["studies"]):
         ts = st["trials"]
         done = [t for t in ts if t["value"] is not None]
@@ -250,6 +251,29 @@ def _sampler_race(ax, curves, model):
     ax.set_ylabel("best feasible objective so far, ms")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{model}: samplers at equal trials")
+    ax.legend(loc="upper right", fontsize=7)
+
+
+def _own_choice_race(ax, curves, model):
+    """The same race over the trials each sampler chose itself (no seed, no plan, no stale trial)."""
+    from matplotlib.ticker import MaxNLocator
+
+    drawn = 0
+    for c in curves:
+        pts = [(i + 1, b) for i, b in enumerate(c.get("chosen_best") or []) if b is not None]
+        label = f"{c['study']} ({c['sampler']}): {len(c.get('chosen_best') or [])} own trials"
+        if pts:
+            drawn += 1
+            ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=label)
+        else:
+            ax.plot([], [], label=label + ", none feasible")       # named in the legend all the same
+    if not drawn:
+        ax.text(0.5, 0.5, "no feasible trial of a sampler's own choosing yet", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("trials the sampler chose itself")
+    ax.set_ylabel("best feasible among them, ms")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"{model}: samplers on their own choices")
     ax.legend(loc="upper right", fontsize=7)
 
 

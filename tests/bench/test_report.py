@@ -520,6 +520,7 @@ def test_a_random_study_in_the_export_adds_the_sampler_race(root, capsys):
     spec = json.loads((root / FIG_DIR / "decoder-study.json").read_text())
     assert sorted(c["sampler"] for c in spec["samplers"]) == ["random", "tpe"]
     assert [len(c["best_so_far"]) for c in spec["samplers"]] == [len(tpe["trials"]), 30]
+    assert [len(c["chosen_best"]) for c in spec["samplers"]] == [len(own), k]    # the own-choice panel's curves
 
 
 def test_a_random_study_of_seeds_only_is_no_comparison_yet():
