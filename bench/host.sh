@@ -16,7 +16,7 @@
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (a committed
 # study export the `study` step resumes), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
-# ONLY / CACHE_DEADLINE_S (cache-builds: variant labels of bench/layouts.py, seconds before no build starts).
+# TABLES=0 (study: no precision table / front), ONLY / CACHE_DEADLINE_S (cache-builds: variant labels of bench/layouts.py, seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -118,10 +118,13 @@ step() {
       # shellcheck disable=SC2086
       trt -m search tune "${S[@]}" "${L[@]}" --time-budget "$TUNE_S" --trial-timeout 400 --no-progress $TUNE_ARGS \
         2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
-      trt -m search precision "${S[@]}" "${I[@]}" --base "${BASE:-passes_fp32}" --layout single \
-        --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
-      trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
-        --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
+      # TABLES=0: no precision table or front (a random-sampler study beside the TPE one needs neither)
+      if [ "${TABLES:-1}" != 0 ]; then
+        trt -m search precision "${S[@]}" "${I[@]}" --base "${BASE:-passes_fp32}" --layout single \
+          --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
+        trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
+          --json "$RESULTS/pareto-$GPU_SLUG.json"
+      fi ;;
     cache-builds)  # issue 10: cold vs warm timing cache per layout, each engine built twice, one build at a time
       wait_for "$WORK/data/.complete" 600 || return 1
       trt bench/cache_builds.py --work "$WORK" --out "$RESULTS" --models "${MODELS:-encoder,decoder}" \
