@@ -226,6 +226,8 @@ def trials(st: dict) -> list[dict]:
                     "worst_ratio": None if c is None or not done else float(c) + 1.0,
                     "build_s": ua.get("build_s"), "duration_s": t.get("duration_s"),
                     "interrupted": ua.get("interrupted"),
+                    # who chose the config: an enqueued seed or plan, or the study's sampler
+                    "chosen_by": "seed" if ua.get("seed") else "plan" if ua.get("plan") else "sampler",
                     "engine_cache": t.get("engine_cache") or ua.get("engine_cache"),
                     "reason": short_reason(t.get("prune_reason") or t.get("fail_reason")),
                     "best_so_far": best})
@@ -251,7 +253,7 @@ def _chosen_best(ts: list[dict]) -> list[float | None]:
     interrupted by a lost tuner or host (search.stale) says nothing of its config and is left out."""
     out, best = [], None
     for t in ts:
-        if t["label"] != "-" or t["interrupted"]:
+        if t["chosen_by"] != "sampler" or t["interrupted"]:
             continue
         if t["value"] is not None and t["feasible"]:
             best = t["value"] if best is None else min(best, t["value"])

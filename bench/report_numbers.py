@@ -326,6 +326,21 @@ number("dstudy.best-ms", SDC, "its objective", lambda s: ms(_sdc_best(s)["value"
 number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
        lambda s: times(next(t["value"] for t in _sdc_trials(s) if t["trial"] == 0) / _sdc_best(s)["value"]))
 number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
+def _sdc_within_own(s, frac: float) -> str:
+    """How many trials (seeds and TPE's own choices, the plans left out) until one within frac of the best."""
+    best = _sdc_best(s)["value"]
+    n = 0
+    for t in _sdc_trials(s):
+        if t["chosen_by"] == "plan" or t["interrupted"]:
+            continue                               # a precision plan, or a trial a lost host cut short
+        n += 1
+        if t["feasible"] and t["value"] <= best * (1 + frac):
+            return f"{n} trials"
+    return "never"
+
+
+number("dstudy.within5-own", SDC, "seeds + TPE's own trials (no plan) until one within 5% of the best",
+       lambda s: _sdc_within_own(s, 0.05))
 number("dstudy.before-best", SDC, "the best feasible trial before the best one, and its objective",
        lambda s: f"trial {_sdc_before_best(s)['trial']} at {ms(_sdc_before_best(s)['value'], 2)}")
 number("dstudy.best-gain", SDC, "how much faster the best is than the best before it",
