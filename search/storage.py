@@ -311,7 +311,7 @@ def existing_studies(url: str, models: Sequence[str], harness: str = "all",
             if name in names:
                 studies.append(open_study(url, model, h, create=False, storage=storage))
                 found += 1
-            elif len(models) * len(harnesses) == 1:
+            elif len(models) * len(harnesses) == 1 and not named:    # named: a study of its own name may do
                 raise StorageError(f"no study {name!r} in {safe_url(url)}")
             elif not every:
                 print(f"note: no study {name!r} in {safe_url(url)}", file=sys.stderr)

@@ -376,3 +376,12 @@ def test_status_and_export_list_a_study_under_its_own_name(work, tmp_path, capsy
     capsys.readouterr()
     assert main(["freeze", "--work-dir", str(work), "--model", "encoder", "--out", str(tmp_path / "c")]) == 0
     assert "wenet-encoder-serving" in (tmp_path / "c" / "encoder.yaml").read_text().splitlines()[1]
+
+
+def test_a_storage_with_only_a_named_study_lists_it(work, tmp_path, capsys):
+    assert tune(work, "--sampler", "random", "--study-name", "enc-random", trials="1") == 0
+    capsys.readouterr()
+    assert main(["status", "--work-dir", str(work), "--model", "encoder", "--harness", "serving"]) == 0
+    assert "enc-random (encoder, serving harness)" in capsys.readouterr().out
+    assert main(["best", "--work-dir", str(work), "--model", "encoder", "--harness", "serving"]) == 2
+    one_error_line(capsys, "no study 'wenet-encoder-serving'")      # best wants the default study or --study-name
