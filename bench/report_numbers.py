@@ -341,6 +341,13 @@ def _sdc_within_own(s, frac: float) -> str:
 
 number("dstudy.within5-own", SDC, "seeds + TPE's own trials (no plan) until one within 5% of the best",
        lambda s: _sdc_within_own(s, 0.05))
+def _own_durations(s) -> list[float]:
+    return [t["duration_s"] for t in _sdc_trials(s) if t["chosen_by"] == "sampler" and t["duration_s"]]
+
+
+number("dstudy.own-median-s", SDC, "median duration of the trials TPE chose itself (any state)",
+       lambda s: f"{statistics.median(_own_durations(s)):.0f} s")
+number("dstudy.own-n", SDC, "how many of them ran to an end", lambda s: str(len(_own_durations(s))))
 number("dstudy.before-best", SDC, "the best feasible trial before the best one, and its objective",
        lambda s: f"trial {_sdc_before_best(s)['trial']} at {ms(_sdc_before_best(s)['value'], 2)}")
 number("dstudy.best-gain", SDC, "how much faster the best is than the best before it",
