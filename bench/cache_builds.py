@@ -27,7 +27,7 @@ from bench_common import ROOT, base_record, ensure_repo_on_path, gpu_slug, write
 
 ensure_repo_on_path()
 
-from bench.layouts import make_jobs  # noqa: E402
+from bench.layouts import engine_build_args, make_jobs  # noqa: E402
 from bench.suites import SUITES  # noqa: E402
 
 
@@ -51,11 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_cmd(args, job, tag: str, cache: Path) -> list[str]:
     base = shlex.split(args.build_command) if args.build_command else [sys.executable, "-m", "engine", "build"]
     stem = job.plan.with_name(f"{job.plan.stem}.{tag}")
-    cmd = base + ["--config", str(job.config_path), "--onnx", str(Path(args.work) / "onnx" / f"{job.model}.onnx"),
-                  "--out", str(stem.with_suffix(".plan")), "--timing-cache", str(cache),
-                  "--work-dir", str(args.work), "--log", str(stem.with_suffix(".build.log")), "--no-progress",
-                  "--no-layer-info", "--report", str(stem.with_suffix(".report.json"))]
-    return cmd + (["--plugins", *args.plugin_lib] if args.plugin_lib else [])
+    return base + engine_build_args(job, Path(args.work), stem.with_suffix(".plan"), cache,
+                                    stem.with_suffix(".build.log"), stem.with_suffix(".report.json"),
+                                    args.plugin_lib) + ["--no-layer-info"]
 
 
 def run_build(args, job, tag: str, cache: Path) -> dict[str, Any]:

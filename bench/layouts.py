@@ -154,13 +154,18 @@ def padding_proofs(models: list[str], work: Path) -> dict[str, Any]:
 
 
 # --- builds -------------------------------------------------------------------------------------
+def engine_build_args(job: Job, work: Path, plan: Path, cache: Path, log: Path, report: Path,
+                      plugin_libs: list[str]) -> list[str]:
+    """`python -m engine build`'s arguments for a job's config (after the command itself)."""
+    args = ["--config", str(job.config_path), "--onnx", str(work / "onnx" / f"{job.model}.onnx"), "--out", str(plan),
+            "--timing-cache", str(cache), "--work-dir", str(work), "--log", str(log), "--no-progress",
+            "--report", str(report)]
+    return args + (["--plugins", *plugin_libs] if plugin_libs else [])
+
+
 def start(job: Job, work: Path, plugin_libs: list[str]) -> None:
-    cmd = [sys.executable, "-m", "engine", "build", "--config", str(job.config_path),
-           "--onnx", str(work / "onnx" / f"{job.model}.onnx"), "--out", str(job.plan),
-           "--timing-cache", str(work / f"timing-{job.model}.cache"), "--work-dir", str(work),
-           "--log", str(job.log), "--no-progress", "--report", str(job.report)]
-    if plugin_libs:
-        cmd += ["--plugins", *plugin_libs]
+    cmd = [sys.executable, "-m", "engine", "build"] + engine_build_args(
+        job, work, job.plan, work / f"timing-{job.model}.cache", job.log, job.report, plugin_libs)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     job.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=open(job.log.with_suffix(".stderr"), "wb"), start_new_session=True)

@@ -242,38 +242,36 @@ def _decoder_study(plt, spec):
 
 def _sampler_race(ax, curves, model):
     """Best feasible so far vs trials run, one line per study (sampler): TPE against random at equal trials."""
-    from matplotlib.ticker import MaxNLocator
-
-    for c in curves:
-        pts = [(i + 1, b) for i, b in enumerate(c["best_so_far"]) if b is not None]
-        ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=f"{c['study']} ({c['sampler']})")
-    ax.set_xlabel("trials run (any state)")
-    ax.set_ylabel("best feasible objective so far, ms")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{model}: samplers at equal trials")
-    ax.legend(loc="upper right", fontsize=7)
+    _race(ax, curves, "best_so_far", "trials run (any state)", "best feasible objective so far, ms",
+          f"{model}: samplers at equal trials")
 
 
 def _own_choice_race(ax, curves, model):
     """The same race over the trials each sampler chose itself (no seed, no plan, no stale trial)."""
+    _race(ax, curves, "chosen_best", "trials the sampler chose itself", "best feasible among them, ms",
+          f"{model}: samplers on their own choices", counted="own trials")
+
+
+def _race(ax, curves, key, xlabel, ylabel, title, counted=None):
+    """One step line per study of curve[key] (best so far after 1, 2, ... trials); a study with no feasible
+    point is still named in the legend."""
     from matplotlib.ticker import MaxNLocator
 
     drawn = 0
     for c in curves:
-        pts = [(i + 1, b) for i, b in enumerate(c.get("chosen_best") or []) if b is not None]
-        label = f"{c['study']} ({c['sampler']}): {len(c.get('chosen_best') or [])} own trials"
+        pts = [(i + 1, b) for i, b in enumerate(c.get(key) or []) if b is not None]
+        label = f"{c['study']} ({c['sampler']})" + (f": {len(c.get(key) or [])} {counted}" if counted else "")
         if pts:
             drawn += 1
             ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=label)
         else:
-            ax.plot([], [], label=label + ", none feasible")       # named in the legend all the same
+            ax.plot([], [], label=label + ", none feasible")
     if not drawn:
-        ax.text(0.5, 0.5, "no feasible trial of a sampler's own choosing yet", ha="center", va="center",
-                transform=ax.transAxes)
-    ax.set_xlabel("trials the sampler chose itself")
-    ax.set_ylabel("best feasible among them, ms")
+        ax.text(0.5, 0.5, "no feasible trial yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{model}: samplers on their own choices")
+    ax.set_title(title)
     ax.legend(loc="upper right", fontsize=7)
 
 

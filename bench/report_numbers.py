@@ -324,8 +324,10 @@ number("dstudy.complete", SDC, "COMPLETE trials of the decoder contest study",
 number("dstudy.best", SDC, "the decoder contest study's best feasible trial", lambda s: f"trial {_sdc_best(s)['trial']}")
 number("dstudy.best-ms", SDC, "its objective", lambda s: ms(_sdc_best(s)["value"], 2))
 number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
-       lambda s: times(next(t["value"] for t in _sdc_trials(s) if t["trial"] == 0) / _sdc_best(s)["value"]))
+       lambda s: times(_baseline(s, "tpe") / _sdc_best(s)["value"]))
 number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
+
+
 def _sdc_within_own(s, frac: float) -> str:
     """How many trials (seeds and TPE's own choices, the plans left out) until one within frac of the best."""
     best = _sdc_best(s)["value"]
@@ -341,6 +343,8 @@ def _sdc_within_own(s, frac: float) -> str:
 
 number("dstudy.within5-own", SDC, "seeds + TPE's own trials (no plan) until one within 5% of the best",
        lambda s: _sdc_within_own(s, 0.05))
+
+
 def _own_durations(s) -> list[float]:
     return [t["duration_s"] for t in _sdc_trials(s) if t["chosen_by"] == "sampler" and t["duration_s"]]
 
@@ -357,7 +361,7 @@ number("rstudy.baseline-ms", SDC, "the random-sampler study's baseline trial 0 (
        lambda s: ms(_baseline(s, "random"), 2))
 number("rstudy.trials", SDC, "trials of the random-sampler study", lambda s: str(len(_sdc_trials(s, "random"))))
 number("rstudy.chosen", SDC, "trials the random sampler chose itself (no seed, no plan), any state",
-       lambda s: str(sum(t["label"] == "-" for t in _sdc_trials(s, "random"))))
+       lambda s: str(sum(t["chosen_by"] == "sampler" for t in _sdc_trials(s, "random"))))
 
 RDC = "reproduce-decoder-contest"
 number("repro-dec.outside", RDC, "shapes outside the tolerance, of all compared",

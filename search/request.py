@@ -23,6 +23,14 @@ REQUEST_FILE = "request.json"
 STAGE_FILE = "stage.txt"
 
 
+def write_stage(out: Path, stage: str) -> None:
+    """Record the stage the worker is about to run, for the runner when a signal kills it inside."""
+    try:
+        (Path(out) / STAGE_FILE).write_text(stage + "\n")
+    except OSError:
+        pass                        # only the reason of a crash gets less precise
+
+
 def read_stage(out: Path) -> str:
     """The stage the worker last entered ("" when it wrote none)."""
     try:

@@ -74,15 +74,6 @@ class StageError(Exception):
         self.stage = stage
 
 
-def enter_stage(out: Path, stage: str) -> None:
-    """Record the stage about to run, for the runner when a signal kills us inside it."""
-    from search.request import STAGE_FILE
-    try:
-        (out / STAGE_FILE).write_text(stage + "\n")
-    except OSError:
-        pass                        # only the reason of a crash gets less precise
-
-
 def _jsonable(obj: Any) -> Any:
     """Plain JSON data from dataclasses, paths, numpy scalars, tuples."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -228,6 +219,7 @@ def run(req) -> dict[str, Any]:
     from engine.config import BuildConfig
     from engine.evaluation import case_row, format_table
     from scoring.objective import constraint, objective
+    from search.request import write_stage
 
     from workload import registry
 
@@ -238,7 +230,7 @@ def run(req) -> dict[str, Any]:
     opts = req.trial
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
-    enter_stage(out, "config")
+    write_stage(out, "config")
     try:
         config = BuildConfig.load(req.config)
         grid = parse_grid(opts.grid, config.model)
@@ -250,7 +242,7 @@ def run(req) -> dict[str, Any]:
                               "config": config.to_dict(), "trial_options": to_dict(opts), "warnings": []}
 
     t0 = time.monotonic()
-    enter_stage(out, "prepare")
+    write_stage(out, "prepare")
     try:
         onnx, sites = prepare(Path(req.onnx), config, Path(req.cache_dir))
     except Exception as exc:
@@ -261,13 +253,13 @@ def run(req) -> dict[str, Any]:
     plan = out / f"{config.model}.plan"
     calibration = Path(req.data) / f"calibration-{config.model}.npz" if config.uses_int8 else None
     t0 = time.monotonic()
-    enter_stage(out, "build")
+    write_stage(out, "build")
     report = build_or_reuse(req, config, onnx, plan, calibration, plugin_libs, out, result)
     result["build_s"] = time.monotonic() - t0
     result["build_report"] = _jsonable(report)
     result["plan_bytes"] = plan.stat().st_size if plan.exists() else None
 
-    enter_stage(out, "inspect")
+    write_stage(out, "inspect")
     counts, honoured, warning = inspect(plan, config, plugin_libs, out / "layers.json")
     result["precision_counts"] = counts
     result["honoured"] = honoured
@@ -278,7 +270,7 @@ def run(req) -> dict[str, Any]:
     order = case_order(grid)
     progress = out / PROGRESS_FILE
     progress.write_text("")
-    enter_stage(out, "evaluate")
+    write_stage(out, "evaluate")
     measured: list = []
 
     def on_case(case) -> None:

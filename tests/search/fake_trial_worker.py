@@ -7,7 +7,7 @@ search.request.read_request) plus `--fake-mode`:
               case_row/format_table), and appends to the timing cache
   infeasible  like ok, but one case is Bad (constraint > 0)
   crash       exits 1 with `error: build: ...` on stderr, as the real worker does
-  segfault    enters the build stage (search.worker.enter_stage), prints a pass warning, then dies
+  segfault    enters the build stage (search.request.write_stage), prints a pass warning, then dies
               by SIGSEGV (a crashing TensorRT)
   oom         dies by SIGKILL, as the kernel's OOM killer does
   hang        sleeps forever with a child process (a stuck build): the runner must kill both
@@ -38,7 +38,8 @@ from scoring.objective import CaseResult, constraint, objective  # noqa: E402
 from search.grid import parse_grid  # noqa: E402
 from search.options import to_dict  # noqa: E402
 from search.request import read_request  # noqa: E402
-from search.worker import PROGRESS_FILE, case_order, enter_stage, progress_record  # noqa: E402
+from search.request import write_stage  # noqa: E402
+from search.worker import PROGRESS_FILE, case_order, progress_record  # noqa: E402
 
 SLOW_FACTOR = 10.0
 
@@ -70,7 +71,7 @@ def main() -> int:
         print("error: build: RuntimeError: fake builder failure", file=sys.stderr)
         return 1
     if mode == "segfault":
-        enter_stage(out, "build")
+        write_stage(out, "build")
         print("warning: pass bool_slice found no site to rewrite", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGSEGV)
     if mode == "oom":
