@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 import optuna
@@ -67,20 +68,41 @@ def distributions_for(record: Mapping[str, Any], space: SearchSpace,
     return dists
 
 
+def _when(text: Any) -> datetime | None:
+    """An export timestamp (isoformat) back to a datetime; None where the export has none."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        raise SearchError(f"export holds a timestamp {text!r} that is not ISO 8601") from None
+
+
 def frozen_trial(record: Mapping[str, Any], space: SearchSpace) -> optuna.trial.FrozenTrial:
     state = TrialState[record["state"]]
     value = _number(record.get("value"))
     if value is not None and not math.isfinite(value):
         value = None if state != TrialState.COMPLETE else value
+    # a pruned trial keeps its last intermediate value, as Optuna's tell stores it (exports made by
+    # an import that dropped it still hold the intermediate values it came from)
+    kept = value if state in (TrialState.COMPLETE, TrialState.PRUNED) else None
     user_attrs = dict(record.get("user_attrs") or {})
     user_attrs.setdefault("imported_from_trial", record.get("number"))
     constraint = _number(record.get("constraint"))
     # constrained TPE reads the constraint from this system attr (Optuna writes it on tell)
     system_attrs = {"constraints": [constraint]} if constraint is not None and state != TrialState.FAIL else {}
     intermediate = {int(k): float(v) for k, v in (record.get("intermediate_values") or {}).items()}
-    return create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
-                        params=dict(record.get("params") or {}), distributions=distributions_for(record, space),
-                        user_attrs=user_attrs, system_attrs=system_attrs, intermediate_values=intermediate)
+    if state == TrialState.PRUNED and kept is None and intermediate:
+        kept = intermediate[max(intermediate)]
+    trial = create_trial(state=state, value=kept,
+                         params=dict(record.get("params") or {}), distributions=distributions_for(record, space),
+                         user_attrs=user_attrs, system_attrs=system_attrs, intermediate_values=intermediate)
+    # the trial's own timestamps, not the import's: its place in the study's history (and the
+    # duration of a trial that has no duration_s attr) survive the round trip
+    start, complete = _when(record.get("datetime_start")), _when(record.get("datetime_complete"))
+    if start is not None and complete is not None and start <= complete:
+        trial.datetime_start, trial.datetime_complete = start, complete
+    return trial
 
 
 @dataclass

@@ -58,8 +58,29 @@ def test_import_restores_every_finished_trial(exported, work, tmp_path, capsys):
         assert is_feasible(a) == is_feasible(b)
         assert b.system_attrs["constraints"] == list(constraints_func(a))   # constrained TPE reads this
         assert b.intermediate_values == a.intermediate_values
+        assert (b.datetime_start, b.datetime_complete) == (a.datetime_start, a.datetime_complete)
     assert new.user_attrs["seeded"] == old.user_attrs["seeded"]
     assert new.best_trial.value == old.best_trial.value
+
+
+def test_a_pruned_trial_keeps_its_value_and_timestamps(exported):
+    """Optuna stores a pruned trial's last intermediate value; the import must not drop it, nor
+    restamp a trial with the time of the import."""
+    from search.space import SearchSpace
+    from search.study_import import frozen_trial
+
+    _, data = exported
+    rec = dict(next(r for r in data["studies"][0]["trials"] if r["state"] == "COMPLETE"))
+    rec.update(state="PRUNED", value=3.5, intermediate_values={"0": 3.5})
+    study = optuna.create_study()
+    study.add_trial(frozen_trial(rec, SearchSpace("encoder")))
+    back = study.trials[0]
+    assert (back.state, back.value) == (optuna.trial.TrialState.PRUNED, 3.5)
+    assert (back.datetime_start.isoformat(), back.datetime_complete.isoformat()) == \
+        (rec["datetime_start"], rec["datetime_complete"])
+    # an export written after an import that dropped the value: the last intermediate value, as Optuna's tell
+    rec.update(value=None, intermediate_values={"0": 2.0, "1": 4.0})
+    assert frozen_trial(rec, SearchSpace("encoder")).value == 4.0
 
 
 def test_resumed_study_does_not_rerun_its_seeds(exported, work, tmp_path):
@@ -132,3 +153,27 @@ def test_bad_export_files(text, match, work, tmp_path, capsys):
     bad.write_text(text)
     assert main(["import", str(bad), "--work-dir", str(work), "--model", "encoder"]) == 2
     assert match in _one_error(capsys)
+
+
+def test_host_caches_step_resumes_the_committed_export(exported, work, tmp_path):
+    """A new GPU host with no carried study.db (the ignored .carry/ can be gone too) goes on from the
+    committed export; a host that has its database keeps it."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    path, data = exported
+    host = _copy_inputs(work, tmp_path / "host")
+    env = {**os.environ, "WORK": str(host), "OUT": str(tmp_path / "out"), "TRT_PYTHON": sys.executable,
+           "PYTHONPATH": str(repo), "MODELS": "encoder", "HARNESS": "contest", "IMPORT_JSON": str(path)}
+
+    def caches() -> str:
+        done = subprocess.run(["bash", str(repo / "bench" / "host.sh"), "caches"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert f"resumed from {path}" in caches()
+    trials = _study(host).get_trials()
+    assert [t.number for t in trials] == [r["number"] for r in data["studies"][0]["trials"]]
+    assert "resumed from" not in caches() and len(_study(host).get_trials()) == len(trials)
