@@ -14,8 +14,9 @@
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
-# GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (a committed
-# study export the `study` step resumes), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
+# GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
+# study export that caches/study resume without a carried study.db; default
+# bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
 # TABLES=0 (study: no precision table / front), ONLY / CACHE_DEADLINE_S (cache-builds: variant labels of bench/layouts.py, seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
@@ -29,7 +30,16 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$WORK" "$RESULTS" "$OUT"
 export PYTHONUNBUFFERED=1
 
-trt() { (. /root/rig/env.sh && python3.10 "$@"); }
+# TRT_PYTHON: an interpreter to use instead of the rig's (the CPU tests run steps with their own)
+trt() { if [ -n "${TRT_PYTHON:-}" ]; then "$TRT_PYTHON" "$@"; else (. /root/rig/env.sh && python3.10 "$@"); fi; }
+
+resume_study() {   # no study.db in $WORK: the committed export of this model and harness goes on as the same study
+  [ -f "$WORK/study.db" ] && return 0
+  local ex=${IMPORT_JSON:-bench/results/study-${MODELS:-decoder}-${HARNESS:-contest}-$GPU_SLUG.json}
+  [ -f "$ex" ] || { echo "no carried study.db and no $ex: the study starts new"; return 0; }
+  trt -m search import "$ex" --work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}" &&
+    echo "no carried study.db: resumed from $ex"
+}
 
 wait_for() {   # wait_for FILE SECONDS: until FILE exists
   local t0=$SECONDS
@@ -100,10 +110,7 @@ step() {
     study)  # one model's study on one harness: seeds, a precision plan, then TPE, for TUNE_S seconds
       wait_for "$WORK/data/.complete" 600 || return 1
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
-      # IMPORT_JSON: an earlier session's committed export goes on as the same study (search import)
-      if [ -n "${IMPORT_JSON:-}" ] && [ ! -f "$WORK/study.db" ]; then
-        trt -m search import "$IMPORT_JSON" "${S[@]}" || return 1
-      fi
+      resume_study || return 1      # the caches step did, unless it did not run
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
@@ -177,7 +184,9 @@ step() {
       [ -d .carry/trials ] && mkdir -p "$WORK/trials" && cp -rn .carry/trials/. "$WORK/trials/"
       if [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
         cp .carry/study.db "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming .carry/study.db"
-      fi ;;
+      fi
+      # a new machine here loses the ignored .carry/: the committed export stands in (timestamps kept)
+      resume_study ;;
     diag-decoder) wait_for "$WORK/data/.complete" 600 || return 1
       trt bench/diag/decoder_batch1.py --work "$WORK" --json "$RESULTS/diag-decoder-batch1-$GPU_SLUG.json" ;;
     smoke-tune)  # the study end to end on both harnesses: one seed trial each (decoder: fast builds)
