@@ -101,6 +101,12 @@ def _bad_selection(args, models: list[str]) -> str | None:
     return None
 
 
+def _seconds(build: dict) -> str:
+    """A build's time for the log line, or its status where it did not build."""
+    t = build.get("build_s")
+    return f"{t:.1f} s" if isinstance(t, (int, float)) else str(build["status"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(args.work)
@@ -125,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 else {"status": "skipped", "reason": "the cold build did not finish"})
         row = row_of(job, cold, warm)
         record["rows"].append(row)
-        print(f"{job.model:8} {job.variant.label:32} cold {cold.get('build_s', cold['status'])} s, "
-              f"warm {warm.get('build_s', warm['status'])} s, cache {warm.get('cache_bytes', '-')} B", flush=True)
+        print(f"{job.model:8} {job.variant.label:32} cold {_seconds(cold)}, warm {_seconds(warm)}, "
+              f"cache {warm.get('cache_bytes', '-')} B", flush=True)
         write_json(out, record)
     write_json(out, record)
     print(f"{len(record['rows'])} rows -> {out}")

@@ -122,6 +122,7 @@ FILES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "reproduce-eval-decoder-contest": (".json", evaluate_output),
     "study": (".json", study_export),                       # the older (November) study export
     "study-decoder-contest": (".json", study_export),       # this session's decoder contest study
+    "cache-builds": (".json", record("rows")),               # cold vs warm timing cache per layout
     "diag-trt86": (".json", record(dicts=("results",))),
     "diag-decoder-batch1": (".json", record("rows")),
     "probe": (".json", record("results")),

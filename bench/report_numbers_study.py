@@ -1,0 +1,150 @@
+"""README's inline numbers from the decoder contest studies, their build.sh rebuild and the cache builds."""
+from __future__ import annotations
+
+import statistics
+from typing import Callable
+
+from bench.report_data import Sources, trials
+from bench.report_registry import ms, number, times
+
+
+# --- the decoder contest study (study-decoder-contest-<gpu>.json) and its frozen best rebuilt ----------
+SDC = "study-decoder-contest"
+
+
+def _sdc_study(s, sampler: str = "tpe") -> dict:
+    """The export's study of that sampler (the TPE study; the random-sampler one beside it)."""
+    return next(st for st in s.data[SDC]["studies"] if (st.get("user_attrs") or {}).get("sampler", "tpe") == sampler)
+
+
+def _sdc_trials(s, sampler: str = "tpe") -> list[dict]:
+    return trials(_sdc_study(s, sampler))
+
+
+def _sdc_before_best(s) -> dict:
+    """The best feasible trial before the study's best (the best of the sessions before it)."""
+    best = _sdc_best(s)
+    return min((t for t in _sdc_trials(s) if t["feasible"] and t["trial"] < best["trial"]), key=lambda t: t["value"])
+
+
+def _baseline(s, sampler: str) -> float:
+    return next(t["value"] for t in _sdc_trials(s, sampler) if t["trial"] == 0)
+
+
+def _sdc_best(s) -> dict:
+    return min((t for t in _sdc_trials(s) if t["feasible"]), key=lambda t: t["value"])
+
+
+def _sdc_within(s, frac: float) -> str:
+    """The first trial whose feasible value is within frac of the study's final best."""
+    best = _sdc_best(s)["value"]
+    return f"trial {min(t['trial'] for t in _sdc_trials(s) if t['feasible'] and t['value'] <= best * (1 + frac))}"
+
+
+number("dstudy.trials", SDC, "trials of the decoder contest study", lambda s: str(len(_sdc_trials(s))))
+number("dstudy.complete", SDC, "COMPLETE trials of the decoder contest study",
+       lambda s: str(sum(t["state"] == "COMPLETE" for t in _sdc_trials(s))))
+number("dstudy.best", SDC, "the decoder contest study's best feasible trial", lambda s: f"trial {_sdc_best(s)['trial']}")
+number("dstudy.best-ms", SDC, "its objective", lambda s: ms(_sdc_best(s)["value"], 2))
+number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
+       lambda s: times(_baseline(s, "tpe") / _sdc_best(s)["value"]))
+number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
+
+
+def _sdc_within_own(s, frac: float) -> str:
+    """How many trials (seeds and TPE's own choices, the plans left out) until one within frac of the best."""
+    best = _sdc_best(s)["value"]
+    n = 0
+    for t in _sdc_trials(s):
+        if t["chosen_by"] == "plan" or t["interrupted"]:
+            continue                               # a precision plan, or a trial a lost host cut short
+        n += 1
+        if t["feasible"] and t["value"] <= best * (1 + frac):
+            return f"{n} trials"
+    return "never"
+
+
+number("dstudy.within5-own", SDC, "seeds + TPE's own trials (no plan) until one within 5% of the best",
+       lambda s: _sdc_within_own(s, 0.05))
+
+
+def _own_durations(s) -> list[float]:
+    return [t["duration_s"] for t in _sdc_trials(s) if t["chosen_by"] == "sampler" and t["duration_s"]]
+
+
+number("dstudy.own-median-s", SDC, "median duration of the trials TPE chose itself (any state)",
+       lambda s: f"{statistics.median(_own_durations(s)):.0f} s")
+number("dstudy.own-n", SDC, "how many of them ran to an end", lambda s: str(len(_own_durations(s))))
+number("dstudy.before-best", SDC, "the best feasible trial before the best one, and its objective",
+       lambda s: f"trial {_sdc_before_best(s)['trial']} at {ms(_sdc_before_best(s)['value'], 2)}")
+number("dstudy.best-gain", SDC, "how much faster the best is than the best before it",
+       lambda s: f"{(_sdc_before_best(s)['value'] / _sdc_best(s)['value'] - 1) * 100:.1f}%")
+number("dstudy.baseline-ms", SDC, "the TPE study's baseline trial 0", lambda s: ms(_baseline(s, "tpe"), 2))
+number("rstudy.baseline-ms", SDC, "the random-sampler study's baseline trial 0 (a later session)",
+       lambda s: ms(_baseline(s, "random"), 2))
+number("rstudy.trials", SDC, "trials of the random-sampler study", lambda s: str(len(_sdc_trials(s, "random"))))
+number("rstudy.chosen", SDC, "trials the random sampler chose itself (no seed, no plan), any state",
+       lambda s: str(sum(t["chosen_by"] == "sampler" for t in _sdc_trials(s, "random"))))
+
+RDC = "reproduce-decoder-contest"
+number("repro-dec.outside", RDC, "shapes outside the tolerance, of all compared",
+       lambda s: f"{sum(not c.get('within') for c in s.data[RDC]['compare'])} of {len(s.data[RDC]['compare'])}")
+number("repro-dec.max-dev", RDC, "largest |build.sh / trial - 1| over the shapes",
+       lambda s: f"{max(abs(c['ratio'] - 1) for c in s.data[RDC]['compare']) * 100:.1f}%")
+
+
+CB = "cache-builds"
+
+
+def _cache_row(s, label: str) -> dict:
+    return next(r for r in s.data[CB]["rows"] if r.get("label") == label and r.get("model") == "decoder")
+
+
+def _cache_builds(label: str) -> Callable[[Sources], str]:
+    """'cold X s, warm Y s' of one decoder layout's engine (build_s: TensorRT's build alone)."""
+    def text(s) -> str:
+        r = _cache_row(s, label)
+        return f"cold {r['cold_build_s']:.0f} s, warm {r['warm_build_s']:.0f} s"
+    return text
+
+
+number("cache.dec.naive", CB, "decoder naive FP32: build time with an empty timing cache, then with its own",
+       _cache_builds("naive fp32"))
+number("cache.dec.per_batch", CB, "decoder per_batch FP32: build time with an empty timing cache, then with its own",
+       _cache_builds("per_batch fp32"))
+number("cache.dec.saved", CB, "decoder: the share of build time the warm cache saved, per measured layout (lowest-highest)",
+       lambda s: "-".join(f"{(1 - r['warm_over_cold']) * 100:.0f}%" for r in
+                          sorted(s.data[CB]["rows"], key=lambda r: r["warm_over_cold"], reverse=True)
+                          if r.get("warm_over_cold") is not None))
+
+
+def _by_opt_level(s) -> dict[int, list[dict]]:
+    """Every trial record of both decoder contest studies, by builder optimization level."""
+    out: dict[int, list[dict]] = {}
+    for st in s.data[SDC]["studies"]:
+        for r in st["trials"]:
+            level = (r.get("params") or {}).get("opt_level")
+            if level is not None:
+                out.setdefault(int(level), []).append(r)
+    return dict(sorted(out.items()))
+
+
+def _median_build_by_level(s) -> str:
+    parts = []
+    for level, recs in _by_opt_level(s).items():
+        builds = [r["user_attrs"]["build_s"] for r in recs if isinstance((r.get("user_attrs") or {}).get("build_s"), (int, float))]
+        if builds:
+            parts.append(f"level {level} {statistics.median(builds):.0f} s ({len(builds)})")
+    return ", ".join(parts)
+
+
+def _best_by_level(s) -> dict[int, float]:
+    """The best feasible objective at each optimization level that has a feasible trial."""
+    return {level: min(r["value"] for r in recs if r.get("feasible"))
+            for level, recs in _by_opt_level(s).items() if any(r.get("feasible") for r in recs)}
+
+
+number("dstudy.build-by-opt", SDC, "both decoder contest studies: median TensorRT build time per builder optimization "
+       "level (trials that built, count in brackets)", _median_build_by_level)
+number("dstudy.opt1-vs-best", SDC, "best feasible objective at optimization level 1 / the best at any level",
+       lambda s: f"{_best_by_level(s)[1] / min(_best_by_level(s).values()):.3f}x")
