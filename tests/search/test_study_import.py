@@ -155,6 +155,17 @@ def test_bad_export_files(text, match, work, tmp_path, capsys):
     assert match in _one_error(capsys)
 
 
+def test_a_bad_timestamp_is_one_error_and_writes_nothing(exported, work, tmp_path, capsys):
+    path, data = exported
+    data["studies"][0]["trials"][0]["datetime_start"] = "yesterday"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    other = _copy_inputs(work, tmp_path / "other")
+    assert main(["import", str(bad), "--work-dir", str(other), "--model", "encoder"]) == 2
+    assert "timestamp 'yesterday' that is not ISO 8601" in _one_error(capsys)
+    assert not (other / "study.db").exists()
+
+
 def test_host_caches_step_resumes_the_committed_export(exported, work, tmp_path):
     """A new GPU host with no carried study.db (the ignored .carry/ can be gone too) goes on from the
     committed export; a host that has its database keeps it."""
