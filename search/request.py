@@ -8,6 +8,7 @@ worker read it with `read_request`, so both see exactly what the run was given.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,25 +19,54 @@ from search.errors import SearchError
 from search.options import TrialOptions, from_json, to_json
 
 REQUEST_FILE = "request.json"
-# The stage the worker is in, rewritten as it enters each: a crash by signal prints no
-# `error: <stage>:` line, so the runner reads the stage from here.
+# The stages the worker entered, a line each (name, wall clock): a crash by signal prints no
+# `error: <stage>:` line, so the runner reads the last stage from here, and a trial stopped before
+# its result (pruned, failed) still has the seconds each stage took.
 STAGE_FILE = "stage.txt"
+# the worker stages whose seconds a trial records, under the user attrs a measured trial has too
+STAGE_ATTRS = {"prepare": "prepare_s", "build": "build_s", "evaluate": "eval_s"}
 
 
 def write_stage(out: Path, stage: str) -> None:
-    """Record the stage the worker is about to run, for the runner when a signal kills it inside."""
+    """Record the stage the worker is about to run, and when."""
     try:
-        (Path(out) / STAGE_FILE).write_text(stage + "\n")
+        with (Path(out) / STAGE_FILE).open("a") as f:
+            f.write(f"{stage}\t{time.time():.3f}\n")
     except OSError:
-        pass                        # only the reason of a crash gets less precise
+        pass                        # only the reason of a crash and the stage times get less precise
+
+
+def _stage_lines(out: Path) -> list[tuple[str, float | None]]:
+    try:
+        lines = (Path(out) / STAGE_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        name, _, when = line.strip().partition("\t")
+        try:
+            entries.append((name, float(when)))
+        except ValueError:
+            entries.append((name, None))        # a line without its time: the name still counts
+    return [e for e in entries if e[0]]
 
 
 def read_stage(out: Path) -> str:
     """The stage the worker last entered ("" when it wrote none)."""
-    try:
-        return (Path(out) / STAGE_FILE).read_text().strip()
-    except OSError:
-        return ""
+    entries = _stage_lines(out)
+    return entries[-1][0] if entries else ""
+
+
+def stage_seconds(out: Path, until: float | None = None) -> dict[str, float]:
+    """Seconds in each stage the worker entered, up to the next one; the last runs to `until`
+    (the wall clock now by default), so a killed worker's last stage counts to its end."""
+    entries = _stage_lines(out)
+    end = time.time() if until is None else until
+    spent: dict[str, float] = {}
+    for (name, start), (_, stop) in zip(entries, [*entries[1:], ("", end)]):
+        if start is not None and stop is not None:      # max: the file's times are rounded to 1 ms
+            spent[name] = spent.get(name, 0.0) + max(stop - start, 0.0)
+    return spent
 
 
 @dataclass

@@ -12,8 +12,9 @@ measured case is reported as the partial objective at its step (trial.report), a
 pruner (TrialOptions.pruner, made the study's pruner here) may stop the trial; then the worker's
 process group is killed and optuna.TrialPruned is raised: a PRUNED trial with user_attrs
 prune_reason, prune_step and what was measured. Every trial records duration_s (its whole wall
-time: sampling, worker, artifacts) and, when the worker got that far, engine_cache (hit | miss |
-off) and engine_cache_key.
+time: sampling, worker, artifacts), prepare_s / build_s / eval_s for the stages its worker entered
+(a pruned or failed one from the worker's stage file) and, when the worker got that far,
+engine_cache (hit | miss | off) and engine_cache_key.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from search.errors import SearchError
 from search.grid import shape_label
 from search.options import TrialOptions
 from search.pruning import ProgressWatch, make_pruner
-from search.request import TrialRequest
+from search.request import STAGE_ATTRS, STAGE_FILE, TrialRequest, stage_seconds
 from search.runner import CommandBuilder, TrialOutcome, run_trial, worker_command
 from search.space import SearchSpace
 from search.worker import PROGRESS_FILE
@@ -165,6 +166,7 @@ class TrialObjective:
                            timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), trial=s.trial,
                            workload=Path(s.workload) if s.workload else None)
         (out / PROGRESS_FILE).unlink(missing_ok=True)
+        (out / STAGE_FILE).unlink(missing_ok=True)
         watch = ProgressWatch(trial, out / PROGRESS_FILE, s.trial)
         outcome = run_trial(req, gpu=s.gpu, command=self.command, watch=watch)
         trial.set_user_attr("status", outcome.status)
@@ -194,8 +196,18 @@ class TrialObjective:
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(f"refused: {reason}")
 
+    @staticmethod
+    def _stage_times(trial: optuna.trial.Trial, out: Path) -> None:
+        """A worker stopped before its result still says where its time went: the seconds of each
+        stage it entered, the last one up to its end (a pruned trial's evaluation so far)."""
+        spent = stage_seconds(out)
+        for stage, key in STAGE_ATTRS.items():
+            if stage in spent:
+                trial.set_user_attr(key, round(spent[stage], 3))
+
     def _failed(self, trial: optuna.trial.Trial, out: Path, outcome: TrialOutcome) -> float:
         trial.set_user_attr("fail_reason", outcome.reason)
+        self._stage_times(trial, out)
         self._drop_plans(out)
         for name in ARTIFACT_FILES_FAILED:
             if (out / name).is_file():
@@ -206,6 +218,7 @@ class TrialObjective:
         for key, value in watch.partial_attrs().items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("prune_reason", outcome.reason)
+        self._stage_times(trial, out)
         self._drop_plans(out)
         for name in ARTIFACT_FILES_PRUNED:
             if (out / name).is_file():

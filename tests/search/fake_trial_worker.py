@@ -85,8 +85,12 @@ def main() -> int:
     if mode == "noresult":
         return 0
 
+    # the real worker's stages, in its order (search.worker.run)
+    write_stage(out, "config")
     config = BuildConfig.load(req.config)
     harness = req.trial.harness
+    write_stage(out, "prepare")
+    write_stage(out, "build")
     (out / "build.log").write_text(f"fake build of {config.model}\n")
     (out / "layers.json").write_text(json.dumps([{"name": "fake/MatMul", "precision": "fp16" if config.fp16 else "fp32"}]))
     cache = Path(req.timing_cache)
@@ -94,6 +98,7 @@ def main() -> int:
     with cache.open("a") as f:
         f.write(f"{out.name}\n")
 
+    write_stage(out, "evaluate")
     grid = parse_grid(req.trial.grid, config.model)
     order = case_order(grid) if mode in ("progress", "slow", "bad") else list(grid)
     cases = []

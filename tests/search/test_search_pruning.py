@@ -130,6 +130,8 @@ def test_a_slow_trial_is_pruned_and_its_worker_killed(work, process_alive):
     assert pruned.intermediate_values[0] == pytest.approx(a["latency_ms"]["16x256"])
     assert pruned.intermediate_values[0] > done.value
     assert a["constraint"] <= 0 and a["bad_cases"] == [] and a["duration_s"] > 0 and done.user_attrs["duration_s"] > 0
+    # where a pruned trial's time went, from the worker's stage file: the evaluation it was stopped in
+    assert a["build_s"] >= 0 and a["prepare_s"] >= 0 and a["eval_s"] >= 0.2     # at least one progress delay
     metas = optuna.artifacts.get_all_artifact_meta(pruned, storage=study._storage)
     assert "progress.jsonl" in {m.filename for m in metas}
 
@@ -166,3 +168,10 @@ def test_planned_and_seed_trials_are_measured_in_full(work):
     assert [t.state for t in (done, planned, seed)] == [TrialState.COMPLETE] * 3
     assert planned.value > done.value and "prune_reason" not in planned.user_attrs
     assert seed.user_attrs["constraint"] > 0 and sorted(seed.intermediate_values) == [0, 1]
+
+
+def test_a_failed_trial_records_the_seconds_of_the_stages_it_entered(work):
+    study = tune_fake(work, [BuildConfig("encoder")], {0: "segfault"})
+    (t,) = study.get_trials()
+    assert t.state == TrialState.FAIL and "in its build stage" in t.user_attrs["fail_reason"]
+    assert t.user_attrs["build_s"] >= 0 and "eval_s" not in t.user_attrs

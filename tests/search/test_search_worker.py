@@ -12,7 +12,7 @@ from engine.config import BuildConfig
 from scoring.metrics import CaseErrors
 from scoring.objective import CaseResult, constraint, objective
 from search.options import TrialOptions
-from search.request import TrialRequest, read_stage, write_request
+from search.request import STAGE_FILE, TrialRequest, read_stage, stage_seconds, write_request
 
 
 @pytest.fixture
@@ -131,6 +131,18 @@ def test_the_stage_file_names_the_stage_a_crash_happened_in(tmp_path, stages, mo
     with pytest.raises(SystemExit):
         worker.main(argv(tmp_path, BuildConfig("encoder")))
     assert read_stage(tmp_path / "trial") == stage
+    # every stage entered up to the crash has its seconds (a pruned or failed trial records them)
+    order = ["config", "prepare", "build", "inspect", "evaluate"]
+    spent = stage_seconds(tmp_path / "trial")
+    assert list(spent) == order[:order.index(stage) + 1] and all(v >= 0 for v in spent.values())
+
+
+def test_stage_seconds_from_the_stage_file(tmp_path):
+    (tmp_path / STAGE_FILE).write_text("prepare\t100\nbuild\t103.5\nevaluate\t140\n")
+    assert stage_seconds(tmp_path, until=150.0) == {"prepare": 3.5, "build": 36.5, "evaluate": 10.0}
+    (tmp_path / STAGE_FILE).write_text("build\n")              # an older worker's line: no time
+    assert read_stage(tmp_path) == "build" and stage_seconds(tmp_path) == {}
+    assert stage_seconds(tmp_path / "none") == {} and read_stage(tmp_path / "none") == ""
 
 
 def test_missing_request_file(tmp_path, stages, capsys):
