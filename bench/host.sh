@@ -17,7 +17,7 @@
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export that caches/study resume without a carried study.db; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
-# TABLES=0 (study: no precision table / front), ONLY / CACHE_DEADLINE_S (cache-builds: variant labels of bench/layouts.py, seconds before no build starts).
+# TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), ONLY / CACHE_DEADLINE_S (cache-builds: variant labels of bench/layouts.py, seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -114,16 +114,16 @@ step() {
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
-        --trial-timeout 400 --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+        --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       I=(${ALLOW_INT8:+--allow-int8})
       for p in ${PRECISION_PLANS:-rules}; do
         [ "$p" = none ] || trt -m search plan "${S[@]}" "${I[@]}" --plan "$p" --base "${BASE:-passes_fp32}"
       done
       # ALLOW_INT8=1: the waiting trials (the plans' INT8 variants) run with int8 allowed; TPE keeps its space
       [ -n "${ALLOW_INT8:-}" ] && trt -m search tune "${S[@]}" "${L[@]}" "${I[@]}" --trials "${INT8_TRIALS:-3}" \
-        --trial-timeout 400 --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+        --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       # shellcheck disable=SC2086
-      trt -m search tune "${S[@]}" "${L[@]}" --time-budget "$TUNE_S" --trial-timeout 400 --no-progress $TUNE_ARGS \
+      trt -m search tune "${S[@]}" "${L[@]}" --time-budget "$TUNE_S" --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress $TUNE_ARGS \
         2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       # TABLES=0: no precision table or front (a random-sampler study beside the TPE one needs neither)
       if [ "${TABLES:-1}" != 0 ]; then
