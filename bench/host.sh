@@ -17,7 +17,7 @@
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export that caches/study resume without a carried study.db; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
-# TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), ONLY / CACHE_DEADLINE_S (cache-builds: variant labels of bench/layouts.py, seconds before no build starts).
+# TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -83,8 +83,8 @@ step() {
       # Builds run from this pipeline's private copy; the measurements from the live tree ($LIVE,
       # refreshed by every device call), so a runtime fix sent while the engines build still counts.
       wait_for "$WORK/onnx/.complete" 900 || return 1
-      lay=(--work "$WORK" --out "$RESULTS" --torch-json "$RESULTS/torch-baselines-$GPU_SLUG.json"
-           --torch-compiled-flag "$WORK/torch.compiled" --trt-done-flag "$WORK/trt.done" --torch-wait-s 240)
+      lay=(--work "$WORK" --out "$RESULTS" ${ONLY:+--only "$ONLY"} --torch-json "$RESULTS/torch-baselines-$GPU_SLUG.json"
+           --torch-compiled-flag "$WORK/torch.compiled" --trt-done-flag "$WORK/trt.done" --torch-wait-s "${TORCH_WAIT_S:-240}")
       trt bench/layouts.py "${lay[@]}" --phase build --parallel "${PARALLEL:-4}" \
         --build-deadline-s "${BUILD_DEADLINE_S:-600}" --build-grace-s "${BUILD_GRACE_S:-100}" \
         > "$RESULTS/layouts.log" 2>&1
@@ -215,7 +215,7 @@ step() {
     torch)  # compiles while the engines build, times after the TensorRT timings (flags from layouts)
       wait_for "$WORK/data/.complete" 900 || return 1
       python3 bench/torch_baselines.py --data "$WORK/data" --out "$RESULTS/torch-baselines-$GPU_SLUG.json" \
-        --compile-deadline-s "${COMPILE_DEADLINE_S:-540}" --compiled-flag "$WORK/torch.compiled" \
+        ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} --compile-deadline-s "${COMPILE_DEADLINE_S:-540}" --compiled-flag "$WORK/torch.compiled" \
         --barrier "$WORK/trt.done" --barrier-timeout-s 1500 > "$RESULTS/torch.log" 2>&1
       tail -3 "$RESULTS/torch.log" ;;
     tune)

@@ -6,7 +6,9 @@
 
 Two phases, so that compiling never overlaps anyone's timing:
 1. compile: every compile variant at every shape (torch.compile, dynamic=False: one
-   specialised graph per shape, as a serving deployment per shape would); no new
+   specialised graph per shape, as a serving deployment per shape would; the `-dyn`
+   variants compile once with dynamic=True and only record a CUDA graph per further
+   shape, so max-autotune fits every shape of the grid in one compile budget); no new
    compile starts after --compile-deadline-s (the shapes left are recorded as such).
    Then --compiled-flag is written.
 2. time: once --barrier exists (the TensorRT measurements of the same session are
@@ -19,6 +21,8 @@ Variants (label in the result rows):
 - compile-ro-fp16   torch.compile mode reduce-overhead (CUDA graphs), autocast float16
 - compile-ma-fp16   torch.compile mode max-autotune (autotuned GEMMs + CUDA graphs), autocast float16
 - compile-ma-fp32   the same in FP32 (TF32 off)
+- compile-ro-fp16-dyn, compile-ma-fp16-dyn   the fp16 compiles with dynamic=True (batch and
+                    frames symbolic; a size of 1 is still specialised, so batch 1 compiles again)
 Rows follow shared/conventions/results.md (harness "torch"); the JSON is rewritten after
 every measurement. The weights must be those of the data: same --config/--seed/--checkpoint
 as `workload data`.
@@ -30,24 +34,30 @@ import gc
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import base_record, ensure_repo_on_path, finite_or_none, wait_for_file, write_json  # noqa: E402
 
 ensure_repo_on_path()
 
-# label -> (torch.compile mode or None for eager, fp16)
+class Variant(NamedTuple):
+    mode: str | None            # torch.compile mode, None for eager
+    fp16: bool                  # under float16 autocast
+    dynamic: bool = False       # torch.compile(dynamic=True): one compile for every shape
+    label: str = ""             # the result rows' label
+
+
 VARIANTS = {
-    "eager-fp32": (None, False),
-    "eager-fp16": (None, True),
-    "compile-ro-fp16": ("reduce-overhead", True),
-    "compile-ma-fp16": ("max-autotune", True),
-    "compile-ma-fp32": ("max-autotune", False),
+    "eager-fp32": Variant(None, False, label="torch eager fp32"),
+    "eager-fp16": Variant(None, True, label="torch eager fp16 (autocast)"),
+    "compile-ro-fp16": Variant("reduce-overhead", True, label="torch.compile reduce-overhead fp16"),
+    "compile-ma-fp16": Variant("max-autotune", True, label="torch.compile max-autotune fp16"),
+    "compile-ma-fp32": Variant("max-autotune", False, label="torch.compile max-autotune fp32"),
+    "compile-ro-fp16-dyn": Variant("reduce-overhead", True, True, "torch.compile reduce-overhead fp16 dynamic"),
+    "compile-ma-fp16-dyn": Variant("max-autotune", True, True, "torch.compile max-autotune fp16 dynamic"),
 }
-LABELS = {"eager-fp32": "torch eager fp32", "eager-fp16": "torch eager fp16 (autocast)",
-          "compile-ro-fp16": "torch.compile reduce-overhead fp16", "compile-ma-fp16": "torch.compile max-autotune fp16",
-          "compile-ma-fp32": "torch.compile max-autotune fp32"}
+LABELS = {name: v.label for name, v in VARIANTS.items()}
 INPUTS = {"encoder": ("speech", "speech_lengths"),
           "decoder": ("encoder_out", "encoder_out_lens", "hyps_pad_sos_eos", "hyps_lens_sos", "ctc_score")}
 
@@ -167,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     compiled: dict[tuple[str, str], Callable] = {}
     compile_s: dict[tuple[str, str, int, int], float | str] = {}
     t_phase = time.monotonic()
-    for variant in [v for v in variants if VARIANTS[v][0] is not None]:
-        mode, fp16 = VARIANTS[variant]
+    for variant in [v for v in variants if VARIANTS[v].mode is not None]:
+        mode, fp16, dynamic, _ = VARIANTS[variant]
         for model, b, t in shapes:
             if time.monotonic() - t_phase > args.compile_deadline_s:
                 compile_s[(variant, model, b, t)] = f"skipped: compile deadline {args.compile_deadline_s:.0f} s passed"
@@ -176,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             key = (variant, model)
             if key not in compiled:
                 compiled[key] = torch.compile(runner(torch, modules[model], fp16, args.device), mode=mode,
-                                              dynamic=False)
+                                              dynamic=dynamic)
             feeds, _ = load_feeds(torch, data / f"{model}-{b}-{t}.npz", model, args.device)
             t0 = time.monotonic()
             try:
@@ -184,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     compiled[key](*feeds)
                     compiled[key](*feeds)     # reduce-overhead records its CUDA graph on the 2nd/3rd call
                     compiled[key](*feeds)
-                    torch.cuda.synchronize()
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
                 compile_s[(variant, model, b, t)] = time.monotonic() - t0
                 print(f"compiled {variant} {model} {b}x{t} in {compile_s[(variant, model, b, t)]:.1f} s", flush=True)
             except Exception as exc:
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, b, t in shapes:
         feeds, reference = load_feeds(torch, data / f"{model}-{b}-{t}.npz", model, args.device)
         for variant in variants:
-            mode, fp16 = VARIANTS[variant]
+            mode, fp16 = VARIANTS[variant].mode, VARIANTS[variant].fp16
             row: dict[str, Any] = {"model": model, "label": LABELS[variant], "harness": "torch", "layout": "-",
                                    "precision": "fp16" if fp16 else "fp32",
                                    "cuda_graph": mode in ("reduce-overhead", "max-autotune"),
