@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # subsampling) to long, so a piecewise function of a dim (a clamp) shows up as dynamic.
 _PROBE_VALUES = ((3, 19, 29, 41), (5, 83, 7, 53), (2, 263, 43, 11))
 _SMALL = 64   # integer tensors up to this many elements keep their values
+_INTEGER_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+                  onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}
 
 
 class ProbeError(RuntimeError):
@@ -94,14 +96,29 @@ class ShapeProbe:
         model = onnx.shape_inference.infer_shapes(model)
         types = {vi.name: vi.type for vi in list(model.graph.value_info) + list(model.graph.output)}
         have = {o.name for o in model.graph.output}
+        taken = {n for node in model.graph.node for n in node.output} | {i.name for i in model.graph.input}
+        # Integer tensors (shape arithmetic) come out whole, for their values; of every other tensor
+        # only its Shape: handing every float intermediate to numpy made the probe ~5x slower.
+        shape_of: dict[str, str] = {}           # the added Shape output -> the tensor it measures
+        shape_nodes = []
         for node in model.graph.node:
             for name in node.output:
                 if name and name not in have and name in types and types[name].HasField("tensor_type"):
+                    elem = types[name].tensor_type.elem_type
+                    out = name
+                    if elem not in _INTEGER_TYPES:
+                        out = f"{name}__probe_shape"
+                        while out in taken:
+                            out += "_"
+                        taken.add(out)
+                        shape_nodes.append(onnx.helper.make_node("Shape", [name], [out]))
+                        shape_of[out], elem = name, onnx.TensorProto.INT64
                     vi = onnx.ValueInfoProto()
-                    vi.name = name
-                    vi.type.tensor_type.elem_type = types[name].tensor_type.elem_type
+                    vi.name = out
+                    vi.type.tensor_type.elem_type = elem
                     model.graph.output.append(vi)
                     have.add(name)
+        model.graph.node.extend(shape_nodes)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.log_severity_level = 3
@@ -111,6 +128,9 @@ class ShapeProbe:
             feeds = self._feeds(graph, probe)
             outs = sess.run(names, feeds)
             for name, value in list(zip(names, outs)) + list(feeds.items()):
+                if name in shape_of:
+                    self._shapes.setdefault(shape_of[name], []).append(tuple(int(d) for d in value))
+                    continue
                 self._shapes.setdefault(name, []).append(tuple(np.shape(value)))
                 value = np.asarray(value)
                 if value.dtype.kind in "iu" and value.size <= _SMALL:

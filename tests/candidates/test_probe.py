@@ -59,3 +59,47 @@ def test_value_dependent_reshape_is_left_alone():
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in out.graph.initializer}
     assert inits[reshapes["y_shape"].input[1]].tolist() == [0, -1]
     assert reshapes["y_value"].input[1] not in inits
+
+
+def _mixed_model() -> onnx.ModelProto:
+    """Float, bool and integer intermediates: z = Cast(Relu(x) > 0) * Relu(x), flattened by Shape arithmetic."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Greater", ["r", "zero_f"], ["m"]),
+        helper.make_node("Cast", ["m"], ["mf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["mf", "r"], ["z3"]),
+        helper.make_node("Shape", ["z3"], ["s"]),
+        helper.make_node("Slice", ["s", "zero", "one"], ["b"]),
+        helper.make_node("Concat", ["b", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["z3", "target"], ["z"]),
+    ]
+    i64 = lambda name, v: helper.make_tensor(name, TensorProto.INT64, [len(v)], v)  # noqa: E731
+    graph = helper.make_graph(
+        nodes, "mixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", 3])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0]), i64("zero", [0]), i64("one", [1]),
+         i64("minus1", [-1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_probe_shapes_match_a_run_that_returns_every_tensor():
+    """The probe asks onnxruntime for the Shape of non-integer tensors only (not the tensors): the
+    shapes must be those a run handing back every tensor sees, and integer values kept as before."""
+    import onnxruntime as ort
+
+    model = _mixed_model()
+    graph = gs.import_onnx(model)
+    probe = ShapeProbe(graph)
+    assert probe.ok
+    full = onnx.ModelProto()
+    full.CopyFrom(model)
+    wanted = ["r", "m", "mf", "z3", "s", "b", "target"]
+    full.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in wanted)
+    sess = ort.InferenceSession(full.SerializeToString(), providers=["CPUExecutionProvider"])
+    t = graph.tensors()
+    runs = [dict(zip([o.name for o in sess.get_outputs()], sess.run(None, probe._feeds(graph, i))))
+            for i in range(len(probe.dims(t["x"])))]
+    for name in wanted + ["z"]:
+        assert probe.dims(t[name]) == [tuple(r[name].shape) for r in runs], name
+    assert [v.tolist() for v in probe.values(t["b"])] == [r["b"].tolist() for r in runs]
+    assert probe.values(t["r"]) is None           # a float tensor: its shape, never its values
