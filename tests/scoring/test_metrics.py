@@ -16,6 +16,23 @@ def test_check_matches_hand_computed_values():
     assert r0 == pytest.approx(float(np.median(rel)))
 
 
+def test_check_over_several_chunks_is_the_whole_array_formula():
+    """check works a chunk at a time (a decoder output is 43 M elements): every element counts, the tail
+    chunk too, and the numbers are those of the plain float64 expression; a NaN anywhere stays NaN."""
+    from scoring.metrics import _CHUNK, max_errors
+
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal(2 * _CHUNK + 7).astype(np.float32).reshape(-1, 1)
+    a = b + rng.standard_normal(b.shape).astype(np.float32) * np.float32(1e-3)
+    a[-1, 0] += 50.0                                      # the largest error sits in the tail chunk
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    rel = diff / (np.abs(b.astype(np.float64)) + 1e-5)
+    assert check(a, b, 1e-5) == (float(diff.max()), float(np.median(rel)))
+    assert max_errors(a, b, 1e-5) == (float(diff.max()), float(rel.max()))
+    a[_CHUNK + 1, 0] = np.nan
+    assert all(math.isnan(x) for x in check(a, b, 1e-5))
+
+
 def test_check_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="shape"):
         check(np.zeros((2, 3)), np.zeros((3, 2)), 1e-5)
