@@ -245,7 +245,9 @@ step() {
     freeze)  # the best trial of the $HARNESS study of each model present -> $WORK/configs
       trt -m search status --work-dir "$WORK"
       trt -m search freeze --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$WORK/configs"
-      trt -m search export --work-dir "$WORK" --out "$(tagged study)" ;;
+      # the export of this harness (and MODELS, when given) only: a serving session's file holds no contest study
+      trt -m search export --work-dir "$WORK" --harness "${HARNESS:-contest}" ${MODELS:+--model "$MODELS"} \
+        --out "$(tagged study)" ;;
     build-eval)  # build.sh from $CONFIG_DIR (plans + our plugin library into $WORK/best), then evaluate.py
       # run inside the plan folder as the organisers do (it loads every *.so there) -> EVAL_JSON
       rm -rf "$WORK/best" && mkdir -p "$WORK/best"
