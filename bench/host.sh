@@ -15,7 +15,7 @@
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
-# study export that caches/study resume without a carried study.db; default
+# study export whose studies caches/study import when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
 # TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
 set -uo pipefail
@@ -33,12 +33,12 @@ export PYTHONUNBUFFERED=1
 # TRT_PYTHON: an interpreter to use instead of the rig's (the CPU tests run steps with their own)
 trt() { if [ -n "${TRT_PYTHON:-}" ]; then "$TRT_PYTHON" "$@"; else (. /root/rig/env.sh && python3.10 "$@"); fi; }
 
-resume_study() {   # no study.db in $WORK: the committed export of this model and harness goes on as the same study
-  [ -f "$WORK/study.db" ] && return 0
+resume_study() {   # a study of this model and harness that $WORK/study.db lacks goes on from its committed export
   local ex=${IMPORT_JSON:-bench/results/study-${MODELS:-decoder}-${HARNESS:-contest}-$GPU_SLUG.json}
-  [ -f "$ex" ] || { echo "no carried study.db and no $ex: the study starts new"; return 0; }
-  trt -m search import "$ex" --work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}" &&
-    echo "no carried study.db: resumed from $ex"
+  [ -f "$ex" ] || { echo "no $ex: a study $WORK/study.db lacks starts new"; return 0; }
+  # --if-missing: a carried database keeps its studies (the newer record); only the missing ones come in
+  trt -m search import "$ex" --work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}" \
+    --if-missing
 }
 
 wait_for() {   # wait_for FILE SECONDS: until FILE exists
@@ -110,7 +110,7 @@ step() {
     study)  # one model's study on one harness: seeds, a precision plan, then TPE, for TUNE_S seconds
       wait_for "$WORK/data/.complete" 600 || return 1
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
-      resume_study || return 1      # the caches step did, unless it did not run
+      resume_study || return 1      # again, if the caches step ran: a no-op then
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
@@ -185,7 +185,7 @@ step() {
       if [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
         cp .carry/study.db "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming .carry/study.db"
       fi
-      # a new machine here loses the ignored .carry/: the committed export stands in (timestamps kept)
+      # a new machine here loses the ignored .carry/ (or it lacks this study): the committed export stands in
       resume_study ;;
     diag-decoder) wait_for "$WORK/data/.complete" 600 || return 1
       trt bench/diag/decoder_batch1.py --work "$WORK" --json "$RESULTS/diag-decoder-batch1-$GPU_SLUG.json" ;;

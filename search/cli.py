@@ -266,6 +266,10 @@ def cmd_import(args) -> int:
     prepared = [(ex, prepare_import(ex, _plan_space(args, ex["model"], ex["harness"]))) for ex in exported]
     for ex, prep in prepared:
         study = open_study(sel.storage, ex["model"], ex["harness"], sel.study_name or ex.get("study"))
+        held = len(study.get_trials(deepcopy=False))
+        if held and args.if_missing:        # the storage has this study already: it is the newer record
+            print(f"{study.study_name}: kept, the storage holds it with {held} trials")
+            continue
         done = import_study(ex, prep, study)
         print(f"{done.study}: {done.added} trials imported, {done.requeued} enqueued again"
               + (f", {done.skipped} left out (running, or planned without params)" if done.skipped else ""))

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "study was tuned with.")
     _study_args(im)
     im.add_argument("export", help="JSON written by `search export` (e.g. bench/results/study-h200.json)")
+    im.add_argument("--if-missing", action="store_true",
+                    help="import only the studies the storage lacks (or has without trials), keep the others: "
+                         "a GPU host resumes from the export unless it carried its database")
     _space_args(im)
 
     pl = sub.add_parser("plot", help="best feasible objective vs trial number (PNG; needs matplotlib)",

@@ -168,7 +168,7 @@ def test_a_bad_timestamp_is_one_error_and_writes_nothing(exported, work, tmp_pat
 
 def test_host_caches_step_resumes_the_committed_export(exported, work, tmp_path):
     """A new GPU host with no carried study.db (the ignored .carry/ can be gone too) goes on from the
-    committed export; a host that has its database keeps it."""
+    committed export; a host that has the study in its database keeps it."""
     import os
     import subprocess
 
@@ -184,7 +184,17 @@ def test_host_caches_step_resumes_the_committed_export(exported, work, tmp_path)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    assert f"resumed from {path}" in caches()
+    assert "wenet-encoder-contest: 4 trials imported, 2 enqueued again" in caches()
     trials = _study(host).get_trials()
     assert [t.number for t in trials] == [r["number"] for r in data["studies"][0]["trials"]]
-    assert "resumed from" not in caches() and len(_study(host).get_trials()) == len(trials)
+    second = caches()
+    assert "kept, the storage holds it with 6 trials" in second and "imported" not in second
+    assert len(_study(host).get_trials()) == len(trials)
+
+
+def test_import_if_missing_keeps_a_study_the_storage_has(exported, work, capsys):
+    path, _ = exported
+    before = len(_study(work).get_trials())
+    assert main(["import", str(path), "--work-dir", str(work), "--model", "encoder", "--if-missing"]) == 0
+    assert f"kept, the storage holds it with {before} trials" in capsys.readouterr().out
+    assert len(_study(work).get_trials()) == before
