@@ -9,7 +9,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -26,15 +25,11 @@ def ensure_repo_on_path() -> None:
 
 
 def gpu_slug(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'h100', 'Tesla T4' -> 't4', 'GeForce RTX 4090' -> 'rtx-4090', else the name dashed."""
-    m = re.search(r"\b([A-Z]{1,3}\d{1,4}[A-Za-z]?)\b", name or "")
-    if m:
-        return m.group(1).lower()
-    m = re.search(r"\bRTX\s+(\w+)", name or "")
-    if m:
-        return f"rtx-{m.group(1).lower()}"
-    slug = re.sub(r"[^a-z0-9]+", "-", (name or "unknown").lower()).strip("-")
-    return slug or "unknown"
+    """search.toolkit.gpu_slug: one slug for result files and timing caches ('NVIDIA H200' -> 'h200')."""
+    ensure_repo_on_path()
+    from search.toolkit import gpu_slug as slug
+
+    return slug(name)
 
 
 def base_record(gpu: str | None = None) -> dict[str, Any]:

@@ -177,7 +177,9 @@ step() {
       for f in .carry/timing-*.cache; do
         [ -f "$f" ] || continue
         m=$(basename "$f" .cache); cp -n "$f" "$WORK/$m.cache"
-        case "$m" in *-contest|*-serving) continue ;; esac      # already a per-harness cache
+        # a per-model cache of the first sessions (timing-<model>) seeds both harnesses' (search/toolkit.py
+        # keys them by TensorRT and GPU on first use); newer names are per harness already
+        case "$m" in timing-*-*) continue ;; esac
         for h in contest serving; do cp -n "$f" "$WORK/$m-$h.cache"; done
       done; ls -la "$WORK"/timing-*.cache 2>/dev/null
       # the trial directories of earlier sessions (result.json: per-output errors, the honoured verdict)

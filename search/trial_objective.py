@@ -34,6 +34,7 @@ from search.pruning import ProgressWatch, make_pruner
 from search.request import STAGE_ATTRS, STAGE_FILE, TrialRequest, stage_seconds
 from search.runner import CommandBuilder, TrialOutcome, run_trial, worker_command
 from search.space import SearchSpace
+from search.toolkit import family_cache
 from search.worker import PROGRESS_FILE
 
 log = logging.getLogger("search")
@@ -57,7 +58,7 @@ class TrialContext:
     onnx: Path                          # the exported model
     data: Path                          # test data dir
     work_dir: Path                      # trials/ and artifacts/ go here
-    timing_cache: Path                  # shared by the trials of this process (one GPU)
+    timing_cache: Path                  # this process's (one GPU's); each precision family has its own beside it
     cache_dir: Path                     # prepared ONNX, by pass set
     gpu: str | None = None              # CUDA_VISIBLE_DEVICES of the worker
     trial: TrialOptions = field(default_factory=TrialOptions)
@@ -155,15 +156,16 @@ class TrialObjective:
             trial.set_user_attr("gpu", str(s.gpu))
         self._refuse_unsuggested(trial)
         config = self.space.sample(trial)
+        cache = family_cache(Path(s.timing_cache), config)     # the run's cache for this precision family
         out = self.trial_dir(trial)
         out.mkdir(parents=True, exist_ok=True)
         config_path = config.save(out / "config.yaml")
         trial.set_user_attr("config_yaml", config.to_yaml())
         trial.set_user_attr("trial_dir", str(out))
-        trial.set_user_attr("timing_cache", str(Path(s.timing_cache).resolve()))
+        trial.set_user_attr("timing_cache", str(cache.resolve()))
 
         req = TrialRequest(config=config_path, onnx=Path(s.onnx), data=Path(s.data), out=out,
-                           timing_cache=Path(s.timing_cache), cache_dir=Path(s.cache_dir), trial=s.trial,
+                           timing_cache=cache, cache_dir=Path(s.cache_dir), trial=s.trial,
                            workload=Path(s.workload) if s.workload else None)
         (out / PROGRESS_FILE).unlink(missing_ok=True)
         (out / STAGE_FILE).unlink(missing_ok=True)

@@ -8,8 +8,8 @@ One GPU: the loop runs in this process. Several GPUs: one loop process per GPU
 (`python -m search.gpu_loop`), all on the same storage, each with its own
 sampler seed (equal seeds would sample equal trials), its own
 CUDA_VISIBLE_DEVICES for its trial workers and its own timing cache
-(work/timing-<model>-<harness>-gpu<id>.cache; with one GPU
-work/timing-<model>-<harness>.cache, so a contest and a serving run can go side
+(work/timing-<model>-<harness>-trt<version>-<gpu model>-gpu<id>.cache; with one GPU
+without -gpu<id>, so a contest and a serving run can go side
 by side): a shared cache would need a lock held through every build. This process shows
 the progress bar, polling the storage.
 
@@ -64,6 +64,7 @@ from search.space import SearchSpace, block_count
 from search.locking import storage_lock, study_lock
 from search.stale import StaleWatch, requeue_interrupted
 from search.storage import feasible_trials, make_sampler, open_study, trial_constraint
+from search.toolkit import timing_cache_file
 
 log = logging.getLogger("search")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -106,8 +107,7 @@ def seed_study(study: optuna.Study, space: SearchSpace) -> int:
 
 
 def timing_cache_path(opts: TuneOptions, model: str, gpu: str) -> Path:
-    stem = f"timing-{model}-{opts.trial.harness}"
-    return Path(opts.study.work_dir) / (f"{stem}.cache" if len(opts.gpus) == 1 else f"{stem}-gpu{gpu}.cache")
+    return timing_cache_file(Path(opts.study.work_dir), model, opts.trial.harness, gpu, len(opts.gpus) > 1)
 
 
 def command_builder(opts: TuneOptions) -> Callable[[TrialRequest], list[str]]:

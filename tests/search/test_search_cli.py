@@ -16,6 +16,7 @@ from search.cli import VERBS, main
 from search.results import config_of
 from search.storage import best_feasible_trial, open_study
 from search.runner import REPO_ROOT
+from search.toolkit import precision_family, toolkit_key
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
 COMMON_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")     # seed_study's labels, in order
@@ -121,7 +122,7 @@ def test_tune_status_best_freeze_export(work, tmp_path, capsys):
     assert header[0].startswith("# Frozen by") and f"trial {best.number}" in header[1]
     assert "wenet-encoder-serving" in header[1] and header[2].startswith("# harness serving")
     assert (configs / "encoder.timing.cache").read_bytes() == \
-        (work / "timing-encoder-serving.cache").read_bytes()
+        (work / f"timing-encoder-serving-{toolkit_key('0')}-{precision_family(config_of(best))}.cache").read_bytes()
 
     export = tmp_path / "study.json"
     assert main(["export", "--work-dir", str(work), "--out", str(export)]) == 0
@@ -227,10 +228,11 @@ def test_two_gpus_two_processes_one_storage(work, capsys):
     assert sorted(t.user_attrs["gpu"] for t in trials) == ["0"] * 4 + ["1"] * 4
     assert sorted(t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs) == sorted(CONTEST_SEEDS)
     assert {t.user_attrs["harness"] for t in trials} == {"contest"}     # the JSON options reached the children
-    assert sorted(p.name for p in work.glob("timing-*.cache")) == ["timing-encoder-contest-gpu0.cache",
-                                                                    "timing-encoder-contest-gpu1.cache"]
-    for t in trials:        # each trial used its own GPU's cache
-        assert t.user_attrs["timing_cache"].endswith(f"gpu{t.user_attrs['gpu']}.cache")
+    for t in trials:        # each trial used its own GPU's cache of its precision family
+        g = t.user_attrs["gpu"]
+        family = precision_family(config_of(t))
+        assert Path(t.user_attrs["timing_cache"]).name == f"timing-encoder-contest-{toolkit_key(g)}-gpu{g}-{family}.cache"
+    assert {p.name.split("-gpu")[1][0] for p in work.glob("timing-*.cache")} == {"0", "1"}
 
 
 def test_time_budget_stops_starting_trials(work, capsys):
