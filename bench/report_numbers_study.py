@@ -148,3 +148,16 @@ number("dstudy.build-by-opt", SDC, "both decoder contest studies: median TensorR
        "level (trials that built, count in brackets)", _median_build_by_level)
 number("dstudy.opt1-vs-best", SDC, "best feasible objective at optimization level 1 / the best at any level",
        lambda s: f"{_best_by_level(s)[1] / min(_best_by_level(s).values()):.3f}x")
+
+
+def _build_share(s) -> str:
+    """Of both decoder studies' trials that recorded their stages: TensorRT's build / their wall time."""
+    staged = [r for st in s.data[SDC]["studies"] for r in st["trials"]
+              if r.get("duration_s") and all(isinstance((r.get("user_attrs") or {}).get(k), (int, float))
+                                             for k in ("prepare_s", "build_s", "eval_s"))]
+    share = sum(r["user_attrs"]["build_s"] for r in staged) / sum(r["duration_s"] for r in staged)
+    return f"{share:.0%} of {len(staged)} trials' time"
+
+
+number("dstudy.build-share", SDC, "both decoder contest studies: the engine build's share of the wall time of the "
+       "trials that recorded their stages (so far the complete ones)", _build_share)

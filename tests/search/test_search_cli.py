@@ -106,6 +106,7 @@ def test_tune_status_best_freeze_export(work, tmp_path, capsys):
     status = capsys.readouterr().out
     assert "wenet-encoder-serving (encoder, serving harness): 8 trials (complete 8); 8 feasible, 0 infeasible" \
         in status
+    assert "\n  time: " in status and "in 8 trials" in status and "of 8 with stage times: build " in status
 
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     best = best_feasible_trial(study)
@@ -309,7 +310,7 @@ def test_each_harness_is_its_own_study(work, tmp_path, capsys):
     capsys.readouterr()
 
     assert main(["status", "--work-dir", str(work)]) == 0          # default: every study present
-    lines = capsys.readouterr().out.splitlines()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("  ")]    # not the time lines
     assert [ln.split(" ")[0] for ln in lines] == ["wenet-encoder-contest", "wenet-encoder-serving"]
     assert "(encoder, contest harness): 6 trials (complete 6)" in lines[0]
     assert "(encoder, serving harness): 7 trials (complete 2, waiting 5)" in lines[1]

@@ -257,3 +257,25 @@ def test_sqlite_transactions_take_the_write_lock_at_begin(tmp_path):
     other.execute("BEGIN IMMEDIATE")          # free again once the transaction ended
     other.execute("ROLLBACK")
     other.close()
+
+
+def test_time_spent_counts_finished_trials_and_splits_the_staged_ones():
+    """status's time line: every finished trial's wall time; the stage split over the trials that have it
+    (a pruned one has it since the worker's stage file; a stale one has no duration at all)."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from search.results import format_time, time_spent
+
+    def trial(state, value=None, **attrs):
+        return create_trial(state=state, value=value, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                            user_attrs=attrs)
+    trials = [trial(TrialState.COMPLETE, 1.0, duration_s=40.0, prepare_s=4.0, build_s=30.0, eval_s=4.0),
+              trial(TrialState.PRUNED, 2.0, duration_s=60.0, prepare_s=5.0, build_s=50.0, eval_s=2.0),
+              trial(TrialState.FAIL, duration_s=20.0, build_s=15.0),             # no evaluation: not split
+              trial(TrialState.FAIL, duration_s=999.0, interrupted="stale")]     # no duration
+    t = time_spent(trials)
+    assert (t["trials"], t["trial_s"], t["median_s"]) == (3, 120.0, 40.0)
+    assert (t["staged"], t["staged_s"], t["build_s"], t["eval_s"], t["prepare_s"]) == (2, 100.0, 80.0, 6.0, 9.0)
+    assert format_time(t) == "120 s in 3 trials (median 40 s); of 2 with stage times: build 80%, evaluate 6%, prepare 9%"
+    assert format_time(time_spent([])) is None
