@@ -15,7 +15,7 @@
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
 # GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
-# study export whose studies caches/study import when study.db lacks them; default
+# study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
 # TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
 set -uo pipefail
@@ -110,7 +110,7 @@ step() {
     study)  # one model's study on one harness: seeds, a precision plan, then TPE, for TUNE_S seconds
       wait_for "$WORK/data/.complete" 600 || return 1
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
-      resume_study || return 1      # again, if the caches step ran: a no-op then
+      # a study the carried database lacks came from its export in the caches step (run it first)
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \

@@ -6,6 +6,7 @@ from typing import Callable
 
 from bench.report_data import Sources, trials
 from bench.report_registry import ms, number, times
+from search.results import STAGES
 
 
 # --- the decoder contest study (study-decoder-contest-<gpu>.json) and its frozen best rebuilt ----------
@@ -154,7 +155,7 @@ def _build_share(s) -> str:
     """Of both decoder studies' trials that recorded their stages: TensorRT's build / their wall time."""
     staged = [r for st in s.data[SDC]["studies"] for r in st["trials"]
               if r.get("duration_s") and all(isinstance((r.get("user_attrs") or {}).get(k), (int, float))
-                                             for k in ("prepare_s", "build_s", "eval_s"))]
+                                             for k in STAGES)]
     share = sum(r["user_attrs"]["build_s"] for r in staged) / sum(r["duration_s"] for r in staged)
     return f"{share:.0%} of {len(staged)} trials' time"
 

@@ -57,7 +57,6 @@ VARIANTS = {
     "compile-ro-fp16-dyn": Variant("reduce-overhead", True, True, "torch.compile reduce-overhead fp16 dynamic"),
     "compile-ma-fp16-dyn": Variant("max-autotune", True, True, "torch.compile max-autotune fp16 dynamic"),
 }
-LABELS = {name: v.label for name, v in VARIANTS.items()}
 INPUTS = {"encoder": ("speech", "speech_lengths"),
           "decoder": ("encoder_out", "encoder_out_lens", "hyps_pad_sos_eos", "hyps_lens_sos", "ctc_score")}
 
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         feeds, reference = load_feeds(torch, data / f"{model}-{b}-{t}.npz", model, args.device)
         for variant in variants:
             mode, fp16 = VARIANTS[variant].mode, VARIANTS[variant].fp16
-            row: dict[str, Any] = {"model": model, "label": LABELS[variant], "harness": "torch", "layout": "-",
+            row: dict[str, Any] = {"model": model, "label": VARIANTS[variant].label, "harness": "torch", "layout": "-",
                                    "precision": "fp16" if fp16 else "fp32",
                                    "cuda_graph": mode in ("reduce-overhead", "max-autotune"),
                                    "bs": b, "sl": t, "variant": variant}

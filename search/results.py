@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from engine.config import BuildConfig, ConfigError
 
 from search.errors import SearchError
+from search.request import STAGE_ATTRS
 from search.storage import best_feasible_trial, feasible_trials, harness_of_study, trial_constraint
 
 
@@ -49,7 +50,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     return out
 
 
-STAGES = ("prepare_s", "build_s", "eval_s")     # the worker's stages a trial records (search.request)
+STAGES = tuple(STAGE_ATTRS.values())     # the user attrs of the worker's stages (search.request)
 
 
 def time_spent(trials: list[FrozenTrial]) -> dict[str, Any]:
@@ -69,8 +70,7 @@ def format_time(t: dict[str, Any]) -> str | None:
         return None
     line = f"{t['trial_s']:.0f} s in {t['trials']} trials (median {t['median_s']:.0f} s)"
     if t.get("staged") and t.get("staged_s"):
-        shares = ", ".join(f"{name} {t[k] / t['staged_s']:.0%}"
-                           for name, k in (("build", "build_s"), ("evaluate", "eval_s"), ("prepare", "prepare_s")))
+        shares = ", ".join(f"{name} {t[STAGE_ATTRS[name]] / t['staged_s']:.0%}" for name in ("build", "evaluate", "prepare"))
         line += f"; of {t['staged']} with stage times: {shares}"
     return line
 

@@ -72,10 +72,10 @@ def timing_cache_file(work: Path, model: str, harness: str, gpu: str, several_gp
     """work/timing-<model>-<harness>-trt<version>-<gpu model>[-gpu<id>].cache (the id with several GPUs:
     a shared cache would need a lock held through every build). A cache of the older, unkeyed name
     seeds it once where the key is LEGACY_TOOLKIT's, the rig all those caches came from."""
-    tail = f"-gpu{gpu}" if several_gpus else ""
-    path = Path(work) / f"timing-{model}-{harness}-{toolkit_key(gpu)}{tail}.cache"
+    tail, key = (f"-gpu{gpu}" if several_gpus else ""), toolkit_key(gpu)
+    path = Path(work) / f"timing-{model}-{harness}-{key}{tail}.cache"
     legacy = Path(work) / f"timing-{model}-{harness}{tail}.cache"
-    if not path.exists() and legacy.is_file() and toolkit_key(gpu) == LEGACY_TOOLKIT:
+    if not path.exists() and legacy.is_file() and key == LEGACY_TOOLKIT:
         shutil.copyfile(legacy, path)
         print(f"note: {path.name} starts from {legacy.name} (written before caches were keyed by "
               "TensorRT version and GPU)", file=sys.stderr)
