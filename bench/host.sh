@@ -14,7 +14,7 @@
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
-# GPU_SLUG (h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
+# GPU_SLUG (default: from nvidia-smi, e.g. h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
 # TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
@@ -24,7 +24,9 @@ RESULTS=${RESULTS:-$WORK/results}
 OUT=${OUT:-/tmp/out}
 TUNE_S=${TUNE_S:-600}
 TUNE_ARGS=${TUNE_ARGS:-}
-GPU_SLUG=${GPU_SLUG:-h200}
+# the card this host has ('NVIDIA H100 80GB HBM3' -> h100): a plain device call may land on an H100 or an H200
+GPU_SLUG=${GPU_SLUG:-$(python3 -c "import sys; sys.path.insert(0, '$(cd "$(dirname "$0")/.." && pwd)'); from search.toolkit import gpu_slug; print(gpu_slug(sys.argv[1]))" \
+  "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" 2>/dev/null || echo unknown)}
 PLUGIN_LIB=${PLUGIN_LIB:-$WORK/plugins/libwenet_trt_plugins.so}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$WORK" "$RESULTS" "$OUT"
@@ -263,6 +265,12 @@ step() {
       (cd "$WORK/best" && . /root/rig/env.sh && python3.10 "$REPO/evaluate.py" --models "$ms" \
         --harness "${HARNESS:-contest}" --data "$WORK/data" --no-progress \
         --json "${EVAL_JSON:-$RESULTS/reproduce-eval-$GPU_SLUG.json}") | tail -16 ;;
+    cross-eval)  # the plans build-eval rebuilt ($WORK/best) run by the other harness: a serving study's best in
+      # the organisers' loop (profile 0 spans the grid when contest_profile is on), or a contest best served
+      other=serving; [ "${HARNESS:-contest}" = serving ] && other=contest
+      (cd "$WORK/best" && . /root/rig/env.sh && python3.10 "$REPO/evaluate.py" --models "${MODELS:-decoder}" \
+        --harness "$other" --data "$WORK/data" --no-progress \
+        --json "$RESULTS/reproduce-eval${TAG:+-$TAG}-$other-$GPU_SLUG.json") | tail -16 ;;
     reproduce)  # build-eval of the frozen configs, then the frozen trial vs the rebuilt plans per shape
       EVAL_JSON=$(tagged reproduce-eval) step build-eval
       python3 bench/reproduce.py --study-json "$(tagged study)" --configs "$WORK/configs" \

@@ -69,9 +69,11 @@ def harness_seeds(model: str, harness: str, passes: Sequence[str]) -> list[tuple
     """The seeds of one harness's studies.
 
     serving: the fast layout of the shared research (one profile per batch bucket, batch
-    fixed, frames dynamic, profile 0 kept), FP32 and FP16.
+    fixed, frames dynamic, profile 0 kept), FP32, FP16 and TF32.
     contest: profile 0 only, TensorRT 8.6's faster-dynamic-shapes preview off, with the
-    bool_slice pass when it is registered.
+    bool_slice pass when it is registered; FP32 and TF32.
+    The TF32 variants: in study-decoder-contest-h200.json every feasible trial under 40 ms had TF32 on
+    (FP32 ones: 44-47 ms), and TF32 kept the encoder Good in the shared research.
     """
     if harness == "serving":
         # The spec's search.seed_batch_buckets: the decoder's are 2,4,16 (TensorRT 8.6 is wrong on a
@@ -80,13 +82,17 @@ def harness_seeds(model: str, harness: str, passes: Sequence[str]) -> list[tuple
         per_batch = BuildConfig(model=model, layout="per_batch", batch_buckets=buckets, contest_profile=True)
         per_batch_fp16 = BuildConfig(model=model, layout="per_batch", batch_buckets=buckets,
                                      contest_profile=True, fp16=True)
-        return [("per_batch", per_batch), ("per_batch_fp16", per_batch_fp16)]
+        per_batch_tf32 = BuildConfig(model=model, layout="per_batch", batch_buckets=buckets,
+                                     contest_profile=True, tf32=True)
+        return [("per_batch", per_batch), ("per_batch_fp16", per_batch_fp16), ("per_batch_tf32", per_batch_tf32)]
     if harness == "contest":
         # The fastest Good contest-harness encoder of layouts-h200.json: the reference rewrites plus
         # bool_slice, with the preview off (0.30x the naive engine).
         fds_off = BuildConfig(model=model, passes=[p for p in passes if p in REFERENCE_REWRITES or p == "bool_slice"],
                               preview_features={"FASTER_DYNAMIC_SHAPES_0805": False})
-        return [("fds_off", fds_off)]
+        fds_off_tf32 = BuildConfig(model=model, passes=list(fds_off.passes), tf32=True,
+                                   preview_features={"FASTER_DYNAMIC_SHAPES_0805": False})
+        return [("fds_off", fds_off), ("fds_off_tf32", fds_off_tf32)]
     raise SpaceError(f"harness {harness!r} is not one of {', '.join(HARNESS_NAMES)}")
 
 

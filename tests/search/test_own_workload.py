@@ -89,7 +89,8 @@ def test_tune_your_own_onnx_model_end_to_end(own, tmp_path, monkeypatch, capsys)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     # passes_fp32 is the baseline again (no graph pass applies to this model): enqueued once
     assert [t.user_attrs["seed"] for t in trials] == ["baseline", "reference", "all_fp16", "mixed"]
-    assert study.user_attrs["seeded"] == ["baseline", "reference", "all_fp16", "mixed", "per_batch", "per_batch_fp16"]
+    assert study.user_attrs["seeded"] == ["baseline", "reference", "all_fp16", "mixed", "per_batch", "per_batch_fp16",
+                                          "per_batch_tf32"]
     groups = {k.split(".", 2)[2] for t in trials for k in t.params if k.startswith("prec.fp16.")}
     assert groups == {"Conv", "Sigmoid", "Mul", "ReduceMean", "MatMul", "Add", "Softmax"}
     base = trials[0]

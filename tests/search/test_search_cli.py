@@ -20,8 +20,8 @@ from search.toolkit import precision_family, toolkit_key
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
 COMMON_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")     # seed_study's labels, in order
-SEEDS = COMMON_SEEDS + ("per_batch", "per_batch_fp16")                          # the serving harness's (default)
-CONTEST_SEEDS = COMMON_SEEDS + ("fds_off",)
+SEEDS = COMMON_SEEDS + ("per_batch", "per_batch_fp16", "per_batch_tf32")        # the serving harness's (default)
+CONTEST_SEEDS = COMMON_SEEDS + ("fds_off", "fds_off_tf32")
 
 
 def fake(mode="ok"):
@@ -95,18 +95,19 @@ def test_missing_model_file(work, capsys):
 
 
 def test_tune_status_best_freeze_export(work, tmp_path, capsys):
-    assert tune(work, trials="8") == 0                  # the seven seeds, then one sampled trial
+    n = len(SEEDS) + 1
+    assert tune(work, trials=str(n)) == 0               # the seeds, then one sampled trial
     out = capsys.readouterr()
-    assert "wenet-encoder-serving (serving harness): 8 new trials (8 complete" in out.out
+    assert f"wenet-encoder-serving (serving harness): {n} new trials ({n} complete" in out.out
     for label in SEEDS:                                  # one line per trial
         assert f"[{label}]" in out.err
-    assert "encoder serving trial 7 gpu0:" in out.err   # the sampled trial has no seed label
+    assert f"encoder serving trial {len(SEEDS)} gpu0:" in out.err   # the sampled trial has no seed label
 
     assert main(["status", "--work-dir", str(work)]) == 0
     status = capsys.readouterr().out
-    assert "wenet-encoder-serving (encoder, serving harness): 8 trials (complete 8); 8 feasible, 0 infeasible" \
+    assert f"wenet-encoder-serving (encoder, serving harness): {n} trials (complete {n}); {n} feasible, 0 infeasible" \
         in status
-    assert "\n  time: " in status and "in 8 trials" in status and "of 8 with stage times: build " in status
+    assert "\n  time: " in status and f"in {n} trials" in status and f"of {n} with stage times: build " in status
 
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
     best = best_feasible_trial(study)
@@ -129,7 +130,7 @@ def test_tune_status_best_freeze_export(work, tmp_path, capsys):
     assert main(["export", "--work-dir", str(work), "--out", str(export)]) == 0
     data = json.loads(export.read_text())
     (st,) = data["studies"]
-    assert st["study"] == "wenet-encoder-serving" and st["harness"] == "serving" and len(st["trials"]) == 8
+    assert st["study"] == "wenet-encoder-serving" and st["harness"] == "serving" and len(st["trials"]) == n
     row = st["trials"][best.number]
     assert row["state"] == "COMPLETE" and row["value"] == best.value and row["feasible"] is True
     assert row["constraint"] <= 0 and row["params"] == best.params and "latency_ms" in row["user_attrs"]
@@ -137,7 +138,7 @@ def test_tune_status_best_freeze_export(work, tmp_path, capsys):
     # re-running continues the study: no new seeds, numbering goes on
     assert tune(work, trials="2") == 0
     trials = study.get_trials()
-    assert [t.number for t in trials] == list(range(10))
+    assert [t.number for t in trials] == list(range(n + 2))
     assert [t.user_attrs.get("seed") for t in trials] == [*SEEDS, None, None, None]
 
 
@@ -222,11 +223,12 @@ def test_dashboard_serves_text_artifacts_as_text(work):
 
 
 def test_two_gpus_two_processes_one_storage(work, capsys):
-    assert tune(work, "--gpus", "0,1", "--harness", "contest", trials="8") == 0   # 4 + 4: six seeds, two sampled
+    n = len(CONTEST_SEEDS) + 2
+    assert tune(work, "--gpus", "0,1", "--harness", "contest", trials=str(n)) == 0   # every seed, two sampled
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", "contest", create=False)
     trials = study.get_trials()
-    assert len(trials) == 8 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert sorted(t.user_attrs["gpu"] for t in trials) == ["0"] * 4 + ["1"] * 4
+    assert len(trials) == n and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.user_attrs["gpu"] for t in trials) == ["0"] * ((n + 1) // 2) + ["1"] * (n // 2)   # shared out
     assert sorted(t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs) == sorted(CONTEST_SEEDS)
     assert {t.user_attrs["harness"] for t in trials} == {"contest"}     # the JSON options reached the children
     for t in trials:        # each trial used its own GPU's cache of its precision family
@@ -279,30 +281,31 @@ def test_ctrl_c_fails_the_running_trial_kills_its_worker_and_resume_continues(wo
 
     study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", "contest", create=False)
     S = optuna.trial.TrialState
-    assert [t.state for t in study.get_trials()] == [S.FAIL] + [S.WAITING] * 5   # the other seeds wait
+    n = len(CONTEST_SEEDS)
+    assert [t.state for t in study.get_trials()] == [S.FAIL] + [S.WAITING] * (n - 1)   # the other seeds wait
     failed = study.trials[0]
     assert failed.user_attrs["interrupted"] == "SIGINT"
     assert failed.user_attrs["fail_reason"] == "interrupted: the tuner got SIGINT"
-    assert tune(work, "--harness", "contest", trials="6") == 0
+    assert tune(work, "--harness", "contest", trials=str(n)) == 0     # the other seeds and the retry
     trials = study.get_trials()
-    assert [t.number for t in trials] == [0, 1, 2, 3, 4, 5, 6]
-    assert [t.state for t in trials] == [S.FAIL] + [S.COMPLETE] * 6
+    assert [t.number for t in trials] == list(range(n + 1))
+    assert [t.state for t in trials] == [S.FAIL] + [S.COMPLETE] * n
     # the next seeds run, then the interrupted seed (baseline) again, once
     assert [t.user_attrs.get("seed") for t in trials] == [*CONTEST_SEEDS, "baseline"]
-    assert trials[6].user_attrs["retry_of"] == 0 and trials[6].params == trials[0].system_attrs["fixed_params"]
+    assert trials[n].user_attrs["retry_of"] == 0 and trials[n].params == trials[0].system_attrs["fixed_params"]
     assert requeue_interrupted(study) == []                 # once: a later resume does not enqueue it again
 
 
 def test_each_harness_is_its_own_study(work, tmp_path, capsys):
     """tune --harness contest and --harness serving on one storage: two studies, read apart or together."""
-    assert tune(work, "--harness", "contest", trials="6") == 0
+    assert tune(work, "--harness", "contest", trials=str(len(CONTEST_SEEDS))) == 0     # every contest seed
     assert tune(work, "--harness", "serving", trials="2") == 0
     url = f"sqlite:///{work / 'study.db'}"
     assert sorted(optuna.study.get_all_study_names(url)) == ["wenet-encoder-contest", "wenet-encoder-serving"]
     contest = open_study(url, "encoder", "contest", create=False)
     serving = open_study(url, "encoder", "serving", create=False)
     done = (optuna.trial.TrialState.COMPLETE,)
-    assert len(contest.get_trials(states=done)) == 6 and len(serving.get_trials(states=done)) == 2
+    assert len(contest.get_trials(states=done)) == len(CONTEST_SEEDS) and len(serving.get_trials(states=done)) == 2
     for t in contest.trials:             # recorded as contest trials, sampled from the contest space
         assert t.user_attrs["harness"] == "contest" and "layout.serving" not in t.params
         result = json.loads((Path(t.user_attrs["trial_dir"]) / "result.json").read_text())
@@ -312,8 +315,9 @@ def test_each_harness_is_its_own_study(work, tmp_path, capsys):
     assert main(["status", "--work-dir", str(work)]) == 0          # default: every study present
     lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("  ")]    # not the time lines
     assert [ln.split(" ")[0] for ln in lines] == ["wenet-encoder-contest", "wenet-encoder-serving"]
-    assert "(encoder, contest harness): 6 trials (complete 6)" in lines[0]
-    assert "(encoder, serving harness): 7 trials (complete 2, waiting 5)" in lines[1]
+    n = len(CONTEST_SEEDS)
+    assert f"(encoder, contest harness): {n} trials (complete {n})" in lines[0]
+    assert f"(encoder, serving harness): {len(SEEDS)} trials (complete 2, waiting {len(SEEDS) - 2})" in lines[1]
     assert main(["status", "--work-dir", str(work), "--harness", "serving"]) == 0
     assert capsys.readouterr().out.startswith("wenet-encoder-serving (encoder, serving harness)")
 
@@ -368,13 +372,14 @@ def test_status_and_export_list_a_study_under_its_own_name(work, tmp_path, capsy
     capsys.readouterr()
     assert main(["status", "--work-dir", str(work)]) == 0
     out = capsys.readouterr().out
-    assert "wenet-encoder-serving (encoder, serving harness): 7 trials (complete 1, waiting 6)" in out  # seeds wait
-    assert "enc-random (encoder, serving harness): 7 trials (complete 2, waiting 5)" in out
+    n = len(SEEDS)                                                    # the seeds not run yet wait
+    assert f"wenet-encoder-serving (encoder, serving harness): {n} trials (complete 1, waiting {n - 1})" in out
+    assert f"enc-random (encoder, serving harness): {n} trials (complete 2, waiting {n - 2})" in out
     export = tmp_path / "study.json"
     assert main(["export", "--work-dir", str(work), "--out", str(export)]) == 0
     studies = json.loads(export.read_text())["studies"]
     assert [(st["study"], st["user_attrs"]["sampler"], len(st["trials"])) for st in studies] == \
-        [("wenet-encoder-serving", "tpe", 7), ("enc-random", "random", 7)]
+        [("wenet-encoder-serving", "tpe", n), ("enc-random", "random", n)]
     assert main(["export", "--work-dir", str(work), "--harness", "contest", "--out", str(export)]) == 2   # none there
     capsys.readouterr()
     assert main(["freeze", "--work-dir", str(work), "--model", "encoder", "--out", str(tmp_path / "c")]) == 0

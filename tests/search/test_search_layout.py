@@ -85,8 +85,9 @@ def test_contest_space_refuses_multi_profile_configs():
 
 
 @pytest.mark.parametrize("harness,labels", [
-    ("serving", ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "per_batch", "per_batch_fp16"]),
-    ("contest", ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "fds_off"]),
+    ("serving", ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "per_batch", "per_batch_fp16",
+                 "per_batch_tf32"]),
+    ("contest", ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "fds_off", "fds_off_tf32"]),
 ])
 def test_seeds_of_each_harness_round_trip(harness, labels):
     space = SearchSpace("encoder", PASSES, options=SpaceOptions(harness=harness, max_opt_level=4))
@@ -96,20 +97,28 @@ def test_seeds_of_each_harness_round_trip(harness, labels):
         assert space.sample(FixedTrial(space.to_params(cfg))) == cfg
     by_label = dict(seeds)
     if harness == "serving":
-        pb, pb16 = by_label["per_batch"], by_label["per_batch_fp16"]
+        pb, pb16, pb32 = by_label["per_batch"], by_label["per_batch_fp16"], by_label["per_batch_tf32"]
         assert (pb.layout, pb.batch_buckets, pb.contest_profile, pb.fp16) == ("per_batch", [1, 4, 16], True, False)
         assert (pb16.layout, pb16.batch_buckets, pb16.fp16) == ("per_batch", [1, 4, 16], True)
+        assert (pb32.layout, pb32.batch_buckets, pb32.contest_profile, pb32.fp16, pb32.tf32) == \
+            ("per_batch", [1, 4, 16], True, False, True)
+        assert not pb.tf32 and not pb16.tf32             # the FP32 and FP16 layout seeds keep TF32 off
     else:
         fds = by_label["fds_off"]
         # the measured fastest Good contest engine: reference rewrites + bool_slice, preview off
         assert fds.layout == "single" and fds.passes == ["fold_constants", "layernorm", "bool_slice"] and not fds.fp16
-        assert fds.preview_features == {"FASTER_DYNAMIC_SHAPES_0805": False}
+        assert fds.preview_features == {"FASTER_DYNAMIC_SHAPES_0805": False} and not fds.tf32
+        fds32 = by_label["fds_off_tf32"]                 # the same engine with TF32 on
+        assert fds32.layout == "single" and fds32.passes == fds.passes
+        assert fds32.preview_features == fds.preview_features and fds32.tf32 and not fds32.fp16
 
 
 def test_fds_off_seed_without_the_bool_slice_pass():
     """A registry without bool_slice: the seed keeps its preview setting and the reference rewrites."""
-    (fds,) = [cfg for label, cfg in seed_configs("decoder", ["fold_constants", "merge_qkv"], [], harness="contest")
-              if label == "fds_off"]
+    seeds = seed_configs("decoder", ["fold_constants", "merge_qkv"], [], harness="contest")
+    (fds,) = [cfg for label, cfg in seeds if label == "fds_off"]
+    (fds32,) = [cfg for label, cfg in seeds if label == "fds_off_tf32"]
     assert fds.passes == ["fold_constants"] and fds.preview_features == {"FASTER_DYNAMIC_SHAPES_0805": False}
+    assert fds32.passes == ["fold_constants"] and fds32.preview_features == fds.preview_features and fds32.tf32
     space = SearchSpace("decoder", ["fold_constants", "merge_qkv"], options=SpaceOptions(harness="contest"))
-    assert "fds_off" in dict(labelled_seeds(space))
+    assert {"fds_off", "fds_off_tf32"} <= set(dict(labelled_seeds(space)))

@@ -29,7 +29,7 @@ from stand_ins import write_stand_ins
 pytestmark = pytest.mark.postgres
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
-CONTEST_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed", "fds_off")
+CONTEST_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed", "fds_off", "fds_off_tf32")
 S = optuna.trial.TrialState
 
 

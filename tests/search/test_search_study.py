@@ -22,7 +22,8 @@ from search.storage import (best_feasible_trial, feasible_trials, make_storage, 
                             trial_constraint)
 from search.tuning import seed_study
 
-SERVING_SEEDS = ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "per_batch", "per_batch_fp16"]
+SERVING_SEEDS = ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "per_batch", "per_batch_fp16",
+                 "per_batch_tf32"]
 
 
 def settings(work, timeout=60.0, grid="1x16,16x256", harness="serving"):
@@ -129,16 +130,17 @@ def test_a_trial_enqueued_with_a_choice_the_space_lacks_fails_before_building(wo
 def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
     space = SearchSpace("encoder", passes=["fold_constants", "layernorm"])
     study = open_study(url(work), "encoder", seed=0)
-    assert seed_study(study, space) == 7
+    n = len(SERVING_SEEDS)
+    assert seed_study(study, space) == n
     assert study.user_attrs["seeded"] == SERVING_SEEDS
     enqueue_plain(study, space, 1)
-    run(study, space, work, {}, 8, fake_command)
+    run(study, space, work, {}, n + 1, fake_command)
     seeds = [t.user_attrs.get("seed") for t in study.trials]
     assert seeds == SERVING_SEEDS + [None]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     ran = [BuildConfig.from_dict(yaml.safe_load(t.user_attrs["config_yaml"])) for t in study.trials]
-    assert ran[:7] == [cfg for _, cfg in labelled_seeds(space)]     # each seed ran as its config
-    assert ran[5].layout == "per_batch" and ran[6].fp16
+    assert ran[:n] == [cfg for _, cfg in labelled_seeds(space)]     # each seed ran as its config
+    assert ran[5].layout == "per_batch" and ran[6].fp16 and ran[7].tf32 and not ran[7].fp16
     assert ran[1].passes == ["fold_constants", "layernorm"]
     assert ran[3].passes == ["fold_constants", "layernorm"] and not ran[3].fp16
     assert ran[4].passes == ["fold_constants", "layernorm"] and ran[4].fp16
@@ -156,16 +158,17 @@ def test_seeds_enqueued_once_and_resume_after_a_killed_run(work, fake_command):
 
     # Resume: a new process opens the study again.
     resumed = open_study(url(work), "encoder", seed=1, heartbeat_interval=1, grace_period=1)
-    assert resumed.trials[8].state == TrialState.FAIL          # the stale trial
+    stale = n + 1
+    assert resumed.trials[stale].state == TrialState.FAIL      # the stale trial
     assert seed_study(resumed, space) == 0                      # not seeded again
     enqueue_plain(resumed, space, 2)
     run(resumed, space, work, {}, 2, fake_command)
     trials = resumed.get_trials()
-    assert [t.number for t in trials] == list(range(11))
-    assert [t.state for t in trials[9:]] == [TrialState.COMPLETE] * 2
-    assert sum(1 for t in trials if "seed" in t.user_attrs) == 7
+    assert [t.number for t in trials] == list(range(stale + 3))
+    assert [t.state for t in trials[stale + 1:]] == [TrialState.COMPLETE] * 2
+    assert sum(1 for t in trials if "seed" in t.user_attrs) == n
     assert sorted(p.name for p in (work / "trials" / "wenet-encoder-serving").iterdir()) == \
-        [f"{i:05d}" for i in range(11) if i != 8]
+        [f"{i:05d}" for i in range(stale + 3) if i != stale]
 
 
 def test_every_model_and_harness_has_its_study_in_one_file(work):
@@ -229,11 +232,11 @@ def test_tune_options_round_trip_for_gpu_processes():
 
 
 def test_seed_equal_to_an_earlier_one_is_enqueued_once(work):
-    """With no registered pass, every-pass FP32 is the baseline: six seeds, labels still right."""
+    """With no registered pass, every-pass FP32 is the baseline: seven seeds, labels still right."""
     space = SearchSpace("decoder")
     study = open_study(url(work), "decoder", seed=0)
-    labels = ["baseline", "reference", "all_fp16", "mixed", "per_batch", "per_batch_fp16"]
-    assert seed_study(study, space) == 6
+    labels = ["baseline", "reference", "all_fp16", "mixed", "per_batch", "per_batch_fp16", "per_batch_tf32"]
+    assert seed_study(study, space) == len(labels)
     assert study.user_attrs["seeded"] == labels
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs["seed"] for t in waiting] == labels

@@ -13,6 +13,8 @@ from search.cli import main
 from search.storage import constraints_func, is_feasible, open_study
 
 FAKE_WORKER = Path(__file__).with_name("fake_trial_worker.py")
+CONTEST_SEEDS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed", "fds_off", "fds_off_tf32")
+RAN = 4                                     # the trials the exported study ran: seeds, the others wait
 
 
 def _tune(work: Path, trials: str, mode: str = "ok") -> int:
@@ -32,7 +34,7 @@ def _study(work: Path) -> optuna.Study:
 
 @pytest.fixture
 def exported(work, tmp_path):
-    assert _tune(work, "4") == 0
+    assert _tune(work, str(RAN)) == 0
     return tmp_path / "study.json", _export(work, tmp_path / "study.json")
 
 
@@ -48,12 +50,14 @@ def test_import_restores_every_finished_trial(exported, work, tmp_path, capsys):
     path, data = exported
     other = _copy_inputs(work, tmp_path / "other")
     assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 0
-    assert "4 trials imported, 2 enqueued again" in capsys.readouterr().out     # the seeds not run yet
+    waiting = len(CONTEST_SEEDS) - RAN
+    assert f"{RAN} trials imported, {waiting} enqueued again" in capsys.readouterr().out     # the seeds not run yet
     old, new = _study(work), _study(other)
     pairs = list(zip(old.get_trials(), new.get_trials()))
-    assert len(pairs) == 6
+    assert len(pairs) == len(CONTEST_SEEDS)
+    assert [t.user_attrs.get("seed") for t in old.get_trials()] == list(CONTEST_SEEDS)
     assert [t.user_attrs.get("seed") for t in new.get_trials()] == [t.user_attrs.get("seed") for t in old.get_trials()]
-    for a, b in pairs[:4]:
+    for a, b in pairs[:RAN]:
         assert (a.state, a.value, a.params, a.distributions) == (b.state, b.value, b.params, b.distributions)
         assert is_feasible(a) == is_feasible(b)
         assert b.system_attrs["constraints"] == list(constraints_func(a))   # constrained TPE reads this
@@ -87,11 +91,11 @@ def test_resumed_study_does_not_rerun_its_seeds(exported, work, tmp_path):
     path, _ = exported
     other = _copy_inputs(work, tmp_path / "other")
     assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 0
-    assert _tune(other, "2") == 0
+    assert _tune(other, str(len(CONTEST_SEEDS) - RAN)) == 0
     trials = _study(other).get_trials()
-    assert len(trials) == 6 and all(t.state.is_finished() for t in trials)     # the 2 waiting seeds ran
-    new_seeds = [t.user_attrs.get("seed") for t in trials[4:]]
-    ran_before = {t.user_attrs.get("seed") for t in trials[:4]}
+    assert len(trials) == len(CONTEST_SEEDS) and all(t.state.is_finished() for t in trials)   # the waiting seeds ran
+    new_seeds = [t.user_attrs.get("seed") for t in trials[RAN:]]
+    ran_before = {t.user_attrs.get("seed") for t in trials[:RAN]}
     assert not (set(new_seeds) & ran_before - {None})
 
 
@@ -184,11 +188,11 @@ def test_host_caches_step_resumes_the_committed_export(exported, work, tmp_path)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    assert "wenet-encoder-contest: 4 trials imported, 2 enqueued again" in caches()
+    assert f"wenet-encoder-contest: {RAN} trials imported, {len(CONTEST_SEEDS) - RAN} enqueued again" in caches()
     trials = _study(host).get_trials()
     assert [t.number for t in trials] == [r["number"] for r in data["studies"][0]["trials"]]
     second = caches()
-    assert "kept, the storage holds it with 6 trials" in second and "imported" not in second
+    assert f"kept, the storage holds it with {len(CONTEST_SEEDS)} trials" in second and "imported" not in second
     assert len(_study(host).get_trials()) == len(trials)
 
 
