@@ -57,6 +57,7 @@ collect() {   # results + a consistent copy of the study database -> $OUT (8 fil
   if [ -f "$WORK/study.db" ]; then
     python3 -c "import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); s.backup(d)" \
       "$WORK/study.db" "$OUT/study.db"
+    echo "$GPU_SLUG" > "$OUT/gpu.txt"       # carried back beside study.db: the caches step checks it
   fi
   (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read bg.log results/*.log results/*.txt configs \
      trials/*/*/eval.txt trials/*/*/result.json layouts/*.report.json layouts/*.stderr \
@@ -186,7 +187,12 @@ step() {
       done; ls -la "$WORK"/timing-*.cache 2>/dev/null
       # the trial directories of earlier sessions (result.json: per-output errors, the honoured verdict)
       [ -d .carry/trials ] && mkdir -p "$WORK/trials" && cp -rn .carry/trials/. "$WORK/trials/"
-      if [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
+      # a study measured on another card would mix two GPUs' latencies in one objective: collect
+      # writes the card's slug beside the database (gpu.txt), and a mismatch leaves the database behind
+      carried_gpu=$(cat .carry/gpu.txt 2>/dev/null || echo "$GPU_SLUG")
+      if [ -f .carry/study.db ] && [ "$carried_gpu" != "$GPU_SLUG" ]; then
+        echo "not resuming .carry/study.db: it was measured on $carried_gpu, this host is $GPU_SLUG"
+      elif [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
         cp .carry/study.db "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming .carry/study.db"
       fi
       # a new machine here loses the ignored .carry/ (or it lacks this study): the committed export stands in
