@@ -17,7 +17,7 @@
 # GPU_SLUG (default: from nvidia-smi, e.g. h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
-# TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
+# TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), SEEDS (study: tune --seeds), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -115,6 +115,8 @@ step() {
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
       # a study the carried database lacks came from its export in the caches step (run it first)
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
+      # SEEDS: the seeds a new study enqueues (tune --seeds: all, none or labels; the encoder's FP16 ones cost minutes)
+      [ -n "${SEEDS:-}" ] && L+=(--seeds "$SEEDS")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
         --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['

@@ -203,6 +203,21 @@ def parse_gpus(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def parse_seed_labels(text: str) -> tuple[str, ...] | None:
+    """--seeds: None for all, () for none, else the labels in the order given (checked against the
+    harness's seeds by search.tuning before anything is written)."""
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if words == ["all"]:
+        return None
+    if words == ["none"]:
+        return ()
+    if not words or "all" in words or "none" in words:
+        raise SearchError(f"--seeds {text!r}: expected all, none or seed labels like baseline,per_batch_tf32")
+    if len(set(words)) != len(words):
+        raise SearchError(f"--seeds {text!r} repeats a label")
+    return tuple(words)
+
+
 def parse_command(text: str) -> tuple[str, ...]:
     words = tuple(shlex.split(text))
     if not words:
@@ -337,6 +352,10 @@ class TuneOptions:
     sampler: str = opt("tpe", "--sampler", "tpe (default) or random, the baseline to compare TPE with; "
                        "one sampler per study (give a random one its own --study-name)",
                        choices=("tpe", "random"))
+    seeds: tuple[str, ...] | None = opt(None, "--seeds", "the known configs a new study enqueues first: all "
+                                        "(default), none, or labels such as baseline,per_batch_tf32 "
+                                        "(an unknown one is an error that lists the harness's)",
+                                        parse=parse_seed_labels)
     worker_command: tuple[str, ...] | None = opt(None, "--worker-command", "command line standing in for "
                                                  "`python -m search.worker` (tests: the fake worker)",
                                                  parse=parse_command)

@@ -27,6 +27,16 @@ log = logging.getLogger("search")
 REFERENCE_REWRITES = ("fold_constants", "layernorm", "encoder_lengths", "attention_mask",
                       "subsampling_conv", "ffn_2d_matmul", "pos_enc_slice")
 SEED_LABELS = ("baseline", "reference", "all_fp16", "passes_fp32", "mixed")   # known_configs() order
+# each harness's own seeds, after SEED_LABELS (harness_seeds() order)
+HARNESS_SEED_LABELS = {"serving": ("per_batch", "per_batch_fp16", "per_batch_tf32"),
+                       "contest": ("fds_off", "fds_off_tf32")}
+
+
+def seed_labels(harness: str) -> tuple[str, ...]:
+    """Every seed label of a harness's studies, in enqueue order (what `tune --seeds` may name)."""
+    if harness not in HARNESS_SEED_LABELS:
+        raise SpaceError(f"harness {harness!r} is not one of {', '.join(HARNESS_NAMES)}")
+    return SEED_LABELS + HARNESS_SEED_LABELS[harness]
 
 
 def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequence[str] | None = None,
@@ -84,7 +94,7 @@ def harness_seeds(model: str, harness: str, passes: Sequence[str]) -> list[tuple
                                      contest_profile=True, fp16=True)
         per_batch_tf32 = BuildConfig(model=model, layout="per_batch", batch_buckets=buckets,
                                      contest_profile=True, tf32=True)
-        return [("per_batch", per_batch), ("per_batch_fp16", per_batch_fp16), ("per_batch_tf32", per_batch_tf32)]
+        return list(zip(HARNESS_SEED_LABELS[harness], (per_batch, per_batch_fp16, per_batch_tf32)))
     if harness == "contest":
         # The fastest Good contest-harness encoder of layouts-h200.json: the reference rewrites plus
         # bool_slice, with the preview off (0.30x the naive engine).
@@ -92,7 +102,7 @@ def harness_seeds(model: str, harness: str, passes: Sequence[str]) -> list[tuple
                               preview_features={"FASTER_DYNAMIC_SHAPES_0805": False})
         fds_off_tf32 = BuildConfig(model=model, passes=list(fds_off.passes), tf32=True,
                                    preview_features={"FASTER_DYNAMIC_SHAPES_0805": False})
-        return [("fds_off", fds_off), ("fds_off_tf32", fds_off_tf32)]
+        return list(zip(HARNESS_SEED_LABELS[harness], (fds_off, fds_off_tf32)))
     raise SpaceError(f"harness {harness!r} is not one of {', '.join(HARNESS_NAMES)}")
 
 

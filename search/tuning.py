@@ -58,7 +58,7 @@ from search.trial_objective import TrialContext, TrialFailed, TrialObjective, ar
 from search.options import SpaceOptions, TuneOptions
 from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
-from search.seeds import labelled_seeds
+from search.seeds import labelled_seeds, seed_labels
 from search.rewrites import loadable_plugins, registered_passes
 from search.space import SearchSpace, block_count
 from search.locking import storage_lock, study_lock
@@ -84,17 +84,20 @@ def make_space(options: SpaceOptions, model: str, onnx: Path, plugin_libs: Seque
     return SearchSpace(model, passes, plugins, options=options)
 
 
-def seed_study(study: optuna.Study, space: SearchSpace) -> int:
+def seed_study(study: optuna.Study, space: SearchSpace, only: Sequence[str] | None = None) -> int:
     """Enqueue the known configs once per study (a resumed study is not seeded again).
 
+    only: the labels to enqueue (tune --seeds; None: every seed, (): none), in the harness's order.
     Returns how many were enqueued: a seed equal to an earlier one (e.g. every-pass
     FP32 when no pass is registered is the baseline) is enqueued once.
     """
     with study_lock(study):         # N tuners started together on a new study: one seeds it
-        if study.user_attrs.get("seeded"):
+        if "seeded" in study.user_attrs:
             return 0
         labels, seen = [], set()
         for label, cfg in labelled_seeds(space):
+            if only is not None and label not in only:
+                continue
             params = space.to_params(cfg)
             key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
             if key in seen:
@@ -296,7 +299,11 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
     space = make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     with storage_lock(opts.study.storage):      # create, seed, re-enqueue: one process at a time
         study = open_run_study(opts, model, opts.seed)
-        seed_study(study, space)
+        seeded_before = study.user_attrs.get("seeded")
+        seed_study(study, space, opts.seeds)
+        if seeded_before is not None and opts.seeds is not None:
+            print(f"note: {study.study_name} was seeded when it was created ({', '.join(seeded_before) or 'none'}); "
+                  f"--seeds applies to a new study", file=sys.stderr)
         requeue_interrupted(study)
         check_waiting_trials(study, space)
     run_id = new_run_id()
@@ -367,8 +374,18 @@ def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: 
     return time.monotonic() - start
 
 
+def check_seed_labels(opts: TuneOptions) -> None:
+    """--seeds names only seeds of this harness (before any study is written)."""
+    known = seed_labels(opts.trial.harness)
+    unknown = [label for label in opts.seeds or () if label not in known]
+    if unknown:
+        raise SearchError(f"--seeds: {', '.join(unknown)} is not a seed of the {opts.trial.harness} harness "
+                          f"(its seeds: {', '.join(known)})")
+
+
 def tune(opts: TuneOptions) -> list[dict[str, Any]]:
     opts.validate()
+    check_seed_labels(opts)
     for model in opts.study.models:     # every model's space, before any study is written
         make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     spent = 0.0                     # seconds of tuning so far (setup excluded)

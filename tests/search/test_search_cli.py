@@ -77,6 +77,8 @@ def test_module_entry_point():
     (["status", "--storage", "nosuchdb://a/b"], "no database driver"),
     (["bogus"], "invalid choice"),
     (["export"], "--out"),
+    (["tune", "--model", "encoder", "--trials", "1", "--seeds", "all,baseline"], "expected all, none or seed labels"),
+    (["tune", "--model", "encoder", "--trials", "1", "--seeds", "baseline,baseline"], "repeats a label"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, match, work, capsys):
     argv = args[:1] + (["--work-dir", str(work)] if args[0] in VERBS else []) + args[1:]
@@ -236,6 +238,36 @@ def test_two_gpus_two_processes_one_storage(work, capsys):
         family = precision_family(config_of(t))
         assert Path(t.user_attrs["timing_cache"]).name == f"timing-encoder-contest-{toolkit_key(g)}-gpu{g}-{family}.cache"
     assert {p.name.split("-gpu")[1][0] for p in work.glob("timing-*.cache")} == {"0", "1"}
+
+
+def test_seeds_option_picks_the_known_configs_of_a_new_study(work, capsys):
+    """--seeds LABELS enqueues only those (in the harness's order); a resumed study is not seeded again."""
+    assert tune(work, "--seeds", "per_batch_tf32,baseline", trials="3") == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    assert study.user_attrs["seeded"] == ["baseline", "per_batch_tf32"]
+    trials = study.get_trials()
+    assert [t.user_attrs.get("seed") for t in trials] == ["baseline", "per_batch_tf32", None]
+    assert trials[1].params["tf32"] is True and trials[1].params["layout.serving"] == "per_batch"
+    capsys.readouterr()
+    assert tune(work, "--seeds", "mixed", trials="1") == 0
+    assert "was seeded when it was created (baseline, per_batch_tf32); --seeds applies to a new study" \
+        in capsys.readouterr().err
+    assert [t.user_attrs.get("seed") for t in study.get_trials()] == ["baseline", "per_batch_tf32", None, None]
+
+
+def test_seeds_none_samples_from_the_first_trial(work):
+    assert tune(work, "--seeds", "none", "--harness", "contest", trials="2") == 0
+    assert tune(work, "--harness", "contest", trials="1") == 0        # resumed: still no seeds
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", "contest", create=False)
+    assert study.user_attrs["seeded"] == []
+    assert [t.user_attrs.get("seed") for t in study.get_trials()] == [None, None, None]
+
+
+def test_a_seed_of_the_other_harness_is_one_error_and_writes_nothing(work, capsys):
+    assert tune(work, "--seeds", "baseline,per_batch", "--harness", "contest") == 2
+    line = one_error_line(capsys, "--seeds: per_batch is not a seed of the contest harness")
+    assert "fds_off_tf32" in line
+    assert not (work / "study.db").exists()
 
 
 def test_time_budget_stops_starting_trials(work, capsys):
