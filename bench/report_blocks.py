@@ -1,5 +1,5 @@
-"""README blocks of the plugins bench, the precision study, the build.sh reproduction, the decoder
-contest study and the bug entries these files show; `blocks` assembles every generated block.
+"""README blocks of the plugins bench, the precision study, the build.sh reproduction and the bug entries
+these files show; `blocks` assembles every generated block (the decoder studies' are bench.report_study_blocks').
 
 Like bench.report_tables, every number is read from a committed bench/results file.
 """
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
-from bench.report_data import (MODELS, Config, Sources, at_equal_choices, at_equal_trials, build_of, configs,
-                               plugin_free, plugin_set, plugin_sites, sampler_curves, shape_key, short_reason,
-                               time_ratio, trials)
+from bench.report_data import (MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set, plugin_sites,
+                               shape_key, time_ratio)
 from bench.report_specs import FIGURES
+from bench.report_study_blocks import decoder_study, serving_shapes
 from bench import report_tables as T
 from bench.report_tables import e, table
 
@@ -224,66 +224,6 @@ def reproduce(src: Sources, key: str = "reproduce", eval_key: str = "reproduce-e
             "evaluate.py's for the rebuilt plan.\n\n" + "\n\n".join(out))
 
 
-def decoder_study(src: Sources) -> str:
-    rec = src.data.get("study-decoder-contest")
-    if rec is None:
-        return _not_made(src, "study-decoder-contest")
-    out = []
-    for st in rec.get("studies", []):
-        ts = trials(st)
-        states = {}
-        for t in ts:
-            states[t["state"]] = states.get(t["state"], 0) + 1
-        best = min((t for t in ts if t["feasible"]), key=lambda t: (t["value"], t["trial"]), default=None)
-        rows = []
-        for t in ts:
-            val = (f"{t['value']:.2f}" if t["value"] is not None else
-                   f"({t['partial']:.2f} after {t['cases_measured'] or '?'} case)" if t["partial"] is not None else "-")
-            rows.append([t["trial"], t["label"], t["state"], val,
-                         "-" if t["feasible"] is None else "yes" if t["feasible"] else "no",
-                         "-" if t["worst_ratio"] is None else f"{t['worst_ratio']:.3g}",
-                         "-" if t["build_s"] is None else f"{t['build_s']:.0f}",
-                         "-" if t["duration_s"] is None else f"{t['duration_s']:.0f}", t["engine_cache"] or "-",
-                         f"`{t['reason']}`" if t["reason"] else ""])
-        out.append(f"`{st.get('study')}` ({st.get('model')}, {st.get('harness')} harness): {len(ts)} trials, "
-                   + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) + "; best feasible: "
-                   + (f"trial {best['trial']} `{best['label']}`, {best['value']:.2f} ms." if best else "none.")
-                   + "\n\n" + table(["trial", "seed / plan", "state", "objective ms", "feasible", "worst ratio",
-                                     "build s", "duration s", "engine cache", "prune / fail reason (shortened)"], rows))
-    date, _ = src.meta("study-decoder-contest")
-    return (f"`{src.name('study-decoder-contest')}` (`python3 -m search export`, {date}; optuna "
-            f"{rec.get('optuna', '-')}):\n\n" + "\n\n".join(out) + "\n\nA pruned trial's objective is the partial "
-            "sum it had when it was stopped; an infeasible one's carries the penalty." + _sampler_race(rec))
-
-
-def _sampler_race(rec: dict) -> str:
-    """TPE vs random at equal trials, where the export holds studies of both samplers for a model."""
-    curves = sampler_curves([st for st in rec.get("studies", []) if st.get("trials")])
-    lines = []
-    for model in sorted({c["model"] for c in curves}):
-        n, best = at_equal_trials(curves, model)
-        # no ratio here: the first trials of every study are the same enqueued seeds
-        lines.append(f"- {model}, best feasible after {n} trials each (seeds and plans included): {_each(best)}")
-        k, own = at_equal_choices(curves, model)
-        if k:
-            lines.append(f"- {model}, best feasible among the first {k} trials each sampler chose itself (no seed, "
-                         f"no plan): {_each(own)}{_random_over_tpe(own)}")
-        else:
-            lines.append(f"- {model}: no comparison of the samplers yet: "
-                         + ", ".join(f"`{c['study']}` ({c['sampler']}) chose {len(c['chosen_best'])}"
-                                     for c in curves if c["model"] == model)
-                         + " trials itself; the others were the same enqueued seeds or plans")
-    return ("\n\nSamplers at equal trials (the sampler race in the figure below):\n" + "\n".join(lines)) if lines else ""
-
-
-def _each(best: dict[str, float | None]) -> str:
-    return ", ".join(f"{k} {v:.2f} ms" if v is not None else f"{k} none feasible" for k, v in sorted(best.items()))
-
-
-def _random_over_tpe(best: dict[str, float | None]) -> str:
-    return f"; random / TPE = {best['random'] / best['tpe']:.2f}x" if best.get("tpe") and best.get("random") else ""
-
-
 NO_IMPL = re.compile(r"Could not find any implementation for node (\{ForeignNode\[.*?\]\})")
 
 
@@ -348,6 +288,9 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            "precision": precision(src), "precision-accuracy": precision_accuracy(src), "reproduce": reproduce(src),
            "reproduce-plugins": reproduce(src, "reproduce-plugins", "reproduce-plugins-eval"),
            "reproduce-decoder-contest": reproduce(src, "reproduce-decoder-contest", "reproduce-eval-decoder-contest"),
-           "decoder-study": decoder_study(src), "bugs-found": bugs(src)}
+           "decoder-study": decoder_study(src), "bugs-found": bugs(src),
+           "decoder-serving-study": decoder_study(src, "study-decoder-serving"),
+           "reproduce-decoder-serving": reproduce(src, "reproduce-decoder-serving", "reproduce-eval-decoder-serving"),
+           "serving-study-shapes": serving_shapes(src)}
     out.update({f"fig-{n}": T.figure(n, *specs[n]) for n in FIGURES})
     return out

@@ -234,6 +234,23 @@ def trials(st: dict) -> list[dict]:
     return out
 
 
+
+def main_study(rec: dict) -> dict | None:
+    """An export's TPE study (sampler 'tpe' or not recorded), else its first study with trials."""
+    sts = [st for st in rec.get("studies", []) if st.get("trials")]
+    return next((st for st in sts if (st.get("user_attrs") or {}).get("sampler", "tpe") == "tpe"),
+                sts[0] if sts else None)
+
+
+def best_feasible(ts: list[dict]) -> dict | None:
+    """The best feasible complete trial of `trials(st)`, by objective (the lower number on a tie)."""
+    return min((t for t in ts if t["feasible"]), key=lambda t: (t["value"], t["trial"]), default=None)
+
+
+def seed_trial(ts: list[dict], seed: str) -> dict | None:
+    """The first trial of `trials(st)` of that enqueued seed (its `seed` user attr), any state."""
+    return next((t for t in ts if t["chosen_by"] == "seed" and t["label"] == seed), None)
+
 def sampler_curves(studies: list[dict]) -> list[dict]:
     """The samplers' race (issue 10: TPE vs random at equal trials): for every model with studies of more
     than one sampler, each study's best feasible objective after 1, 2, ... trials (any state counts as a trial)."""

@@ -215,7 +215,8 @@ def _decoder_study(plt, spec):
         ax.scatter([], [], marker="o", color="tab:blue", label="complete, feasible")
         ax.scatter([], [], marker="x", color="tab:blue", label="complete, infeasible (penalised objective)")
         ax.set_xlabel("trial (no value: the state is written at the bottom)")
-        ax.set_ylabel("objective, ms (sum over the grid)")
+        ax.set_yscale(spec.get("yscale", "linear"))
+        ax.set_ylabel("objective, ms (sum over the grid" + (", log)" if spec.get("yscale") == "log" else ")"))
         ax.set_xlim(-0.7, max(t["trial"] for t in ts) + 0.7)
         ax.margins(y=0.25)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -304,7 +305,8 @@ def _study(plt, spec):
 
 
 DRAW = {"latency": _latency, "speedup": _speedup, "layers": _layers, "build": _build, "pareto": _pareto,
-        "study": _study, "plugins": _plugins, "plugin-layers": _layers, "decoder-study": _decoder_study}
+        "study": _study, "plugins": _plugins, "plugin-layers": _layers, "decoder-study": _decoder_study,
+        "decoder-serving-study": _decoder_study}
 
 
 def render(spec: dict) -> bytes:

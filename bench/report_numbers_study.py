@@ -1,10 +1,11 @@
-"""README's inline numbers from the decoder contest studies, their build.sh rebuild and the cache builds."""
+"""README's inline numbers from the decoder contest studies, their build.sh rebuild, the decoder serving study
+(H100) and its rebuild under the contest harness, and the cache builds."""
 from __future__ import annotations
 
 import statistics
 from typing import Callable
 
-from bench.report_data import Sources, trials
+from bench.report_data import Sources, best_feasible, main_study, seed_trial, trials
 from bench.report_registry import ms, number, times
 from search.results import STAGES
 
@@ -93,6 +94,47 @@ number("repro-dec.outside", RDC, "shapes outside the tolerance, of all compared"
 number("repro-dec.max-dev", RDC, "largest |build.sh / trial - 1| over the shapes",
        lambda s: f"{max(abs(c['ratio'] - 1) for c in s.data[RDC]['compare']) * 100:.1f}%")
 
+
+# --- the decoder serving study (study-decoder-serving-h100.json) and its best rebuilt, contest harness --
+SSD, SSD_CONTEST = "study-decoder-serving", "reproduce-eval-decoder-serving-contest"
+
+
+def _ssd_trials(s) -> list[dict]:
+    return trials(main_study(s.data[SSD]))
+
+
+def _ssd_best(s) -> dict:
+    return best_feasible(_ssd_trials(s))
+
+
+def _ssd_seed(s, seed: str) -> float:
+    """The objective of the serving study's trial of that enqueued seed."""
+    return seed_trial(_ssd_trials(s), seed)["value"]
+
+
+def _contest_ms(s) -> float:
+    """evaluate.py's objective of the rebuilt plan (the sum of its case latencies where none is recorded)."""
+    m = s.data[SSD_CONTEST]["models"]["decoder"]
+    return m["objective"] if m.get("objective") is not None else sum(c["latency_ms"] for c in m["cases"])
+
+
+number("sstudy.trials", SSD, "trials of the decoder serving study", lambda s: str(len(_ssd_trials(s))))
+number("sstudy.complete", SSD, "COMPLETE trials of the decoder serving study",
+       lambda s: str(sum(t["state"] == "COMPLETE" for t in _ssd_trials(s))))
+number("sstudy.best", SSD, "the serving study's best feasible trial", lambda s: f"trial {_ssd_best(s)['trial']}")
+number("sstudy.best-ms", SSD, "its objective (serving harness)", lambda s: ms(_ssd_best(s)["value"], 2))
+number("sstudy.baseline-ms", SSD, "the serving study's baseline seed's objective",
+       lambda s: ms(_ssd_seed(s, "baseline"), 2))
+number("sstudy.best-vs-baseline", SSD, "the best feasible objective / the baseline seed's",
+       lambda s: times(_ssd_best(s)["value"] / _ssd_seed(s, "baseline")))
+number("sstudy.tf32-vs-fp32", SSD, "the per_batch_tf32 seed's objective / the per_batch (FP32) seed's",
+       lambda s: times(_ssd_seed(s, "per_batch_tf32") / _ssd_seed(s, "per_batch")))
+number("sstudy.best-vs-fp32", SSD, "speed-up of the best over the per_batch (FP32) seed: its objective / the best's",
+       lambda s: times(_ssd_seed(s, "per_batch") / _ssd_best(s)["value"]))
+number("sstudy.best-vs-tf32", SSD, "speed-up of the best over the per_batch_tf32 seed: its objective / the best's",
+       lambda s: times(_ssd_seed(s, "per_batch_tf32") / _ssd_best(s)["value"]))
+number("sstudy.best-contest-ms", SSD_CONTEST, "the serving study's best, rebuilt, under the contest harness: "
+       "evaluate.py's objective", lambda s: ms(_contest_ms(s), 2))
 
 CB = "cache-builds"
 

@@ -1,7 +1,9 @@
 """Reading bench/results/: one reader per file the report uses, each knowing that file's shape.
 
 `FILES` names every file the report reads (key -> reader); anything else in bench/results/ is
-ignored (an older result, a log no block shows). A reader returns the parsed data or raises
+ignored (an older result, a log no block shows). A file is bench/results/<key>-<gpu>.json of the
+report's --gpu, unless its entry names the GPU it was measured on (a study that ran on an H100 is
+read beside the H200 files). A reader returns the parsed data or raises
 ReportInputError with the file's name and what is wrong: one line on stderr, exit status 2.
 """
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 
 class ReportInputError(Exception):
@@ -107,8 +109,17 @@ def pytest_log(text: str, where: str) -> dict:
 
 
 _ROWS = record("rows", "builds", "errors", "summary", dicts=("layer_profiles", "baselines"))
-# key -> (file name suffix, reader); the file is bench/results/<key>-<gpu><suffix>
-FILES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+
+
+class FileSpec(NamedTuple):
+    suffix: str                               # the file is bench/results/<key>-<gpu><suffix>
+    read: Callable[[str, str], Any]
+    gpu: str | None = None                    # the GPU slug it was measured on, whatever --gpu says; None: --gpu
+
+
+# key -> (file name suffix, reader[, GPU slug]); the file is bench/results/<key>-<gpu><suffix>, <gpu> the
+# report's --gpu unless the entry names the card the file was measured on
+FILES: dict[str, FileSpec] = {k: FileSpec(*v) for k, v in {
     "layouts": (".json", _ROWS),
     "torch-baselines": (".json", _ROWS),
     "plugins": (".json", _ROWS),
@@ -127,11 +138,21 @@ FILES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "diag-decoder-batch1": (".json", record("rows")),
     "probe": (".json", record("results")),
     "plugins-gputests": (".log", pytest_log),
-}
+    # the decoder serving study (December), run on an H100, its best trial rebuilt and evaluated under both harnesses
+    "study-decoder-serving": (".json", study_export, "h100"),
+    "reproduce-decoder-serving": (".json", record("rows", "compare"), "h100"),
+    "reproduce-eval-decoder-serving": (".json", evaluate_output, "h100"),
+    "reproduce-eval-decoder-serving-contest": (".json", evaluate_output, "h100"),
+}.items()}
+
+
+def file_gpu(key: str, gpu: str) -> str:
+    """The GPU slug of key's file: the one its FILES entry names, else the report's `gpu`."""
+    return FILES[key].gpu or gpu
 
 
 def file_name(key: str, gpu: str) -> str:
-    return f"{key}-{gpu}{FILES[key][0]}"
+    return f"{key}-{file_gpu(key, gpu)}{FILES[key].suffix}"
 
 
 @dataclass
@@ -142,6 +163,10 @@ class Sources:
 
     def name(self, key: str) -> str:
         return f"bench/results/{file_name(key, self.gpu)}"
+
+    def gpu_of(self, key: str) -> str:
+        """The GPU slug of key's file (its FILES entry's, else the report's --gpu)."""
+        return file_gpu(key, self.gpu)
 
     def missing(self, key: str) -> str:
         return f"{self.name(key)} is missing"
@@ -158,7 +183,7 @@ def load_sources(results: Path, gpu: str) -> Sources:
     if not results.is_dir():
         raise ReportInputError(f"no results folder at {results}")
     data: dict[str, Any] = {}
-    for key, (_, read) in FILES.items():
+    for key, spec in FILES.items():
         path = results / file_name(key, gpu)
         if not path.is_file():
             data[key] = None
@@ -167,7 +192,7 @@ def load_sources(results: Path, gpu: str) -> Sources:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise ReportInputError(f"{path}: not UTF-8 text ({e})") from None
-        data[key] = read(text, str(path))
-    if not any(v is not None for v in data.values()):
+        data[key] = spec.read(text, str(path))
+    if not any(v is not None for k, v in data.items() if FILES[k].gpu is None):   # a pinned file is not this gpu's
         raise ReportInputError(f"no result files for gpu '{gpu}' in {results} (expected e.g. layouts-{gpu}.json)")
     return Sources(results, gpu, data)

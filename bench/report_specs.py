@@ -12,7 +12,8 @@ from bench.report_data import (MODELS, NAIVE, Config, Sources, build_of, configs
                                plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
                                trials)
 
-FIGURES = ("latency", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study")
+FIGURES = ("latency", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study",
+           "decoder-serving-study")
 
 
 def _layouts_configs(src: Sources):
@@ -223,22 +224,27 @@ def plugins(src: Sources):
             "sources": [src.name("plugins")], "panels": panels}, None
 
 
-def decoder_study(src: Sources):
-    rec = src.data.get("study-decoder-contest")
+def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool = False):
+    """Every trial of a study export; its GPU is named in the title where the file is not of --gpu's.
+    log_y: the objective axis logarithmic (a penalised objective far above the rest)."""
+    rec = src.data.get(key)
     if rec is None:
-        return None, src.missing("study-decoder-contest")
+        return None, src.missing(key)
     studies = [{"study": st.get("study", "?"), "model": st.get("model"), "harness": st.get("harness"),
                 "trials": trials(st)} for st in rec.get("studies", []) if st.get("trials")]
     if not studies:
-        return None, f"no trials in {src.name('study-decoder-contest')}"
-    date = (src.meta("study-decoder-contest")[0] or "date not recorded")[:10]
-    return {"title": f"Study export of {date}: objective and best feasible so far per trial, and each trial's "
-                     "duration by state", "sources": [src.name("study-decoder-contest")], "studies": studies,
-            "samplers": sampler_curves([st for st in rec.get("studies", []) if st.get("trials")])}, None
+        return None, f"no trials in {src.name(key)}"
+    date = (src.meta(key)[0] or "date not recorded")[:10]
+    gpu = "" if src.gpu_of(key) == src.gpu else f" ({src.gpu_of(key).upper()})"
+    return {"title": f"Study export of {date}{gpu}: objective and best feasible so far per trial, and each trial's "
+                     "duration by state", "sources": [src.name(key)], "studies": studies,
+            "samplers": sampler_curves([st for st in rec.get("studies", []) if st.get("trials")]),
+            **({"yscale": "log"} if log_y else {})}, None
 
 
 BUILDERS = {"latency": latency, "speedup": speedup, "layers": layers, "build": build, "pareto": pareto,
-            "study": study, "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study}
+            "study": study, "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
+            "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
 
 
 def all_specs(src: Sources) -> dict[str, tuple[dict | None, str | None]]:

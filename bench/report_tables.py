@@ -30,6 +30,9 @@ CAPTIONS = {
                      "the legend).",
     "decoder-study": "Every trial of the decoder contest study: objective (x = infeasible) with the best "
                      "feasible so far, and the trial's duration coloured by its state (white: engine build).",
+    "decoder-serving-study": "Every trial of the decoder serving study: objective (log scale; x = infeasible, "
+                             "its objective penalised) with the best feasible so far, and the trial's duration "
+                             "coloured by its state (white: engine build).",
 }
 TRT_CASES = {"cache_default": "timing cache serialized after a build (default tactic sources)",
              "cache_nocudnn": "the same with the CUDNN tactic source cleared",

@@ -1,7 +1,8 @@
 """Optuna autotuner: search space, isolated trial worker, study storage, CLI and freeze.
 
 Layout (MetaSchedule's split, Optuna as strategy + database):
-  options.py   every option of a run, declared once (dataclass fields carry their CLI flags)
+  options.py   every option of a run, declared once (dataclass fields carry their CLI flags);
+               option_values.py: parsers of list-valued flags (GPU ids, seed labels, a command)
   space.py     SearchSpace: BuildConfig <-> Optuna parameters; seeds.py: the known seed configs
   request.py   the worker's one input file (paths + TrialOptions)
   worker.py    one trial in its own process: prepare -> build -> evaluate -> result.json

@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import math
-import shlex
 import types
 import typing
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from workload.shapes import MAX_BATCH, MODELS
 from search import preflight
 from search.errors import SearchError
 from search.grid import parse_grid
+from search.option_values import parse_command, parse_gpus, parse_seed_labels
 from search.storage import default_storage_url, parse_url
 
 HARNESS_NAMES = tuple(HARNESSES)          # ("contest", "serving")
@@ -192,37 +192,6 @@ def resolve_workloads(refs: Iterable[str]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(registry.resolve(r).name for r in refs))
     except WorkloadError as exc:
         raise SearchError(str(exc)) from None
-
-
-def parse_gpus(text: str) -> tuple[str, ...]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise SearchError(f"--gpus {text!r}: expected GPU ids like 0 or 0,1")
-    if len(set(parts)) != len(parts):
-        raise SearchError(f"--gpus {text!r} repeats a GPU")
-    return tuple(parts)
-
-
-def parse_seed_labels(text: str) -> tuple[str, ...] | None:
-    """--seeds: None for all, () for none, else the labels in the order given (checked against the
-    harness's seeds by search.tuning before anything is written)."""
-    words = [w.strip() for w in text.split(",") if w.strip()]
-    if words == ["all"]:
-        return None
-    if words == ["none"]:
-        return ()
-    if not words or "all" in words or "none" in words:
-        raise SearchError(f"--seeds {text!r}: expected all, none or seed labels like baseline,per_batch_tf32")
-    if len(set(words)) != len(words):
-        raise SearchError(f"--seeds {text!r} repeats a label")
-    return tuple(words)
-
-
-def parse_command(text: str) -> tuple[str, ...]:
-    words = tuple(shlex.split(text))
-    if not words:
-        raise SearchError("--worker-command is empty")
-    return words
 
 
 def grid_max_batch(grid: str | None, models: Iterable[str] = ()) -> int:

@@ -39,6 +39,15 @@ def seed_labels(harness: str) -> tuple[str, ...]:
     return SEED_LABELS + HARNESS_SEED_LABELS[harness]
 
 
+def check_seed_labels(harness: str, labels: Sequence[str] | None) -> None:
+    """tune --seeds names only seeds of this harness (checked before any study is written)."""
+    known = seed_labels(harness)
+    unknown = [label for label in labels or () if label not in known]
+    if unknown:
+        raise SpaceError(f"--seeds: {', '.join(unknown)} is not a seed of the {harness} harness "
+                         f"(its seeds: {', '.join(known)})")
+
+
 def known_configs(model: str, passes: Sequence[str] | None = None, plugins: Sequence[str] | None = None,
                   max_opt_level: int = 5, groups: Sequence[str] | None = None) -> list[BuildConfig]:
     """Seeds of every study: [baseline, reference-solution-like, all-FP16, passes-FP32, mixed].

@@ -58,7 +58,7 @@ from search.trial_objective import TrialContext, TrialFailed, TrialObjective, ar
 from search.options import SpaceOptions, TuneOptions
 from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
-from search.seeds import labelled_seeds, seed_labels
+from search.seeds import check_seed_labels, labelled_seeds
 from search.rewrites import loadable_plugins, registered_passes
 from search.space import SearchSpace, block_count
 from search.locking import storage_lock, study_lock
@@ -374,18 +374,9 @@ def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: 
     return time.monotonic() - start
 
 
-def check_seed_labels(opts: TuneOptions) -> None:
-    """--seeds names only seeds of this harness (before any study is written)."""
-    known = seed_labels(opts.trial.harness)
-    unknown = [label for label in opts.seeds or () if label not in known]
-    if unknown:
-        raise SearchError(f"--seeds: {', '.join(unknown)} is not a seed of the {opts.trial.harness} harness "
-                          f"(its seeds: {', '.join(known)})")
-
-
 def tune(opts: TuneOptions) -> list[dict[str, Any]]:
     opts.validate()
-    check_seed_labels(opts)
+    check_seed_labels(opts.trial.harness, opts.seeds)
     for model in opts.study.models:     # every model's space, before any study is written
         make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     spent = 0.0                     # seconds of tuning so far (setup excluded)
