@@ -233,13 +233,17 @@ def trials(st: dict) -> list[dict]:
                     "best_so_far": best})
     return out
 
+def sampler_study(rec: dict, sampler: str = "tpe") -> dict | None:
+    """An export's study run by that sampler (user attr sampler; none recorded: TPE), None where it has none."""
+    return next((st for st in rec.get("studies", [])
+                 if (st.get("user_attrs") or {}).get("sampler", "tpe") == sampler), None)
 
 
 def main_study(rec: dict) -> dict | None:
-    """An export's TPE study (sampler 'tpe' or not recorded), else its first study with trials."""
+    """An export's TPE study with trials, else its first study with trials."""
     sts = [st for st in rec.get("studies", []) if st.get("trials")]
-    return next((st for st in sts if (st.get("user_attrs") or {}).get("sampler", "tpe") == "tpe"),
-                sts[0] if sts else None)
+    tpe = sampler_study({"studies": sts})
+    return tpe or (sts[0] if sts else None)
 
 
 def best_feasible(ts: list[dict]) -> dict | None:
@@ -250,6 +254,7 @@ def best_feasible(ts: list[dict]) -> dict | None:
 def seed_trial(ts: list[dict], seed: str) -> dict | None:
     """The first trial of `trials(st)` of that enqueued seed (its `seed` user attr), any state."""
     return next((t for t in ts if t["chosen_by"] == "seed" and t["label"] == seed), None)
+
 
 def sampler_curves(studies: list[dict]) -> list[dict]:
     """The samplers' race (issue 10: TPE vs random at equal trials): for every model with studies of more

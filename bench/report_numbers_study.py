@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Callable
 
-from bench.report_data import Sources, best_feasible, main_study, seed_trial, trials
+from bench.report_data import Sources, best_feasible, main_study, sampler_study, seed_trial, trials
 from bench.report_registry import ms, number, times
 from search.results import STAGES
 
@@ -16,7 +16,7 @@ SDC = "study-decoder-contest"
 
 def _sdc_study(s, sampler: str = "tpe") -> dict:
     """The export's study of that sampler (the TPE study; the random-sampler one beside it)."""
-    return next(st for st in s.data[SDC]["studies"] if (st.get("user_attrs") or {}).get("sampler", "tpe") == sampler)
+    return sampler_study(s.data[SDC], sampler)
 
 
 def _sdc_trials(s, sampler: str = "tpe") -> list[dict]:
@@ -34,7 +34,7 @@ def _baseline(s, sampler: str) -> float:
 
 
 def _sdc_best(s) -> dict:
-    return min((t for t in _sdc_trials(s) if t["feasible"]), key=lambda t: t["value"])
+    return best_feasible(_sdc_trials(s))
 
 
 def _sdc_within(s, frac: float) -> str:
