@@ -17,7 +17,7 @@
 # GPU_SLUG (default: from nvidia-smi, e.g. h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
-# TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), SEEDS (study: tune --seeds), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
+# TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), SEEDS (study: tune --seeds), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), LAYOUT_CONFIGS (layouts: LABEL=PATH frozen configs measured beside the suite), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -88,6 +88,10 @@ step() {
       wait_for "$WORK/onnx/.complete" 900 || return 1
       lay=(--work "$WORK" --out "$RESULTS" ${ONLY:+--only "$ONLY"} --torch-json "$RESULTS/torch-baselines-$GPU_SLUG.json"
            --torch-compiled-flag "$WORK/torch.compiled" --trt-done-flag "$WORK/trt.done" --torch-wait-s "${TORCH_WAIT_S:-240}")
+      # LAYOUT_CONFIGS: frozen configs (LABEL=PATH, space-separated) measured beside the layouts, e.g. a study's best;
+      # our plugin library (the plugins step) for the configs that use it
+      for c in ${LAYOUT_CONFIGS:-}; do lay+=(--config "$c"); done
+      [ -n "${LAYOUT_CONFIGS:-}" ] && [ -f "$PLUGIN_LIB" ] && lay+=(--plugin-lib "$PLUGIN_LIB")
       trt bench/layouts.py "${lay[@]}" --phase build --parallel "${PARALLEL:-4}" \
         --build-deadline-s "${BUILD_DEADLINE_S:-600}" --build-grace-s "${BUILD_GRACE_S:-100}" \
         > "$RESULTS/layouts.log" 2>&1

@@ -1,6 +1,7 @@
 """Profile layouts x precision x harness, both models, one GPU: OUT/layouts-<gpu>.json.
 
     python3.10 bench/layouts.py --work WORK --out OUT_DIR [--models encoder,decoder] [--only LABEL,...]
+        [--config LABEL=FROZEN.yaml ...]
         [--parallel 4] [--build-deadline-s 660] [--build-grace-s 120]
         [--torch-json F --torch-compiled-flag F --torch-wait-s 300] [--trt-done-flag F]
 
@@ -36,7 +37,7 @@ from bench_common import ROOT, base_record, ensure_repo_on_path, gpu_slug, wait_
 
 ensure_repo_on_path()
 
-from suites import DECODER_PASSES, SUITES, Variant  # noqa: E402
+from suites import DECODER_PASSES, SUITES, Variant, config_variant, summarize  # noqa: E402
 
 
 @dataclass
@@ -66,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "plugins (writes <suite>-<gpu>.json)")
     p.add_argument("--plugin-lib", action="append", default=[],
                    help="plugin library loaded by every build and measurement (repeatable)")
+    p.add_argument("--config", action="append", default=[], metavar="LABEL=PATH",
+                   help="a frozen config (search freeze's YAML) built as it is and measured under every "
+                        "harness beside the suite, e.g. a study's best (repeatable)")
     p.add_argument("--parallel", type=int, default=4, help="builds at a time (default 4)")
     p.add_argument("--build-deadline-s", type=float, default=660.0, help="no build starts after this (default 660)")
     p.add_argument("--build-grace-s", type=float, default=120.0, help="then running builds get this long")
@@ -80,7 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phase", default="all", choices=("all", "build", "measure"),
                    help="build: proofs + builds; measure: the rest, from the result file and the plans a "
                         "build phase left (a fixed runtime can measure without rebuilding); all: both")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.config_variants = [config_variant(spec) for spec in args.config]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return args
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -100,15 +110,18 @@ def make_jobs(args, models: list[str], work: Path) -> list[Job]:
 
     only = {s.strip() for s in args.only.split(",")} if args.only else None
     jobs = []
-    for variant in SUITES[args.suite][0]:
+    for variant in (*SUITES[args.suite][0], *getattr(args, "config_variants", ())):   # cache_builds: none
         if only and variant.label not in only:
             continue
         for model in models:
             if model not in variant.models:
                 continue
             slug = variant.label.replace(" ", "_").replace("+", "-")
-            cfg = BuildConfig(model=model, passes=passes_for(model, variant.passes), opt_level=args.opt_level,
-                              plugins=list(variant.plugins), **variant.fields)
+            if variant.config:        # a study's frozen best: as it was tuned (its own opt level too)
+                cfg = BuildConfig.load(variant.config)
+            else:
+                cfg = BuildConfig(model=model, passes=passes_for(model, variant.passes), opt_level=args.opt_level,
+                                  plugins=list(variant.plugins), **variant.fields)
             base = work / args.suite / f"{model}-{slug}"
             base.parent.mkdir(parents=True, exist_ok=True)
             cfg.save(base.with_suffix(".yaml"))
@@ -283,23 +296,6 @@ def layer_profiles(jobs: list[Job], work: Path, suite: str = "layouts",
                 "top": [{"layer": k[:160], "ms": v} for k, v in list(times.items())[:12]]}
         except Exception as exc:
             out[f"encoder {job.variant.label} 1x16"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    return out
-
-
-def summarize(rows: list[dict], baselines: dict[str, str] | None = None) -> list[dict]:
-    """Per (model, label): sum of latency, Good count; ratio to the model's baseline row's sum
-    (`vs_naive`: the naive fp32 contest sum in the layouts suite, the plugin-free one in plugins)."""
-    baselines = baselines or SUITES["layouts"][1]
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        if r.get("latency_ms") is not None:
-            groups.setdefault((r["model"], r["label"]), []).append(r)
-    naive = {m: sum(r["latency_ms"] for r in rs) for (m, l), rs in groups.items() if l == baselines.get(m)}
-    out = []
-    for (model, label), rs in sorted(groups.items()):
-        total = sum(r["latency_ms"] for r in rs)
-        out.append({"model": model, "label": label, "cases": len(rs), "good": sum(bool(r["good"]) for r in rs),
-                    "sum_ms": total, "vs_naive": total / naive[model] if naive.get(model) else None})
     return out
 
 

@@ -18,6 +18,7 @@ class Variant:
     passes: str = ""                # "": none; "reference": REFERENCE_PASSES; "reference+bool_slice"
     models: tuple[str, ...] = ("encoder", "decoder")
     plugins: tuple[str, ...] = ()   # plugin rewrites (need --plugin-lib for ours)
+    config: str = ""                # a frozen config (search freeze) built as it is: its model, passes, opt level
 
 
 VARIANTS = (
@@ -26,6 +27,8 @@ VARIANTS = (
     Variant("buckets fp32", {"layout": "buckets", "frame_buckets": [256, 1024], "contest_profile": False},
             ("serving", "serving-nographs"), 80),
     Variant("per_batch fp32", {"layout": "per_batch"}, ("serving", "serving-nographs", "contest"), 70),
+    # TF32 (FP32 storage, 10-bit mantissa GEMMs): every fast Good decoder trial of the studies had it on
+    Variant("per_batch tf32", {"layout": "per_batch", "tf32": True}, ("serving", "serving-nographs", "contest"), 70),
     Variant("naive fp16", {"fp16": True}, ("contest", "serving"), 50),
     Variant("single+passes fds_off fp32", {"preview_features": {FDS: False}}, ("contest", "serving"), 40,
             "reference+bool_slice"),
@@ -52,6 +55,42 @@ PLUGIN_VARIANTS = (
     Variant("passes fp32 +lsm", {}, ("contest",), 30, "reference", ("decoder",), (LSM,)),
     Variant("passes fp32 +ln+lsm", {}, ("contest",), 30, "reference", ("decoder",), (LN, LSM)),
 )
+CONFIG_HARNESSES = ("contest", "serving", "serving-nographs")
+
+
+def config_variant(spec: str) -> Variant:
+    """`LABEL=PATH` of a frozen config -> a Variant measured under every harness; ValueError on bad input."""
+    import yaml
+
+    label, sep, path = spec.partition("=")
+    if not sep or not label.strip() or not path.strip():
+        raise ValueError(f"--config {spec!r}: expected LABEL=PATH (a YAML of `search freeze`)")
+    try:
+        model = (yaml.safe_load(open(path)) or {}).get("model")
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"--config {spec!r}: cannot read {path}: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(model, str):
+        raise ValueError(f"--config {spec!r}: {path} names no model")
+    return Variant(label.strip(), {}, CONFIG_HARNESSES, 60, models=(model,), config=path.strip())
+
+
 # suite -> (variants, the label each model's ratios are taken against)
 SUITES = {"layouts": (VARIANTS, {"encoder": "naive fp32 contest", "decoder": "naive fp32 contest"}),
           "plugins": (PLUGIN_VARIANTS, {"encoder": "fds_off fp32 contest", "decoder": "passes fp32 contest"})}
+
+
+def summarize(rows: list[dict], baselines: dict[str, str] | None = None) -> list[dict]:
+    """Per (model, label): sum of latency, Good count; ratio to the model's baseline row's sum
+    (`vs_naive`: the naive fp32 contest sum in the layouts suite, the plugin-free one in plugins)."""
+    baselines = baselines or SUITES["layouts"][1]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r.get("latency_ms") is not None:
+            groups.setdefault((r["model"], r["label"]), []).append(r)
+    naive = {m: sum(r["latency_ms"] for r in rs) for (m, l), rs in groups.items() if l == baselines.get(m)}
+    out = []
+    for (model, label), rs in sorted(groups.items()):
+        total = sum(r["latency_ms"] for r in rs)
+        out.append({"model": model, "label": label, "cases": len(rs), "good": sum(bool(r["good"]) for r in rs),
+                    "sum_ms": total, "vs_naive": total / naive[model] if naive.get(model) else None})
+    return out

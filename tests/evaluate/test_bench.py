@@ -134,6 +134,34 @@ def test_plugins_suite_jobs(tmp_path):
     assert summary == {"passes fp32 contest": 1.0, "passes fp32 +lsm contest": 0.75}
 
 
+def test_frozen_config_variants(tmp_path):
+    """--config LABEL=PATH: a study's frozen best is built as it is (its opt level, passes, plugins), for its
+    model only, and measured under every harness; the layouts suite has the per_batch TF32 row."""
+    from engine.config import BuildConfig
+
+    layouts = load("layouts")
+    frozen = Path(__file__).resolve().parents[2] / "bench" / "configs" / "decoder-serving-h100" / "decoder.yaml"
+    args = layouts.parse_args(["--work", str(tmp_path), "--config", f"study-best={frozen}", "--opt-level", "3"])
+    jobs = layouts.make_jobs(args, ["encoder", "decoder"], tmp_path)
+    best = [j for j in jobs if j.variant.label == "study-best"]
+    assert [j.model for j in best] == ["decoder"]
+    assert best[0].variant.harnesses == ("contest", "serving", "serving-nographs")
+    built = BuildConfig.load(best[0].config_path)
+    assert built == BuildConfig.load(frozen) and built.opt_level == 1       # not --opt-level's 3
+    tf32 = {j.model: BuildConfig.load(j.config_path) for j in jobs if j.variant.label == "per_batch tf32"}
+    assert set(tf32) == {"encoder", "decoder"} and all(c.tf32 and c.layout == "per_batch" for c in tf32.values())
+
+
+@pytest.mark.parametrize("spec", ["no-equals-sign", "=x.yaml", "label=/nonexistent/x.yaml"])
+def test_frozen_config_bad_input(tmp_path, capsys, spec):
+    layouts = load("layouts")
+    with pytest.raises(SystemExit) as exc:
+        layouts.parse_args(["--work", str(tmp_path), "--config", spec])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --config") and "\n" not in err
+
+
 def _reproduce_inputs(tmp_path, rebuilt_ms):
     study = {"studies": [{"study": "wenet-decoder-contest", "harness": "contest", "trials": [
         {"number": 3, "user_attrs": {"cases": str([{"batch": 1, "length": 16, "latency_ms": 2.0, "good": True},
