@@ -122,6 +122,8 @@ class FileSpec(NamedTuple):
 FILES: dict[str, FileSpec] = {k: FileSpec(*v) for k, v in {
     "layouts": (".json", _ROWS),
     "torch-baselines": (".json", _ROWS),
+    # torch.compile max-autotune beside the naive engine and the best ones, one run (torch rows merged in)
+    "layouts-torch-compile": (".json", _ROWS),
     "plugins": (".json", _ROWS),
     "precision": (".json", record("rows", "summary")),
     "pareto": (".json", fronts),

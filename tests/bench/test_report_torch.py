@@ -1,0 +1,65 @@
+"""bench.report_torch_blocks: the torch.compile run's per-shape table, from a small synthetic layouts file.
+
+The best engine of a harness is the TensorRT label with the least sum among those Good at every shape
+(a faster label with a Bad case or a missing shape is passed over); the verdict counts the shapes where
+it beats torch.compile, naming the others.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.report_sources import Sources
+from bench.report_torch_blocks import NAIVE, TORCH_MA, TORCH_RO, best_engine, by_label, torch_compile_shapes, wins
+
+SHAPES = [(1, 16), (4, 64), (16, 256)]
+
+
+def rows(label: str, harness: str, per_shape: list[float | None], bad=()) -> list[dict]:
+    return [{"model": "decoder", "label": label, "harness": harness, "bs": bs, "sl": sl, "latency_ms": ms,
+             "good": (bs, sl) not in bad} for (bs, sl), ms in zip(SHAPES, per_shape) if ms is not None]
+
+
+def layouts_file() -> dict:
+    return {"date": "2026-12-08T04:10:00+00:00", "command": "python3.10 bench/layouts.py --work /w", "torch": "2.11.0",
+            "rows": rows(NAIVE, "contest", [1.0, 2.0, 4.0])
+            + rows("per_batch tf32 contest", "contest", [0.9, 1.8, 3.0])
+            + rows("fast-but-bad serving", "serving", [0.1, 0.1, 0.1], bad=[(4, 64)])
+            + rows("partial serving", "serving", [0.1, None, 0.1])
+            + rows("per_batch tf32 serving", "serving", [0.3, 0.6, 1.5])
+            + rows(TORCH_MA, "torch", [0.5, 0.5, 2.0])
+            + rows(TORCH_RO, "torch", [0.2, 0.7, 2.5]),
+            "torch_errors": []}
+
+
+def test_best_engine_is_all_good_and_complete():
+    groups = by_label(layouts_file(), "decoder")
+    assert best_engine(groups, "serving", 3) == "per_batch tf32 serving"
+    assert best_engine(groups, "contest", 3) == "per_batch tf32 contest"
+    assert best_engine(groups, "torch", 3) == TORCH_MA                      # a harness name like any other
+    assert best_engine(groups, "nothing", 3) is None
+
+
+def test_wins_counts_and_names_the_lost_shapes():
+    groups = by_label(layouts_file(), "decoder")
+    assert wins(groups["per_batch tf32 serving"], groups[TORCH_MA]) == (2, 3, ["4x64"])
+    assert wins(groups["per_batch tf32 serving"], groups[TORCH_RO]) == (2, 3, ["1x16"])
+
+
+def test_the_block_shows_columns_sums_and_verdicts():
+    text = torch_compile_shapes(Sources(Path("."), "h100", {"layouts-torch-compile": layouts_file()}))
+    assert "`bench/results/layouts-torch-compile-h100.json`" in text and "H100" in text
+    assert "best serving: per_batch tf32 serving" in text
+    assert "| sum | 7.000 | 5.700 | 2.400 | 3.400 | 3.000 |" in text
+    assert "| vs naive fp32 contest | 1.00x | 0.81x | 0.34x | 0.49x | 0.43x |" in text
+    assert f"best serving engine `per_batch tf32 serving` faster than `{TORCH_MA}` at 2 of 3 shapes (not at 4x64)" \
+        in text
+    assert "fast-but-bad" not in text and "partial serving" not in text
+
+
+def test_the_block_says_what_is_missing():
+    src = Sources(Path("."), "h200", {"layouts-torch-compile": None})
+    assert torch_compile_shapes(src) == "_Not made: bench/results/layouts-torch-compile-h200.json is missing._"
+    no_ma = layouts_file()
+    no_ma["rows"] = [r for r in no_ma["rows"] if r["label"] != TORCH_MA]
+    text = torch_compile_shapes(Sources(Path("."), "h200", {"layouts-torch-compile": no_ma}))
+    assert f"No row of `{TORCH_MA}` in the file." in text
