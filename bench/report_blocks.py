@@ -11,6 +11,7 @@ from bench.report_data import (MODELS, Config, Sources, build_of, configs, plugi
                                shape_key, time_ratio)
 from bench.report_specs import FIGURES
 from bench.report_study_blocks import decoder_study, serving_shapes
+from bench.report_torch_blocks import torch_compile_shapes
 from bench import report_tables as T
 from bench.report_tables import e, table
 
@@ -291,6 +292,6 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            "decoder-study": decoder_study(src), "bugs-found": bugs(src),
            "decoder-serving-study": decoder_study(src, "study-decoder-serving"),
            "reproduce-decoder-serving": reproduce(src, "reproduce-decoder-serving", "reproduce-eval-decoder-serving"),
-           "serving-study-shapes": serving_shapes(src)}
+           "serving-study-shapes": serving_shapes(src), "torch-compile-shapes": torch_compile_shapes(src)}
     out.update({f"fig-{n}": T.figure(n, *specs[n]) for n in FIGURES})
     return out

@@ -11,9 +11,10 @@ import re
 from bench.report_data import (MODELS, NAIVE, Config, Sources, build_of, configs, grid, pick, plugin_free,
                                plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
                                trials)
+from bench.report_torch_blocks import latency_spec as torch_latency_spec
 
 FIGURES = ("latency", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study",
-           "decoder-serving-study")
+           "decoder-serving-study", "torch-compile")
 
 
 def _layouts_configs(src: Sources):
@@ -244,7 +245,8 @@ def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool 
 
 BUILDERS = {"latency": latency, "speedup": speedup, "layers": layers, "build": build, "pareto": pareto,
             "study": study, "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
-            "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
+            "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True),
+            "torch-compile": torch_latency_spec}
 
 
 def all_specs(src: Sources) -> dict[str, tuple[dict | None, str | None]]:

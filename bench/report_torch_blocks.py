@@ -91,3 +91,26 @@ def torch_compile_shapes(src: Sources, key: str = TC) -> str:
             "shape.\n\n" + "\n\n".join(_model_table(m, by_label(rec, m)) for m in models)
             + (f"\n\n{len(errs)} torch rows have no time (first: `{errs[0].get('label')}` "
                f"{errs[0].get('bs')}x{errs[0].get('sl')}: {str(errs[0].get('error'))[:120]})." if errs else ""))
+
+
+def latency_spec(src: Sources, key: str = TC):
+    """The figure of the run (drawn like `latency`): per model, latency per shape of the table's columns."""
+    rec = src.data.get(key)
+    if rec is None:
+        return None, src.missing(key)
+    panels = []
+    for model in ("encoder", "decoder"):
+        groups = by_label(rec, model)
+        if not groups:
+            continue
+        shapes = shapes_of(groups)
+        roles = [("naive", NAIVE)] + [(f"best {h}", best_engine(groups, h, len(shapes))) for h in ("contest", "serving")]
+        roles += [("torch eager", EAGER), ("torch.compile", TORCH_MA)]
+        series = [{"role": role, "label": lab,
+                   "latency_ms": [groups[lab][s]["latency_ms"] if s in groups[lab] else None for s in shapes],
+                   "good": [bool(groups[lab][s].get("good")) if s in groups[lab] else None for s in shapes]}
+                  for role, lab in roles if lab in groups]
+        panels.append({"model": model, "shapes": [shape_key(*s) for s in shapes], "series": series})
+    return {"title": f"One run on {src.gpu_of(key).upper()}: the best engines and torch.compile max-autotune "
+                     "(log scale; hollow marker = Bad case; a line stops where a shape has no time)",
+            "sources": [src.name(key)], "panels": panels}, None

@@ -63,3 +63,21 @@ def test_the_block_says_what_is_missing():
     no_ma["rows"] = [r for r in no_ma["rows"] if r["label"] != TORCH_MA]
     text = torch_compile_shapes(Sources(Path("."), "h200", {"layouts-torch-compile": no_ma}))
     assert f"No row of `{TORCH_MA}` in the file." in text
+
+
+def test_inline_numbers_of_the_run():
+    from bench.report_numbers import value
+    from bench.report_numbers_torch import _best, _ma_wins
+
+    rec = layouts_file()
+    for r, s in zip([r for r in rec["rows"] if r["label"] == TORCH_MA], (240.0, 0.2, 0.3)):
+        r["build_s"] = s
+    rec["torch_errors"] = [{"label": TORCH_MA, "bs": 16, "sl": 1024, "error": "skipped: compile deadline 420 s passed"}]
+    src = Sources(Path("."), "h200", {"layouts-torch-compile": rec})
+    assert _best(src, "decoder", "serving") == "per_batch tf32 serving"
+    assert value(src, "tc.dec.best-serving.vs-naive") == "0.34x"
+    assert value(src, "tc.dec.ma-shapes") == "3" and _ma_wins(src, "decoder") == "2 of 3"
+    assert value(src, "tc.ma.compile-s") == "240 s" and value(src, "tc.ma.record-s") == "0.3 s"
+    assert value(src, "tc.compile-deadline") == "420 s"
+    assert value(Sources(Path("."), "h200", {"layouts-torch-compile": None}), "tc.dec.ma-shapes").startswith(
+        "[not made: bench/results/layouts-torch-compile-h200.json is missing")

@@ -49,3 +49,50 @@ def test_eager_rows_on_the_tiny_model(tmp_path):
     assert rec["finished"] and rec["kind"] == "torch-baselines"
     assert (row["label"], row["bs"], row["sl"], row["harness"]) == ("torch eager fp32", 1, 16, "torch")
     assert row["good"] is True and row["latency_ms"] > 0 and row["r0"] == 0.0   # the reference's own numerics
+
+
+def test_past_the_deadline_only_a_compiled_graph_runs():
+    """A dynamic variant makes one graph per model and batch-is-1 (its further shapes only record a CUDA
+    graph); a static one, one per shape: specialisation() says which shapes share one."""
+    spec = torch_baselines.specialisation
+    assert spec("compile-ma-fp16-dyn", "encoder", 4, 64) == spec("compile-ma-fp16-dyn", "encoder", 16, 1024)
+    assert spec("compile-ma-fp16-dyn", "encoder", 1, 64) == spec("compile-ma-fp16-dyn", "encoder", 1, 1024)
+    assert spec("compile-ma-fp16-dyn", "encoder", 1, 64) != spec("compile-ma-fp16-dyn", "encoder", 4, 64)
+    assert spec("compile-ma-fp16-dyn", "encoder", 4, 64) != spec("compile-ma-fp16-dyn", "decoder", 4, 64)
+    assert spec("compile-ma-fp16-dyn", "encoder", 4, 64) != spec("compile-ro-fp16-dyn", "encoder", 4, 64)
+    assert spec("compile-ma-fp16", "encoder", 4, 64) != spec("compile-ma-fp16", "encoder", 16, 64)
+
+
+def test_the_deadline_stops_new_compiles_only(tmp_path, monkeypatch):
+    """torch.compile faked (a clock that a first call per graph moves 100 s): with a 50 s deadline the
+    batch-1 graph compiles, 1x64 still runs on it, and batch 4 (a new graph) is skipped as past the deadline."""
+    torch = pytest.importorskip("torch")
+    import types
+
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "workload", "data", "--out", str(data), "--config", "tiny",
+                    "--grid", "1x16,4x16,1x64", "--no-calibration"], cwd=ROOT, check=True, capture_output=True,
+                   timeout=600)
+    now = [0.0]
+    clock = types.SimpleNamespace(monotonic=lambda: now[0], perf_counter=__import__("time").perf_counter)
+    monkeypatch.setattr(torch_baselines, "time", clock)
+
+    def fake_compile(fn, mode=None, dynamic=False):
+        seen = set()
+
+        def run(*feeds):
+            key = feeds[0].shape[0] == 1
+            if key not in seen:
+                seen.add(key)
+                now[0] += 100.0            # a compile
+            return fn(*feeds)
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = tmp_path / "torch.json"
+    assert torch_baselines.main(["--device", "cpu", "--data", str(data), "--out", str(out), "--models", "decoder",
+                                 "--grid", "1x16,4x16,1x64", "--variants", "compile-ma-fp16-dyn", "--config", "tiny",
+                                 "--runs", "1", "--warmup", "0", "--compile-deadline-s", "50"]) == 0
+    rows = {(r["bs"], r["sl"]): r for r in json.loads(out.read_text())["rows"]}
+    assert rows[(1, 16)].get("latency_ms") is not None and rows[(1, 64)].get("latency_ms") is not None
+    assert rows[(4, 16)]["error"] == "skipped: compile deadline 50 s passed"
