@@ -83,3 +83,10 @@ number("tc.dec.contest-best.sum", TC, "the decoder contest study's frozen best (
        lambda s: ms(_sum(s, "decoder", "contest-best contest"), 2))
 number("tc.dec.per-batch-tf32-contest.sum", TC, "the decoder per_batch TF32 engine in the contest harness, in the run",
        lambda s: ms(_sum(s, "decoder", "per_batch tf32 contest"), 2))
+# issue 9's serving target for the encoder, 0.05x the naive sum, as an average per shape of the run's grid
+number("tc.enc.target-avg", TC, "0.05 x the run's naive encoder sum / its shape count: issue 9's target per shape",
+       lambda s: ms(0.05 * _sum(s, "encoder", NAIVE) / len(_groups(s, "encoder")[NAIVE]), 2))
+number("tc.enc.per-batch-tf32.fastest", TC, "the encoder per_batch TF32 serving engine's fastest shape in the run",
+       lambda s: (lambda cs: f"{min(cs.values(), key=lambda c: c['latency_ms'])['latency_ms']:.2f} ms at "
+                  f"{min(cs, key=lambda k: cs[k]['latency_ms'])[0]}x{min(cs, key=lambda k: cs[k]['latency_ms'])[1]}")(
+                      _groups(s, "encoder")["per_batch tf32 serving"]))
