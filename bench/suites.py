@@ -59,18 +59,17 @@ CONFIG_HARNESSES = ("contest", "serving", "serving-nographs")
 
 
 def config_variant(spec: str) -> Variant:
-    """`LABEL=PATH` of a frozen config -> a Variant measured under every harness; ValueError on bad input."""
-    import yaml
+    """`LABEL=PATH` of a frozen config -> a Variant measured under every harness; ValueError on bad input
+    (a config BuildConfig refuses included, so a bad one fails before any build)."""
+    from engine.config import BuildConfig, ConfigError
 
     label, sep, path = spec.partition("=")
     if not sep or not label.strip() or not path.strip():
         raise ValueError(f"--config {spec!r}: expected LABEL=PATH (a YAML of `search freeze`)")
     try:
-        model = (yaml.safe_load(open(path)) or {}).get("model")
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"--config {spec!r}: cannot read {path}: {' '.join(str(exc).split())[:200]}") from None
-    if not isinstance(model, str):
-        raise ValueError(f"--config {spec!r}: {path} names no model")
+        model = BuildConfig.load(path.strip()).model
+    except ConfigError as exc:
+        raise ValueError(f"--config {spec!r}: {' '.join(str(exc).split())[:300]}") from None
     return Variant(label.strip(), {}, CONFIG_HARNESSES, 60, models=(model,), config=path.strip())
 
 

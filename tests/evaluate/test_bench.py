@@ -152,9 +152,12 @@ def test_frozen_config_variants(tmp_path):
     assert set(tf32) == {"encoder", "decoder"} and all(c.tf32 and c.layout == "per_batch" for c in tf32.values())
 
 
-@pytest.mark.parametrize("spec", ["no-equals-sign", "=x.yaml", "label=/nonexistent/x.yaml"])
+@pytest.mark.parametrize("spec", ["no-equals-sign", "=x.yaml", "label=/nonexistent/x.yaml", "label=BAD"])
 def test_frozen_config_bad_input(tmp_path, capsys, spec):
     layouts = load("layouts")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: decoder\nfp16: maybe\n")           # a field of the wrong type
+    spec = spec.replace("BAD", str(bad))
     with pytest.raises(SystemExit) as exc:
         layouts.parse_args(["--work", str(tmp_path), "--config", spec])
     assert exc.value.code == 2
