@@ -7,8 +7,8 @@
 # which the device tool brings back (it is emptied before every command).
 #
 # A whole session, with the host kept busy between calls (bench/session.md has the plan):
-#   bash bench/host.sh start-bg nvsmi data      # first call, while the rig parts are sent
-#   bash bench/host.sh install && bash bench/host.sh start-bg layouts && bash bench/host.sh start-bg torch
+#   bash bench/host.sh start-bg nvsmi data torch   # first call: torch needs no TensorRT, so it compiles while the parts are sent
+#   bash bench/host.sh install && bash bench/host.sh start-bg plugins layouts
 #   bash bench/host.sh wait 540                 # repeat: waits, prints progress, collects
 #
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
@@ -228,10 +228,11 @@ step() {
       done
       grep -E '^(FAILED|ERROR|CRASHED)|(passed|failed) in' "$RESULTS/gputests.log" | tail -20 ;;
     baseline) trt bench/baseline.py --work "$WORK" --out "$RESULTS" ;;
-    torch)  # compiles while the engines build, times after the TensorRT timings (flags from layouts)
+    torch)  # compiles while the engines build, times after the TensorRT timings (flags from layouts); start it in
+      # call 1: a max-autotune compile took 244 s on the H200 and the grid needs four (COMPILE_DEADLINE_S: no new one after)
       wait_for "$WORK/data/.complete" 900 || return 1
       python3 bench/torch_baselines.py --data "$WORK/data" --out "$RESULTS/torch-baselines-$GPU_SLUG.json" \
-        ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} --compile-deadline-s "${COMPILE_DEADLINE_S:-540}" --compiled-flag "$WORK/torch.compiled" \
+        ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} --compile-deadline-s "${COMPILE_DEADLINE_S:-780}" --compiled-flag "$WORK/torch.compiled" \
         --barrier "$WORK/trt.done" --barrier-timeout-s 1500 > "$RESULTS/torch.log" 2>&1
       tail -3 "$RESULTS/torch.log" ;;
     tune)

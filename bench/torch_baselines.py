@@ -75,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="bench/results/torch-baselines.json", help="result JSON")
     p.add_argument("--models", default="encoder,decoder")
     p.add_argument("--grid", help="BATCHxFRAMES comma list (default: the judged grid)")
-    p.add_argument("--variants", default="eager-fp32,eager-fp16,compile-ro-fp16,compile-ma-fp16",
+    # max-autotune first (issue 9's comparison), dynamic: four compiles cover the grid (one per shape would not fit)
+    p.add_argument("--variants", default="compile-ma-fp16-dyn,eager-fp32,eager-fp16,compile-ro-fp16-dyn",
                    help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--compile-deadline-s", type=float, default=600.0,
                    help="no compile starts after this many seconds of the compile phase (default 600)")
