@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.report_data import NAIVE, pick
 from bench.report_sources import Sources
-from bench.report_torch_blocks import NAIVE, TORCH_MA, TORCH_RO, best_engine, by_label, torch_compile_shapes, wins
+from bench.report_torch_blocks import TORCH_MA, TORCH_RO, run_configs, torch_compile_shapes, wins
 
 SHAPES = [(1, 16), (4, 64), (16, 256)]
 
@@ -31,18 +32,22 @@ def layouts_file() -> dict:
             "torch_errors": []}
 
 
+def groups() -> dict:
+    return run_configs(Sources(Path("."), "h200", {"layouts-torch-compile": layouts_file()}))["decoder"]
+
+
 def test_best_engine_is_all_good_and_complete():
-    groups = by_label(layouts_file(), "decoder")
-    assert best_engine(groups, "serving", 3) == "per_batch tf32 serving"
-    assert best_engine(groups, "contest", 3) == "per_batch tf32 contest"
-    assert best_engine(groups, "torch", 3) == TORCH_MA                      # a harness name like any other
-    assert best_engine(groups, "nothing", 3) is None
+    roles = pick(groups())
+    assert roles["best serving"].label == "per_batch tf32 serving"
+    assert roles["best contest"].label == "per_batch tf32 contest"
+    assert roles["torch.compile"].label == TORCH_MA                         # the faster compile, as Good
+    assert pick({k: v for k, v in groups().items() if "serving" not in k})["best serving"] is None
 
 
 def test_wins_counts_and_names_the_lost_shapes():
-    groups = by_label(layouts_file(), "decoder")
-    assert wins(groups["per_batch tf32 serving"], groups[TORCH_MA]) == (2, 3, ["4x64"])
-    assert wins(groups["per_batch tf32 serving"], groups[TORCH_RO]) == (2, 3, ["1x16"])
+    g = groups()
+    assert wins(g["per_batch tf32 serving"], g[TORCH_MA]) == (2, 3, ["4x64"])
+    assert wins(g["per_batch tf32 serving"], g[TORCH_RO]) == (2, 3, ["1x16"])
 
 
 def test_the_block_shows_columns_sums_and_verdicts():
