@@ -230,11 +230,22 @@ step() {
     baseline) trt bench/baseline.py --work "$WORK" --out "$RESULTS" ;;
     torch)  # compiles while the engines build, times after the TensorRT timings (flags from layouts); start it in
       # call 1: a max-autotune compile took 244 s on the H200 and the grid needs four (COMPILE_DEADLINE_S: no new one after)
+      # One process per model compiles side by side (the compiles are mostly CPU: four in a row took 16 minutes);
+      # they time one after the other (the decoder's barrier is the encoder's end), then one file is merged.
       wait_for "$WORK/data/.complete" 900 || return 1
-      python3 bench/torch_baselines.py --data "$WORK/data" --out "$RESULTS/torch-baselines-$GPU_SLUG.json" \
-        ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} --compile-deadline-s "${COMPILE_DEADLINE_S:-780}" --compiled-flag "$WORK/torch.compiled" \
-        --barrier "$WORK/trt.done" --barrier-timeout-s 1500 > "$RESULTS/torch.log" 2>&1
-      tail -3 "$RESULTS/torch.log" ;;
+      local m barrier="$WORK/trt.done" parts=()
+      for m in ${MODELS_TORCH:-encoder decoder}; do
+        (python3 bench/torch_baselines.py --data "$WORK/data" --models "$m" --out "$RESULTS/torch-$m-$GPU_SLUG.json" \
+           ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} --compile-deadline-s "${COMPILE_DEADLINE_S:-780}" \
+           --compiled-flag "$WORK/torch.compiled.$m" --barrier "$barrier" --barrier-timeout-s 1500 \
+           > "$RESULTS/torch-$m.log" 2>&1; touch "$WORK/torch.compiled.$m" "$WORK/torch.timed.$m") &  # also on a crash
+        barrier="$WORK/torch.timed.$m"; parts+=("$RESULTS/torch-$m-$GPU_SLUG.json")
+      done
+      (for m in ${MODELS_TORCH:-encoder decoder}; do wait_for "$WORK/torch.compiled.$m" 3000; done
+       touch "$WORK/torch.compiled") &
+      wait
+      python3 bench/torch_baselines.py --merge "${parts[@]}" --out "$RESULTS/torch-baselines-$GPU_SLUG.json"
+      tail -n 2 "$RESULTS"/torch-*.log ;;
     tune)
       if [ -n "${STUDY_DB:-}" ] && [ -f "$STUDY_DB" ] && [ ! -f "$WORK/study.db" ]; then
         cp "$STUDY_DB" "$WORK/study.db"

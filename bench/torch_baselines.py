@@ -3,6 +3,7 @@
     python bench/torch_baselines.py --data WORK/data --out OUT/torch-baselines.json
         [--models encoder,decoder] [--grid 1x16,...] [--variants eager-fp32,eager-fp16,compile-ro-fp16,...]
         [--compile-deadline-s 600] [--compiled-flag FILE --barrier FILE --barrier-timeout-s 900]
+    python bench/torch_baselines.py --merge A.json B.json --out OUT.json   (one file of per-model runs)
 
 Two phases, so that compiling never overlaps anyone's timing:
 1. compile: every compile variant at every shape (torch.compile, dynamic=False: one
@@ -89,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="only merge these result files (e.g. one run per model, compiled side by side) into --out")
     return p.parse_args(argv)
 
 
@@ -151,8 +154,34 @@ def load_feeds(torch, path: Path, model: str, device: str):
     return feeds, reference
 
 
+def merge_records(records: list[dict]) -> dict:
+    """One record of several runs (one per model): their rows in order; finished only if every run finished."""
+    merged = {k: v for k, v in records[0].items() if k not in ("rows", "settings", "finished", "note")}
+    merged["rows"] = [row for rec in records for row in rec.get("rows", [])]
+    merged["settings"] = [rec.get("settings") for rec in records]
+    merged["finished"] = all(rec.get("finished") for rec in records)
+    notes = [rec["note"] for rec in records if rec.get("note")]
+    if notes:
+        merged["note"] = "; ".join(notes)
+    return merged
+
+
+def merge_files(paths: list[str], out: str) -> int:
+    import json
+    try:
+        records = [json.loads(Path(p).read_text()) for p in paths]
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read a result file to merge: {exc}", file=sys.stderr)
+        return 2
+    write_json(Path(out), merge_records(records))
+    print(f"merged {len(paths)} files into {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return merge_files(args.merge, args.out)
     import torch
 
     from scoring.metrics import compare_case, rules
