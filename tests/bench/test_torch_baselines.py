@@ -96,3 +96,28 @@ def test_the_deadline_stops_new_compiles_only(tmp_path, monkeypatch):
     rows = {(r["bs"], r["sl"]): r for r in json.loads(out.read_text())["rows"]}
     assert rows[(1, 16)].get("latency_ms") is not None and rows[(1, 64)].get("latency_ms") is not None
     assert rows[(4, 16)]["error"] == "skipped: compile deadline 50 s passed"
+
+
+def test_merge_keeps_every_model_s_rows_and_is_finished_only_if_every_run_is(tmp_path):
+    enc = {"kind": "torch-baselines", "gpu": "H200", "rows": [{"model": "encoder", "bs": 1}], "finished": True,
+           "settings": {"models": "encoder"}}
+    dec = {"kind": "torch-baselines", "gpu": "H200", "rows": [{"model": "decoder", "bs": 1}], "finished": False,
+           "settings": {"models": "decoder"}, "note": "barrier never appeared"}
+    paths = []
+    for name, rec in (("e.json", enc), ("d.json", dec)):
+        (tmp_path / name).write_text(json.dumps(rec))
+        paths.append(str(tmp_path / name))
+    out = tmp_path / "merged.json"
+    assert torch_baselines.main(["--merge", *paths, "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert [r["model"] for r in merged["rows"]] == ["encoder", "decoder"]
+    assert merged["finished"] is False and merged["note"] == "barrier never appeared"
+    assert merged["kind"] == "torch-baselines" and len(merged["settings"]) == 2
+    (tmp_path / "d.json").write_text(json.dumps({**dec, "finished": True}))
+    torch_baselines.main(["--merge", *paths, "--out", str(out)])
+    assert json.loads(out.read_text())["finished"] is True
+
+
+def test_merge_of_a_missing_file_is_one_error_and_exit_2(tmp_path, capsys):
+    assert torch_baselines.main(["--merge", str(tmp_path / "none.json"), "--out", str(tmp_path / "o.json")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
