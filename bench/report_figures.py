@@ -306,7 +306,7 @@ def _study(plt, spec):
 
 DRAW = {"latency": _latency, "speedup": _speedup, "layers": _layers, "build": _build, "pareto": _pareto,
         "study": _study, "plugins": _plugins, "plugin-layers": _layers, "decoder-study": _decoder_study,
-        "decoder-serving-study": _decoder_study, "torch-compile": _latency}
+        "decoder-serving-study": _decoder_study}
 
 
 def render(spec: dict) -> bytes:

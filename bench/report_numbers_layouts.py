@@ -60,8 +60,9 @@ def conv_nodes(p: dict) -> list[float]:
 
 
 def layout_fp32(src: Sources, model: str, harness: str) -> list[Config]:
-    """The model's FP32 TensorRT engines of one harness that differ only in the profile layout."""
-    return [c for c in configs(src)[model].values() if c.harness == harness and c.precision == "fp32"
+    """The model's FP32 TensorRT engines of one harness that differ only in the profile layout (by label: the
+    rows of a TF32 engine say precision fp32 too, by storage)."""
+    return [c for c in configs(src)[model].values() if c.harness == harness and c.label.split()[1:2] == ["fp32"]
             and c.label.split()[0] in ("naive", "per_batch", "buckets")]
 
 
@@ -84,7 +85,8 @@ def _fp16_r0_miss(s) -> str:
 
 
 def _contest_fp32(s) -> list[Config]:
-    return [c for c in configs(s)["decoder"].values() if c.harness == "contest" and c.precision == "fp32"
+    """The decoder's all-Good FP32 contest-harness engines of the layouts suite (not TF32, not a study's config)."""
+    return [c for c in configs(s)["decoder"].values() if c.harness == "contest" and "fp32" in c.label.split()
             and c.all_good]
 
 
@@ -97,6 +99,8 @@ for _k, (_m, _role) in ROLES.items():
                lambda s, m=_m, r=_role: times(vs_naive(s, m, role(s, m, r))))
     number(f"layouts.{_k}.sum", "layouts,torch-baselines", f"{_m}: sum over the grid of the {_role} role",
            lambda s, m=_m, r=_role: ms(role(s, m, r).sum_ms))
+number("layouts.dec.best-serving.label", "layouts,torch-baselines", "decoder: the label of the best serving role",
+       lambda s: role(s, "decoder", "best serving").label)
 for _k, (_m, _label) in {"enc.per_batch-fp16": ("encoder", PB16), "enc.per_batch": ("encoder", PB),
                          "enc.fds_off": ("encoder", FDS_OFF), "enc.passes": ("encoder", "single+passes fp32 contest"),
                          "enc.per_batch-contest": ("encoder", "per_batch fp32 contest")}.items():

@@ -1,26 +1,30 @@
-"""Inline numbers of the torch.compile run (bench/results/layouts-torch-compile-<gpu>.json): the best
-engines of the run against its naive engine and against torch.compile max-autotune, shape by shape.
+"""Inline numbers of the run that put every engine beside torch.compile (bench/results/layouts-<gpu>.json, its
+torch rows merged in): the best engines of the run against its naive engine and against torch.compile
+(max-autotune and reduce-overhead), shape by shape; and two sums of the eighth session's shorter run
+(layouts-torch-compile-<gpu>.json), whose naive engine ran on another host.
 Rows are grouped and the best engines picked by bench.report_data (configs, pick)."""
 from __future__ import annotations
 
 from bench.report_data import NAIVE, pick
 from bench.report_registry import ms, number, times
-from bench.report_torch_blocks import TC, TORCH_MA, run_configs, wins
+from bench.report_torch_blocks import TC, TORCH_MA, TORCH_RO, run_configs, wins
+
+TC8 = "layouts-torch-compile"      # the eighth session's run: naive, TF32 per_batch, the studies' bests
 
 
-def _groups(s, model: str):
+def _groups(s, model: str, key: str = TC):
     """label -> Config of one model in the run."""
-    return run_configs(s)[model]
+    return run_configs(s, key)[model]
 
 
-def _sum(s, model: str, label: str) -> float:
-    return _groups(s, model)[label].sum_ms
+def _sum(s, model: str, label: str, key: str = TC) -> float:
+    return _groups(s, model, key)[label].sum_ms
 
 
 def _best(s, model: str, harness: str) -> str:
     best = pick(_groups(s, model))[f"best {harness}"]
     if best is None:
-        raise ValueError(f"no all-Good {harness} engine of the {model} in the torch.compile run")
+        raise ValueError(f"no all-Good {harness} engine of the {model} in the run")
     return best.label
 
 
@@ -28,17 +32,12 @@ def _vs_naive(s, model: str, harness: str) -> str:
     return times(_sum(s, model, _best(s, model, harness)) / _sum(s, model, NAIVE))
 
 
-def _ma_wins(s, model: str) -> str:
+def _wins(s, model: str, harness: str, torch_label: str) -> str:
     g = _groups(s, model)
-    if TORCH_MA not in g:
+    if torch_label not in g:
         return "no shape (none compiled)"
-    w, n, _ = wins(g[_best(s, model, "serving")], g[TORCH_MA])
+    w, n, _ = wins(g[_best(s, model, harness)], g[torch_label])
     return f"{w} of {n}"
-
-
-def _ma_shapes(s, model: str) -> str:
-    g = _groups(s, model)
-    return str(len(g[TORCH_MA].cases) if TORCH_MA in g else 0)
 
 
 def _fastest(c) -> str:
@@ -46,47 +45,39 @@ def _fastest(c) -> str:
     return f"{c.cases[(bs, sl)]['latency_ms']:.2f} ms at {bs}x{sl}"
 
 
-def _ma_compile_s(s, cheap: bool) -> float:
-    """max-autotune's compile seconds per shape of the run: the compiles (slow) or the recordings (cheap)."""
-    xs = sorted(r["build_s"] for cfgs in run_configs(s).values() if TORCH_MA in cfgs
-                for r in cfgs[TORCH_MA].cases.values() if r.get("build_s") is not None)
-    slow = [x for x in xs if x >= 10.0]
-    return (max(x for x in xs if x < 10.0) if cheap else sum(slow) / len(slow))
-
-
-def _deadline(s) -> str:
-    errs = [e.get("error", "") for e in s.data[TC].get("torch_errors") or []]
-    got = next((e.split("deadline ")[1].split(" passed")[0] for e in errs if "compile deadline" in e), None)
-    if got is None:
-        raise ValueError("no torch row of the run was skipped by the compile deadline")
-    return got
+def _ma_compile_s(s) -> float:
+    """Mean seconds of a max-autotune compile in the run (a shape whose graph existed takes well under 10 s)."""
+    slow = [r["build_s"] for cfgs in run_configs(s).values() if TORCH_MA in cfgs
+            for r in cfgs[TORCH_MA].cases.values() if (r.get("build_s") or 0.0) >= 10.0]
+    if not slow:
+        raise ValueError("no max-autotune compile time in the run")
+    return sum(slow) / len(slow)
 
 
 for _m, _k in (("encoder", "enc"), ("decoder", "dec")):
-    number(f"tc.{_k}.best-serving.vs-naive", TC, f"the {_m}'s fastest all-Good serving engine of the torch.compile "
-           "run: its sum / the run's naive FP32 contest sum", lambda s, m=_m: _vs_naive(s, m, "serving"))
-    number(f"tc.{_k}.best-contest.vs-naive", TC, f"the {_m}'s fastest all-Good contest-harness engine of the run: "
-           "its sum / the run's naive FP32 contest sum", lambda s, m=_m: _vs_naive(s, m, "contest"))
-    number(f"tc.{_k}.ma-shapes", TC, f"shapes of the {_m} torch.compile max-autotune timed in the run",
-           lambda s, m=_m: _ma_shapes(s, m))
+    for _h, _t, _name in (("serving", TORCH_MA, "ma-wins"), ("serving", TORCH_RO, "ro-wins"),
+                          ("contest", TORCH_MA, "contest-ma-wins")):
+        number(f"tc.{_k}.{_name}", TC, f"shapes where the {_m}'s fastest all-Good {_h} engine beats `{_t}`, of "
+               "those both ran", lambda s, m=_m, h=_h, t=_t: _wins(s, m, h, t))
+number("tc.dec.best-serving.vs-naive", TC, "the decoder's fastest all-Good serving engine: its sum / the run's naive "
+       "FP32 contest sum", lambda s: _vs_naive(s, "decoder", "serving"))
+number("tc.dec.best-contest.vs-naive", TC, "the decoder's fastest all-Good contest-harness engine: its sum / the run's "
+       "naive FP32 contest sum", lambda s: _vs_naive(s, "decoder", "contest"))
 number("tc.dec.best-contest", TC, "the decoder's fastest all-Good contest-harness engine of the run",
        lambda s: _best(s, "decoder", "contest"))
-number("tc.enc.ma-wins", TC, "shapes where the encoder's best serving engine beats max-autotune, of those both ran",
-       lambda s: _ma_wins(s, "encoder"))
 number("tc.ma.compile-s", TC, "mean seconds of a max-autotune compile (a shape that compiled) in the run",
-       lambda s: f"{_ma_compile_s(s, False):.0f} s")
-number("tc.ma.record-s", TC, "the most seconds a shape of an existing max-autotune graph took (CUDA graph only)",
-       lambda s: f"{_ma_compile_s(s, True):.1f} s")
-number("tc.compile-deadline", TC, "torch_baselines' --compile-deadline-s in the run, from its skipped rows", _deadline)
-# one label's sum of the run: key -> (model, label, decimals)
-for _key, (_m, _label, _d) in {
-        "tc.enc.per-batch-tf32.sum": ("encoder", "per_batch tf32 serving", 1),
-        "tc.dec.serving-best.sum": ("decoder", "serving-best serving", 2),
-        "tc.dec.per-batch-tf32.sum": ("decoder", "per_batch tf32 serving", 2),
-        "tc.dec.contest-best.sum": ("decoder", "contest-best contest", 2),
-        "tc.dec.per-batch-tf32-contest.sum": ("decoder", "per_batch tf32 contest", 2)}.items():
-    number(_key, TC, f"the sum over the run's grid of `{_label}` ({_m})",
-           lambda s, m=_m, lab=_label, d=_d: ms(_sum(s, m, lab), d))
+       lambda s: f"{_ma_compile_s(s):.0f} s")
+# one label's sum: key -> (file, model, label, decimals)
+for _key, (_file, _m, _label, _d) in {
+        "tc.dec.serving-best.sum": (TC, "decoder", "serving-best serving", 2),
+        "tc.dec.per-batch-tf32.sum": (TC, "decoder", "per_batch tf32 serving", 2),
+        "tc.dec.contest-best.sum": (TC, "decoder", "contest-best contest", 2),
+        "tc.dec.per-batch-tf32-contest.sum": (TC, "decoder", "per_batch tf32 contest", 2),
+        "tc.enc.naive.sum": (TC, "encoder", NAIVE, 1),
+        "tc8.enc.naive.sum": (TC8, "encoder", NAIVE, 1),
+        "tc8.enc.per-batch-tf32.sum": (TC8, "encoder", "per_batch tf32 serving", 2)}.items():
+    number(_key, _file, f"the sum over the run's grid of `{_label}` ({_m})",
+           lambda s, f=_file, m=_m, lab=_label, d=_d: ms(_sum(s, m, lab, f), d))
 # issue 9's serving target for the encoder, 0.05x the naive sum, as an average per shape of the run's grid
 number("tc.enc.target-avg", TC, "0.05 x the run's naive encoder sum / its shape count: issue 9's target per shape",
        lambda s: ms(0.05 * _sum(s, "encoder", NAIVE) / len(_groups(s, "encoder")[NAIVE].cases), 2))

@@ -11,10 +11,9 @@ import re
 from bench.report_data import (MODELS, NAIVE, Config, Sources, build_of, configs, grid, pick, plugin_free,
                                plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
                                trials)
-from bench.report_torch_blocks import TC
 
 FIGURES = ("latency", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study",
-           "decoder-serving-study", "torch-compile")
+           "decoder-serving-study")
 
 
 def _layouts_configs(src: Sources):
@@ -23,12 +22,11 @@ def _layouts_configs(src: Sources):
     return configs(src), None
 
 
-def latency(src: Sources, key: str = "layouts", title: str | None = None):
-    """Latency per shape of each model's ROLES (report_data.pick) in the layouts bench (with the torch
-    baselines), or in the file `key` alone (the torch.compile run, its torch rows merged in)."""
-    if src.data.get(key) is None:
-        return None, src.missing(key)
-    cfgs = configs(src) if key == "layouts" else configs(src, (key,))
+def latency(src: Sources):
+    """Latency per shape of each model's ROLES (report_data.pick) in the layouts bench (with the torch baselines)."""
+    cfgs, why = _layouts_configs(src)
+    if cfgs is None:
+        return None, why
     panels = []
     for model in MODELS:
         shapes = grid(cfgs[model])
@@ -40,13 +38,8 @@ def latency(src: Sources, key: str = "layouts", title: str | None = None):
                            "latency_ms": [c.cases[s]["latency_ms"] if s in c.cases else None for s in shapes],
                            "good": [bool(c.cases[s].get("good")) if s in c.cases else None for s in shapes]})
         panels.append({"model": model, "shapes": [shape_key(*s) for s in shapes], "series": series})
-    return {"title": title or f"Latency per judged shape on {src.gpu.upper()} (hollow marker = Bad case)",
-            "sources": [src.name(key)], "panels": panels}, None
-
-
-def _torch_compile_latency(src: Sources):
-    return latency(src, TC, f"One run on {src.gpu_of(TC).upper()}: the best engines and torch.compile max-autotune "
-                            "(log scale; hollow marker = Bad case; a line stops where a shape has no time)")
+    return {"title": f"Latency per judged shape on {src.gpu.upper()} (hollow marker = Bad case)",
+            "sources": [src.name("layouts")], "panels": panels}, None
 
 
 def _speedup_bars(cfgs: dict[str, Config], base: Config) -> list[dict]:
@@ -252,8 +245,7 @@ def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool 
 
 BUILDERS = {"latency": latency, "speedup": speedup, "layers": layers, "build": build, "pareto": pareto,
             "study": study, "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
-            "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True),
-            "torch-compile": _torch_compile_latency}
+            "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
 
 
 def all_specs(src: Sources) -> dict[str, tuple[dict | None, str | None]]:

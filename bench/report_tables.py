@@ -33,9 +33,6 @@ CAPTIONS = {
     "decoder-serving-study": "Every trial of the decoder serving study: objective (log scale; x = infeasible, "
                              "its objective penalised) with the best feasible so far, and the trial's duration "
                              "coloured by its state (white: engine build).",
-    "torch-compile": "Latency per judged shape of the naive engine, the fastest all-Good engine of each harness, "
-                     "torch eager FP32 and torch.compile max-autotune FP16, all from one run (log scale; hollow "
-                     "marker = Bad case; max-autotune has the shapes its compile budget reached).",
 }
 TRT_CASES = {"cache_default": "timing cache serialized after a build (default tactic sources)",
              "cache_nocudnn": "the same with the CUDNN tactic source cleared",

@@ -1,6 +1,6 @@
-"""README block of the torch.compile run: the naive engine, the fastest all-Good TensorRT engine of each
-harness and PyTorch (eager, torch.compile reduce-overhead and max-autotune) per shape, all from one run
-of bench/layouts.py with bench/torch_baselines.py beside it (one file, one GPU, one session).
+"""README block of the run with torch.compile at every shape: the naive engine, the fastest all-Good TensorRT
+engine of each harness and PyTorch (eager, torch.compile reduce-overhead and max-autotune) per shape, all from
+one run of bench/layouts.py with bench/torch_baselines.py beside it (the layouts file, its torch rows merged in).
 
 Like bench.report_tables, every number is read from a committed bench/results file; the rows are
 grouped and the best engines picked by bench.report_data (configs, grid, pick), as for the layouts table.
@@ -10,13 +10,13 @@ from __future__ import annotations
 from bench.report_data import NAIVE, TORCH_EAGER, Config, Sources, configs, grid, pick, shape_key
 from bench.report_tables import table
 
-TC = "layouts-torch-compile"
+TC = "layouts"      # the full layouts run (2026-12-07, ninth session) has every torch variant at every shape
 TORCH_RO = "torch.compile reduce-overhead fp16 dynamic"
 TORCH_MA = "torch.compile max-autotune fp16 dynamic"
 
 
 def run_configs(src: Sources, key: str = TC) -> dict[str, dict[str, Config]]:
-    """model -> label -> Config of the run's file (its torch rows are merged in already)."""
+    """model -> label -> Config of the run's file alone (its torch rows are merged in already)."""
     return configs(src, (key,))
 
 
@@ -70,7 +70,7 @@ def torch_compile_shapes(src: Sources, key: str = TC) -> str:
             f"engines by `{rec.get('command', '-')}`, PyTorch {rec.get('torch') or '-'} timed after them by "
             "`bench/torch_baselines.py`, its compiles made while the engines built). Latency in ms per shape, `*` = "
             "a Bad case; `best <harness>`: the fastest TensorRT configuration of the run that is Good at every shape "
-            "under that harness; torch.compile compiled once per model (`dynamic=True`) with a CUDA graph per "
-            "shape.\n\n" + "\n\n".join(_model_table(m, cfgs[m]) for m in models)
+            "under that harness; torch.compile compiled with `dynamic=True` (one graph per model for batch 1 and one for "
+            "batch > 1) and a CUDA graph per shape.\n\n" + "\n\n".join(_model_table(m, cfgs[m]) for m in models)
             + (f"\n\n{len(errs)} torch rows have no time (first: `{errs[0].get('label')}` "
                f"{errs[0].get('bs')}x{errs[0].get('sl')}: {str(errs[0].get('error'))[:120]})." if errs else ""))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.report_data import NAIVE, pick
 from bench.report_sources import Sources
-from bench.report_torch_blocks import TORCH_MA, TORCH_RO, run_configs, torch_compile_shapes, wins
+from bench.report_torch_blocks import TC, TORCH_MA, TORCH_RO, run_configs, torch_compile_shapes, wins
 
 SHAPES = [(1, 16), (4, 64), (16, 256)]
 
@@ -33,7 +33,7 @@ def layouts_file() -> dict:
 
 
 def groups() -> dict:
-    return run_configs(Sources(Path("."), "h200", {"layouts-torch-compile": layouts_file()}))["decoder"]
+    return run_configs(Sources(Path("."), "h200", {TC: layouts_file()}))["decoder"]
 
 
 def test_best_engine_is_all_good_and_complete():
@@ -51,8 +51,8 @@ def test_wins_counts_and_names_the_lost_shapes():
 
 
 def test_the_block_shows_columns_sums_and_verdicts():
-    text = torch_compile_shapes(Sources(Path("."), "h100", {"layouts-torch-compile": layouts_file()}))
-    assert "`bench/results/layouts-torch-compile-h100.json`" in text and "H100" in text
+    text = torch_compile_shapes(Sources(Path("."), "h100", {TC: layouts_file()}))
+    assert "`bench/results/layouts-h100.json`" in text and "H100" in text
     assert "best serving: per_batch tf32 serving" in text
     assert "| sum | 7.000 | 5.700 | 2.400 | 3.400 | 3.000 |" in text
     assert "| vs naive fp32 contest | 1.00x | 0.81x | 0.34x | 0.49x | 0.43x |" in text
@@ -62,27 +62,30 @@ def test_the_block_shows_columns_sums_and_verdicts():
 
 
 def test_the_block_says_what_is_missing():
-    src = Sources(Path("."), "h200", {"layouts-torch-compile": None})
-    assert torch_compile_shapes(src) == "_Not made: bench/results/layouts-torch-compile-h200.json is missing._"
+    src = Sources(Path("."), "h200", {TC: None})
+    assert torch_compile_shapes(src) == "_Not made: bench/results/layouts-h200.json is missing._"
     no_ma = layouts_file()
     no_ma["rows"] = [r for r in no_ma["rows"] if r["label"] != TORCH_MA]
-    text = torch_compile_shapes(Sources(Path("."), "h200", {"layouts-torch-compile": no_ma}))
+    text = torch_compile_shapes(Sources(Path("."), "h200", {TC: no_ma}))
     assert f"No row of `{TORCH_MA}` in the file." in text
 
 
 def test_inline_numbers_of_the_run():
     from bench.report_numbers import value
-    from bench.report_numbers_torch import _best, _ma_wins
+    from bench.report_numbers_torch import _best
 
     rec = layouts_file()
-    for r, s in zip([r for r in rec["rows"] if r["label"] == TORCH_MA], (240.0, 0.2, 0.3)):
+    for r, s in zip([r for r in rec["rows"] if r["label"] == TORCH_MA], (240.0, 0.2, 200.0)):
         r["build_s"] = s
-    rec["torch_errors"] = [{"label": TORCH_MA, "bs": 16, "sl": 1024, "error": "skipped: compile deadline 420 s passed"}]
-    src = Sources(Path("."), "h200", {"layouts-torch-compile": rec})
+    src = Sources(Path("."), "h200", {TC: rec})
     assert _best(src, "decoder", "serving") == "per_batch tf32 serving"
     assert value(src, "tc.dec.best-serving.vs-naive") == "0.34x"
-    assert value(src, "tc.dec.ma-shapes") == "3" and _ma_wins(src, "decoder") == "2 of 3"
-    assert value(src, "tc.ma.compile-s") == "240 s" and value(src, "tc.ma.record-s") == "0.3 s"
-    assert value(src, "tc.compile-deadline") == "420 s"
-    assert value(Sources(Path("."), "h200", {"layouts-torch-compile": None}), "tc.dec.ma-shapes").startswith(
-        "[not made: bench/results/layouts-torch-compile-h200.json is missing")
+    assert value(src, "tc.dec.ma-wins") == "2 of 3" and value(src, "tc.dec.ro-wins") == "2 of 3"
+    assert value(src, "tc.dec.contest-ma-wins") == "0 of 3"
+    assert value(src, "tc.ma.compile-s") == "220 s"           # the two compiles; the 0.2 s CUDA-graph shape is not one
+    assert value(src, "tc.dec.per-batch-tf32.sum") == "2.40 ms"
+    assert value(Sources(Path("."), "h200", {TC: None}), "tc.dec.ma-wins").startswith(
+        "[not made: bench/results/layouts-h200.json is missing")
+    # the eighth session's shorter run is its own file
+    assert value(Sources(Path("."), "h200", {TC: rec, "layouts-torch-compile": None}),
+                 "tc8.enc.naive.sum").startswith("[not made: bench/results/layouts-torch-compile-h200.json is missing")
