@@ -46,6 +46,35 @@ def _latency(plt, spec):
     return fig
 
 
+def _latency_all(plt, spec):
+    models = list(dict.fromkeys(p["model"] for p in spec["panels"]))
+    cols = max(sum(p["model"] == m for p in spec["panels"]) for m in models)
+    fig, axes = plt.subplots(len(models), cols, figsize=(6 * cols, 4.6 * len(models)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for m_i, model in enumerate(models):
+        for ax, p in zip(axes[m_i], [p for p in spec["panels"] if p["model"] == model]):
+            ax.set_visible(True)
+            colors = plt.get_cmap("tab20").colors
+            for i, s in enumerate(p["series"]):
+                pts = [(x, v, g) for x, (v, g) in enumerate(zip(s["latency_ms"], s["good"])) if v is not None]
+                color = colors[i % len(colors)]
+                ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", markersize=3, color=color,
+                        linewidth=1, label=s["label"])
+                bad = [q for q in pts if not q[2]]
+                if bad:
+                    ax.scatter([q[0] for q in bad], [q[1] for q in bad], s=30, facecolors="white",
+                               edgecolors=color, zorder=3)
+            ax.set_xticks(range(len(p["shapes"])), p["shapes"], rotation=45, fontsize=7)
+            ax.set_yscale("log")
+            ax.set_ylabel("latency, ms (log)")
+            ax.set_title(f"{model}: {p['harness']}")
+            ax.legend(loc="upper left", fontsize=6)
+    fig.suptitle(spec["title"])
+    fig.tight_layout()
+    return fig
+
+
 def _speedup(plt, spec):
     n = len(spec["panels"])
     fig, axes = plt.subplots(math.ceil(n / 2), 2, figsize=(14, 4.2 * math.ceil(n / 2)), squeeze=False)
@@ -304,8 +333,8 @@ def _study(plt, spec):
     return fig
 
 
-DRAW = {"latency": _latency, "speedup": _speedup, "layers": _layers, "build": _build, "pareto": _pareto,
-        "study": _study, "plugins": _plugins, "plugin-layers": _layers, "decoder-study": _decoder_study,
+DRAW = {"latency": _latency, "latency-all": _latency_all, "speedup": _speedup, "layers": _layers, "build": _build,
+        "pareto": _pareto, "study": _study, "plugins": _plugins, "plugin-layers": _layers, "decoder-study": _decoder_study,
         "decoder-serving-study": _decoder_study}
 
 

@@ -12,7 +12,7 @@ from bench.report_data import (MODELS, NAIVE, Config, Sources, build_of, configs
                                plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
                                trials)
 
-FIGURES = ("latency", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study",
+FIGURES = ("latency", "latency-all", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study",
            "decoder-serving-study")
 
 
@@ -39,6 +39,30 @@ def latency(src: Sources):
                            "good": [bool(c.cases[s].get("good")) if s in c.cases else None for s in shapes]})
         panels.append({"model": model, "shapes": [shape_key(*s) for s in shapes], "series": series})
     return {"title": f"Latency per judged shape on {src.gpu.upper()} (hollow marker = Bad case)",
+            "sources": [src.name("layouts")], "panels": panels}, None
+
+
+HARNESS_PANELS = ("contest", "serving", "torch")
+
+
+def latency_all(src: Sources):
+    """Latency per shape of every configuration of the layouts bench: one panel per model and harness
+    (contest, serving with and without CUDA graphs, PyTorch), a line per configuration."""
+    cfgs, why = _layouts_configs(src)
+    if cfgs is None:
+        return None, why
+    panels = []
+    for model in MODELS:
+        shapes = grid(cfgs[model])
+        for harness in HARNESS_PANELS:
+            series = [{"label": c.label,
+                       "latency_ms": [c.cases[s]["latency_ms"] if s in c.cases else None for s in shapes],
+                       "good": [bool(c.cases[s].get("good")) if s in c.cases else None for s in shapes]}
+                      for c in cfgs[model].values() if c.harness == harness]
+            if series:
+                panels.append({"model": model, "harness": harness, "shapes": [shape_key(*s) for s in shapes],
+                               "series": series})
+    return {"title": f"Every configuration's latency per judged shape on {src.gpu.upper()} (hollow marker = Bad case)",
             "sources": [src.name("layouts")], "panels": panels}, None
 
 
@@ -243,8 +267,8 @@ def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool 
             **({"yscale": "log"} if log_y else {})}, None
 
 
-BUILDERS = {"latency": latency, "speedup": speedup, "layers": layers, "build": build, "pareto": pareto,
-            "study": study, "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
+BUILDERS = {"latency": latency, "latency-all": latency_all, "speedup": speedup, "layers": layers, "build": build,
+            "pareto": pareto, "study": study, "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
             "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
 
 

@@ -13,6 +13,8 @@ FIG_DIR = "docs/figures"
 CAPTIONS = {
     "latency": "Latency per judged shape of the naive engine, the fastest all-Good engine of each harness, "
                "torch eager and torch.compile (log scale; hollow marker = Bad case).",
+    "latency-all": "Latency per judged shape of every configuration of the layouts run, one panel per model and "
+                   "harness (`serving` rows with and without CUDA graphs; log scale; hollow marker = Bad case).",
     "speedup": "Speed-up of every configuration over the naive FP32 engine (contest harness) and over "
                "torch.compile, summed over the shapes both measured.",
     "layers": "TensorRT's per-layer profile of the same encoder layers before and after the biggest "

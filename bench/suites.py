@@ -29,7 +29,10 @@ VARIANTS = (
     Variant("per_batch fp32", {"layout": "per_batch"}, ("serving", "serving-nographs", "contest"), 70),
     # TF32 (FP32 storage, 10-bit mantissa GEMMs): every fast Good decoder trial of the studies had it on
     Variant("per_batch tf32", {"layout": "per_batch", "tf32": True}, ("serving", "serving-nographs", "contest"), 70),
+    Variant("buckets fp16", {"layout": "buckets", "frame_buckets": [256, 1024], "contest_profile": False,
+                             "fp16": True}, ("serving", "serving-nographs"), 80),
     Variant("naive fp16", {"fp16": True}, ("contest", "serving"), 50),
+    Variant("single+passes fp16", {"fp16": True}, ("contest",), 50, "reference"),
     Variant("single+passes fds_off fp32", {"preview_features": {FDS: False}}, ("contest", "serving"), 40,
             "reference+bool_slice"),
     Variant("single+passes fp32", {}, ("contest",), 35, "reference"),

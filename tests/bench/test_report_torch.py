@@ -89,3 +89,19 @@ def test_inline_numbers_of_the_run():
     # the eighth session's shorter run is its own file
     assert value(Sources(Path("."), "h200", {TC: rec, "layouts-torch-compile": None}),
                  "tc8.enc.naive.sum").startswith("[not made: bench/results/layouts-torch-compile-h200.json is missing")
+
+
+def test_every_configuration_figure_has_a_panel_per_harness_and_each_configuration_once():
+    from bench.report_specs import latency_all
+
+    spec, why = latency_all(Sources(Path("."), "h200", {"layouts": layouts_file(), "torch-baselines": None}))
+    assert why is None
+    assert [(p["model"], p["harness"]) for p in spec["panels"]] == [
+        ("decoder", "contest"), ("decoder", "serving"), ("decoder", "torch")]
+    labels = [s["label"] for p in spec["panels"] for s in p["series"]]
+    assert sorted(labels) == sorted({r["label"] for r in layouts_file()["rows"]})
+    partial = next(s for p in spec["panels"] for s in p["series"] if s["label"] == "partial serving")
+    assert partial["latency_ms"] == [0.1, None, 0.1]                  # a shape it lacks stays a gap
+    bad = next(s for p in spec["panels"] for s in p["series"] if s["label"] == "fast-but-bad serving")
+    assert bad["good"] == [True, False, True]
+    assert latency_all(Sources(Path("."), "h200", {"layouts": None}))[0] is None

@@ -211,3 +211,15 @@ def test_reproduce_against_a_bench_label(tmp_path):
     assert {r["label"] for r in json.loads((tmp_path / "o.json").read_text())["rows"]} == {"x contest", "build.sh"}
     assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), "--label", "nope", *out]) == 2
     assert reproduce.main(["--bench-json", str(tmp_path / "bench.json"), *out]) == 2
+
+
+def test_the_layouts_suite_has_fp32_and_fp16_of_every_layout():
+    # issue 9's table: naive, single + passes, per_batch and buckets, each in FP32 and FP16
+    suites = load("suites")
+    labels = {v.label for v in suites.VARIANTS}
+    for layout in ("naive", "single+passes", "per_batch", "buckets"):
+        assert {f"{layout} fp32", f"{layout} fp16"} <= labels, layout
+    harnesses = {v.label: v.harnesses for v in suites.VARIANTS}
+    assert harnesses["single+passes fp16"] == ("contest",)
+    assert harnesses["buckets fp16"] == ("serving", "serving-nographs")
+    assert dict(next(v for v in suites.VARIANTS if v.label == "buckets fp16").fields)["fp16"] is True
