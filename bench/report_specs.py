@@ -22,6 +22,12 @@ def _layouts_configs(src: Sources):
     return configs(src), None
 
 
+def _line(c: Config, shapes: list[tuple[int, int]]) -> dict:
+    """One configuration's latency and Good flag per shape (None where it has no row)."""
+    return {"label": c.label, "latency_ms": [c.cases[s]["latency_ms"] if s in c.cases else None for s in shapes],
+            "good": [bool(c.cases[s].get("good")) if s in c.cases else None for s in shapes]}
+
+
 def latency(src: Sources):
     """Latency per shape of each model's ROLES (report_data.pick) in the layouts bench (with the torch baselines)."""
     cfgs, why = _layouts_configs(src)
@@ -30,13 +36,7 @@ def latency(src: Sources):
     panels = []
     for model in MODELS:
         shapes = grid(cfgs[model])
-        series = []
-        for role, c in pick(cfgs[model]).items():
-            if c is None:
-                continue
-            series.append({"role": role, "label": c.label,
-                           "latency_ms": [c.cases[s]["latency_ms"] if s in c.cases else None for s in shapes],
-                           "good": [bool(c.cases[s].get("good")) if s in c.cases else None for s in shapes]})
+        series = [{"role": role, **_line(c, shapes)} for role, c in pick(cfgs[model]).items() if c is not None]
         panels.append({"model": model, "shapes": [shape_key(*s) for s in shapes], "series": series})
     return {"title": f"Latency per judged shape on {src.gpu.upper()} (hollow marker = Bad case)",
             "sources": [src.name("layouts")], "panels": panels}, None
@@ -55,10 +55,7 @@ def latency_all(src: Sources):
     for model in MODELS:
         shapes = grid(cfgs[model])
         for harness in HARNESS_PANELS:
-            series = [{"label": c.label,
-                       "latency_ms": [c.cases[s]["latency_ms"] if s in c.cases else None for s in shapes],
-                       "good": [bool(c.cases[s].get("good")) if s in c.cases else None for s in shapes]}
-                      for c in cfgs[model].values() if c.harness == harness]
+            series = [_line(c, shapes) for c in cfgs[model].values() if c.harness == harness]
             if series:
                 panels.append({"model": model, "harness": harness, "shapes": [shape_key(*s) for s in shapes],
                                "series": series})
