@@ -17,7 +17,7 @@
 # GPU_SLUG (default: from nvidia-smi, e.g. h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
-# TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), SEEDS (study: tune --seeds), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), LAYOUT_CONFIGS (layouts: LABEL=PATH frozen configs measured beside the suite), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
+# TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), MODELS_TORCH (torch: its models, one process each), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), SEEDS (study: tune --seeds), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), LAYOUT_CONFIGS (layouts: LABEL=PATH frozen configs measured beside the suite), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
 RESULTS=${RESULTS:-$WORK/results}
@@ -230,8 +230,9 @@ step() {
     baseline) trt bench/baseline.py --work "$WORK" --out "$RESULTS" ;;
     torch)  # compiles while the engines build, times after the TensorRT timings (flags from layouts); start it in
       # call 1: a max-autotune compile took 244 s on the H200 and the grid needs four (COMPILE_DEADLINE_S: no new one after)
-      # One process per model compiles side by side (the compiles are mostly CPU: four in a row took 16 minutes);
-      # they time one after the other (the decoder's barrier is the encoder's end), then one file is merged.
+      # One process per model (MODELS_TORCH) compiles side by side: four compiles in a row took 16 minutes, two
+      # pairs side by side 8 (2026-12-07); they time one after the other (the decoder's barrier is the encoder's
+      # end), then one file is merged.
       wait_for "$WORK/data/.complete" 900 || return 1
       local m barrier="$WORK/trt.done" parts=()
       for m in ${MODELS_TORCH:-encoder decoder}; do

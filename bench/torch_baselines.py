@@ -157,6 +157,9 @@ def load_feeds(torch, path: Path, model: str, device: str):
 def merge_records(records: list[dict]) -> dict:
     """One record of several runs (one per model): their rows in order; finished only if every run finished."""
     merged = {k: v for k, v in records[0].items() if k not in ("rows", "settings", "finished", "note")}
+    commands = [rec["command"] for rec in records if rec.get("command")]
+    if commands:
+        merged["command"] = " & ".join(commands)          # the runs were started side by side
     merged["rows"] = [row for rec in records for row in rec.get("rows", [])]
     merged["settings"] = [rec.get("settings") for rec in records]
     merged["finished"] = all(rec.get("finished") for rec in records)

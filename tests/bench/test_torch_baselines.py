@@ -100,7 +100,7 @@ def test_the_deadline_stops_new_compiles_only(tmp_path, monkeypatch):
 
 def test_merge_keeps_every_model_s_rows_and_is_finished_only_if_every_run_is(tmp_path):
     enc = {"kind": "torch-baselines", "gpu": "H200", "rows": [{"model": "encoder", "bs": 1}], "finished": True,
-           "settings": {"models": "encoder"}}
+           "settings": {"models": "encoder"}, "command": "python3 bench/torch_baselines.py --models encoder"}
     dec = {"kind": "torch-baselines", "gpu": "H200", "rows": [{"model": "decoder", "bs": 1}], "finished": False,
            "settings": {"models": "decoder"}, "note": "barrier never appeared"}
     paths = []
@@ -113,6 +113,7 @@ def test_merge_keeps_every_model_s_rows_and_is_finished_only_if_every_run_is(tmp
     assert [r["model"] for r in merged["rows"]] == ["encoder", "decoder"]
     assert merged["finished"] is False and merged["note"] == "barrier never appeared"
     assert merged["kind"] == "torch-baselines" and len(merged["settings"]) == 2
+    assert merged["command"] == "python3 bench/torch_baselines.py --models encoder"   # the one run that names its own
     (tmp_path / "d.json").write_text(json.dumps({**dec, "finished": True}))
     torch_baselines.main(["--merge", *paths, "--out", str(out)])
     assert json.loads(out.read_text())["finished"] is True
