@@ -24,18 +24,21 @@ def renderer() -> dict[str, str]:
             "pillow": PIL.__version__}
 
 
+def _shape_line(ax, s: dict, color, label: str, bad_size: int, **line) -> None:
+    """One series of latency per shape (a gap where it has no time), its Bad shapes as hollow markers."""
+    pts = [(i, v, g) for i, (v, g) in enumerate(zip(s["latency_ms"], s["good"])) if v is not None]
+    ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", color=color, label=label, **line)
+    bad = [q for q in pts if not q[2]]
+    if bad:
+        ax.scatter([q[0] for q in bad], [q[1] for q in bad], s=bad_size, facecolors="white", edgecolors=color,
+                   zorder=3)
+
+
 def _latency(plt, spec):
     fig, axes = plt.subplots(1, len(spec["panels"]), figsize=(13, 4.8), squeeze=False)
     for ax, p in zip(axes[0], spec["panels"]):
         for s in p["series"]:
-            pts = [(i, v, g) for i, (v, g) in enumerate(zip(s["latency_ms"], s["good"])) if v is not None]
-            color = ROLE_COLORS.get(s["role"], "black")
-            ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", color=color,
-                    label=f"{s['role']}: {s['label']}")
-            bad = [q for q in pts if not q[2]]
-            if bad:
-                ax.scatter([q[0] for q in bad], [q[1] for q in bad], s=70, facecolors="white",
-                           edgecolors=color, zorder=3)
+            _shape_line(ax, s, ROLE_COLORS.get(s["role"], "black"), f"{s['role']}: {s['label']}", 70)
         ax.set_xticks(range(len(p["shapes"])), p["shapes"], rotation=45)
         ax.set_yscale("log")
         ax.set_xlabel("batch x frames")
@@ -57,14 +60,7 @@ def _latency_all(plt, spec):
             ax.set_visible(True)
             colors = plt.get_cmap("tab20").colors
             for i, s in enumerate(p["series"]):
-                pts = [(x, v, g) for x, (v, g) in enumerate(zip(s["latency_ms"], s["good"])) if v is not None]
-                color = colors[i % len(colors)]
-                ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", markersize=3, color=color,
-                        linewidth=1, label=s["label"])
-                bad = [q for q in pts if not q[2]]
-                if bad:
-                    ax.scatter([q[0] for q in bad], [q[1] for q in bad], s=30, facecolors="white",
-                               edgecolors=color, zorder=3)
+                _shape_line(ax, s, colors[i % len(colors)], s["label"], 30, markersize=3, linewidth=1)
             ax.set_xticks(range(len(p["shapes"])), p["shapes"], rotation=45, fontsize=7)
             ax.set_yscale("log")
             ax.set_ylabel("latency, ms (log)")
@@ -334,8 +330,8 @@ def _study(plt, spec):
 
 
 DRAW = {"latency": _latency, "latency-all": _latency_all, "speedup": _speedup, "layers": _layers, "build": _build,
-        "pareto": _pareto, "study": _study, "plugins": _plugins, "plugin-layers": _layers, "decoder-study": _decoder_study,
-        "decoder-serving-study": _decoder_study}
+        "pareto": _pareto, "study": _study, "plugins": _plugins, "plugin-layers": _layers,
+        "decoder-study": _decoder_study, "decoder-serving-study": _decoder_study}
 
 
 def render(spec: dict) -> bytes:

@@ -91,16 +91,17 @@ def _contest_fp32(s) -> list[Config]:
 
 
 ROLES = {"enc.best-contest": ("encoder", "best contest"), "enc.best-serving": ("encoder", "best serving"),
-         "enc.torch-compile": ("encoder", "torch.compile"), "dec.best-serving": ("decoder", "best serving")}
+         "enc.torch-compile": ("encoder", "torch.compile"), "dec.best-serving": ("decoder", "best serving"),
+         "dec.best-contest": ("decoder", "best contest")}
 for _k, (_m, _role) in ROLES.items():
-    if _m == "encoder":
-        number(f"layouts.{_k}.vs-naive", "layouts,torch-baselines",
-               f"{_m}: time of the {_role} role / the naive engine's (the latency figure's roles)",
-               lambda s, m=_m, r=_role: times(vs_naive(s, m, role(s, m, r))))
+    number(f"layouts.{_k}.vs-naive", "layouts,torch-baselines",
+           f"{_m}: time of the {_role} role / the naive engine's (the latency figure's roles)",
+           lambda s, m=_m, r=_role: times(vs_naive(s, m, role(s, m, r))))
     number(f"layouts.{_k}.sum", "layouts,torch-baselines", f"{_m}: sum over the grid of the {_role} role",
            lambda s, m=_m, r=_role: ms(role(s, m, r).sum_ms))
-number("layouts.dec.best-serving.label", "layouts,torch-baselines", "decoder: the label of the best serving role",
-       lambda s: role(s, "decoder", "best serving").label)
+for _k in ("dec.best-serving", "dec.best-contest"):
+    number(f"layouts.{_k}.label", "layouts,torch-baselines", f"decoder: the label of the {ROLES[_k][1]} role",
+           lambda s, r=ROLES[_k][1]: role(s, "decoder", r).label)
 for _k, (_m, _label) in {"enc.per_batch-fp16": ("encoder", PB16), "enc.per_batch": ("encoder", PB),
                          "enc.fds_off": ("encoder", FDS_OFF), "enc.passes": ("encoder", "single+passes fp32 contest"),
                          "enc.per_batch-contest": ("encoder", "per_batch fp32 contest")}.items():

@@ -43,11 +43,17 @@ def _sdc_within(s, frac: float) -> str:
     return f"trial {min(t['trial'] for t in _sdc_trials(s) if t['feasible'] and t['value'] <= best * (1 + frac))}"
 
 
-number("dstudy.trials", SDC, "trials of the decoder contest study", lambda s: str(len(_sdc_trials(s))))
-number("dstudy.complete", SDC, "COMPLETE trials of the decoder contest study",
-       lambda s: str(sum(t["state"] == "COMPLETE" for t in _sdc_trials(s))))
-number("dstudy.best", SDC, "the decoder contest study's best feasible trial", lambda s: f"trial {_sdc_best(s)['trial']}")
-number("dstudy.best-ms", SDC, "its objective", lambda s: ms(_sdc_best(s)["value"], 2))
+def study_counts(prefix: str, key: str, what: str, ts: Callable[[Sources], list[dict]]) -> None:
+    """A study's trials, COMPLETE trials, best feasible trial and its objective: PREFIX.trials/complete/best/best-ms."""
+    number(f"{prefix}.trials", key, f"trials of the {what}", lambda s: str(len(ts(s))))
+    number(f"{prefix}.complete", key, f"COMPLETE trials of the {what}",
+           lambda s: str(sum(t["state"] == "COMPLETE" for t in ts(s))))
+    number(f"{prefix}.best", key, f"the {what}'s best feasible trial",
+           lambda s: f"trial {best_feasible(ts(s))['trial']}")
+    number(f"{prefix}.best-ms", key, f"its objective ({what})", lambda s: ms(best_feasible(ts(s))["value"], 2))
+
+
+study_counts("dstudy", SDC, "decoder contest study", _sdc_trials)
 number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
        lambda s: times(_baseline(s, "tpe") / _sdc_best(s)["value"]))
 number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
@@ -118,11 +124,7 @@ def _contest_ms(s) -> float:
     return m["objective"] if m.get("objective") is not None else sum(c["latency_ms"] for c in m["cases"])
 
 
-number("sstudy.trials", SSD, "trials of the decoder serving study", lambda s: str(len(_ssd_trials(s))))
-number("sstudy.complete", SSD, "COMPLETE trials of the decoder serving study",
-       lambda s: str(sum(t["state"] == "COMPLETE" for t in _ssd_trials(s))))
-number("sstudy.best", SSD, "the serving study's best feasible trial", lambda s: f"trial {_ssd_best(s)['trial']}")
-number("sstudy.best-ms", SSD, "its objective (serving harness)", lambda s: ms(_ssd_best(s)["value"], 2))
+study_counts("sstudy", SSD, "decoder serving study", _ssd_trials)
 number("sstudy.baseline-ms", SSD, "the serving study's baseline seed's objective",
        lambda s: ms(_ssd_seed(s, "baseline"), 2))
 number("sstudy.best-vs-baseline", SSD, "the best feasible objective / the baseline seed's",

@@ -1,12 +1,12 @@
 """Inline numbers of the run that put every engine beside torch.compile (bench/results/layouts-<gpu>.json, its
-torch rows merged in): the best engines of the run against its naive engine and against torch.compile
-(max-autotune and reduce-overhead), shape by shape; and two sums of the eighth session's shorter run
+torch rows merged in): the best engines of the run against torch.compile (max-autotune and reduce-overhead),
+shape by shape, and sums of named configurations (the roles' sums and ratios are bench.report_numbers_layouts'); and two sums of the eighth session's shorter run
 (layouts-torch-compile-<gpu>.json), whose naive engine ran on another host.
 Rows are grouped and the best engines picked by bench.report_data (configs, pick)."""
 from __future__ import annotations
 
 from bench.report_data import NAIVE, pick
-from bench.report_registry import ms, number, times
+from bench.report_registry import ms, number
 from bench.report_torch_blocks import TC, TORCH_MA, TORCH_RO, run_configs, wins
 
 TC8 = "layouts-torch-compile"      # the eighth session's run: naive, TF32 per_batch, the studies' bests
@@ -26,10 +26,6 @@ def _best(s, model: str, harness: str) -> str:
     if best is None:
         raise ValueError(f"no all-Good {harness} engine of the {model} in the run")
     return best.label
-
-
-def _vs_naive(s, model: str, harness: str) -> str:
-    return times(_sum(s, model, _best(s, model, harness)) / _sum(s, model, NAIVE))
 
 
 def _wins(s, model: str, harness: str, torch_label: str) -> str:
@@ -59,12 +55,6 @@ for _m, _k in (("encoder", "enc"), ("decoder", "dec")):
                           ("contest", TORCH_MA, "contest-ma-wins")):
         number(f"tc.{_k}.{_name}", TC, f"shapes where the {_m}'s fastest all-Good {_h} engine beats `{_t}`, of "
                "those both ran", lambda s, m=_m, h=_h, t=_t: _wins(s, m, h, t))
-number("tc.dec.best-serving.vs-naive", TC, "the decoder's fastest all-Good serving engine: its sum / the run's naive "
-       "FP32 contest sum", lambda s: _vs_naive(s, "decoder", "serving"))
-number("tc.dec.best-contest.vs-naive", TC, "the decoder's fastest all-Good contest-harness engine: its sum / the run's "
-       "naive FP32 contest sum", lambda s: _vs_naive(s, "decoder", "contest"))
-number("tc.dec.best-contest", TC, "the decoder's fastest all-Good contest-harness engine of the run",
-       lambda s: _best(s, "decoder", "contest"))
 number("tc.ma.compile-s", TC, "mean seconds of a max-autotune compile (a shape that compiled) in the run",
        lambda s: f"{_ma_compile_s(s):.0f} s")
 # one label's sum: key -> (file, model, label, decimals)
@@ -72,7 +62,6 @@ for _key, (_file, _m, _label, _d) in {
         "tc.dec.serving-best.sum": (TC, "decoder", "serving-best serving", 2),
         "tc.dec.per-batch-tf32.sum": (TC, "decoder", "per_batch tf32 serving", 2),
         "tc.dec.contest-best.sum": (TC, "decoder", "contest-best contest", 2),
-        "tc.dec.per-batch-tf32-contest.sum": (TC, "decoder", "per_batch tf32 contest", 2),
         "tc.enc.naive.sum": (TC, "encoder", NAIVE, 1),
         "tc8.enc.naive.sum": (TC8, "encoder", NAIVE, 1),
         "tc8.enc.per-batch-tf32.sum": (TC8, "encoder", "per_batch tf32 serving", 2)}.items():

@@ -12,8 +12,8 @@ from bench.report_data import (MODELS, NAIVE, Config, Sources, build_of, configs
                                plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
                                trials)
 
-FIGURES = ("latency", "latency-all", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers", "decoder-study",
-           "decoder-serving-study")
+FIGURES = ("latency", "latency-all", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers",
+           "decoder-study", "decoder-serving-study")
 
 
 def _layouts_configs(src: Sources):
@@ -265,8 +265,8 @@ def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool 
 
 
 BUILDERS = {"latency": latency, "latency-all": latency_all, "speedup": speedup, "layers": layers, "build": build,
-            "pareto": pareto, "study": study, "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
-            "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
+            "pareto": pareto, "study": study, "plugins": plugins, "plugin-layers": plugin_layers,
+            "decoder-study": decoder_study, "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
 
 
 def all_specs(src: Sources) -> dict[str, tuple[dict | None, str | None]]:

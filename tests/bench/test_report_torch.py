@@ -77,9 +77,10 @@ def test_inline_numbers_of_the_run():
     rec = layouts_file()
     for r, s in zip([r for r in rec["rows"] if r["label"] == TORCH_MA], (240.0, 0.2, 200.0)):
         r["build_s"] = s
-    src = Sources(Path("."), "h200", {TC: rec})
+    src = Sources(Path("."), "h200", {TC: rec, "torch-baselines": {"rows": []}})
     assert _best(src, "decoder", "serving") == "per_batch tf32 serving"
-    assert value(src, "tc.dec.best-serving.vs-naive") == "0.34x"
+    assert value(src, "layouts.dec.best-serving.vs-naive") == "0.34x"     # the role numbers read the same run
+    assert value(src, "layouts.dec.best-contest.label") == "per_batch tf32 contest"
     assert value(src, "tc.dec.ma-wins") == "2 of 3" and value(src, "tc.dec.ro-wins") == "2 of 3"
     assert value(src, "tc.dec.contest-ma-wins") == "0 of 3"
     assert value(src, "tc.ma.compile-s") == "220 s"           # the two compiles; the 0.2 s CUDA-graph shape is not one
