@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from bench.report_data import (MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set, plugin_sites,
+from bench.report_data import (H100, MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set, plugin_sites,
                                shape_key, time_ratio)
 from bench.report_specs import FIGURES
 from bench.report_study_blocks import decoder_study, serving_shapes
@@ -292,6 +292,10 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            "decoder-study": decoder_study(src), "bugs-found": bugs(src),
            "decoder-serving-study": decoder_study(src, "study-decoder-serving"),
            "reproduce-decoder-serving": reproduce(src, "reproduce-decoder-serving", "reproduce-eval-decoder-serving"),
-           "serving-study-shapes": serving_shapes(src), "torch-compile-shapes": torch_compile_shapes(src)}
+           "serving-study-shapes": serving_shapes(src), "torch-compile-shapes": torch_compile_shapes(src),
+           # the tenth session's full layouts run, on an H100 (its torch rows are in the file)
+           "summary-encoder-h100": T.summary(src, "encoder", (H100,)),
+           "summary-decoder-h100": T.summary(src, "decoder", (H100,)),
+           "torch-compile-shapes-h100": torch_compile_shapes(src, H100)}
     out.update({f"fig-{n}": T.figure(n, *specs[n]) for n in FIGURES})
     return out

@@ -75,6 +75,7 @@ def case_ratio(model: str, row: dict) -> float:
 
 
 BENCH = ("layouts", "torch-baselines")
+H100 = "layouts@h100"       # the tenth session's full layouts run, on an H100 (its torch rows merged in)
 
 
 def _rows(src: Sources, keys: tuple[str, ...]) -> list[dict]:

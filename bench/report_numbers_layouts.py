@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.report_data import Config, Sources, configs, pick, shape_key, time_ratio
+from bench.report_data import BENCH, Config, Sources, configs, pick, shape_key, time_ratio
 from bench.report_registry import ms, number, pct, sci, span, times
 from bench.report_sources import ReportInputError
 from scoring.metrics import rules
@@ -14,24 +14,25 @@ NAIVE = "naive fp32 contest"
 FDS_OFF = "single+passes fds_off fp32 contest"
 
 
-def cfg(src: Sources, model: str, label: str) -> Config:
-    c = configs(src)[model].get(label)
+def cfg(src: Sources, model: str, label: str, keys: tuple[str, ...] = BENCH) -> Config:
+    """One configuration of the layouts run in keys[0] (default: the layouts file with the torch baselines)."""
+    c = configs(src, keys)[model].get(label)
     if c is None:
-        raise ReportInputError(f"{src.name('layouts')}: no {model} configuration '{label}'")
+        raise ReportInputError(f"{src.name(keys[0])}: no {model} configuration '{label}'")
     return c
 
 
-def role(src: Sources, model: str, name: str) -> Config:
-    c = pick(configs(src)[model])[name]
+def role(src: Sources, model: str, name: str, keys: tuple[str, ...] = BENCH) -> Config:
+    c = pick(configs(src, keys)[model])[name]
     if c is None:
-        raise ReportInputError(f"{src.name('layouts')}: no {model} configuration for the role '{name}'")
+        raise ReportInputError(f"{src.name(keys[0])}: no {model} configuration for the role '{name}'")
     return c
 
 
-def vs_naive(src: Sources, model: str, c: Config) -> float:
-    r, _ = time_ratio(c, cfg(src, model, NAIVE))
+def vs_naive(src: Sources, model: str, c: Config, keys: tuple[str, ...] = BENCH) -> float:
+    r, _ = time_ratio(c, cfg(src, model, NAIVE, keys))
     if r is None:
-        raise ReportInputError(f"{src.name('layouts')}: '{c.label}' shares no shape with '{NAIVE}'")
+        raise ReportInputError(f"{src.name(keys[0])}: '{c.label}' shares no shape with '{NAIVE}'")
     return r
 
 

@@ -112,15 +112,18 @@ _ROWS = record("rows", "builds", "errors", "summary", dicts=("layer_profiles", "
 
 
 class FileSpec(NamedTuple):
-    suffix: str                               # the file is bench/results/<key>-<gpu><suffix>
+    suffix: str                               # the file is bench/results/<stem or key>-<gpu><suffix>
     read: Callable[[str, str], Any]
     gpu: str | None = None                    # the GPU slug it was measured on, whatever --gpu says; None: --gpu
+    stem: str | None = None                   # the file's name stem where the key differs (one kind, two cards)
 
 
-# key -> (file name suffix, reader[, GPU slug]); the file is bench/results/<key>-<gpu><suffix>, <gpu> the
-# report's --gpu unless the entry names the card the file was measured on
+# key -> (file name suffix, reader[, GPU slug[, stem]]); the file is bench/results/<stem or key>-<gpu><suffix>,
+# <gpu> the report's --gpu unless the entry names the card the file was measured on
 FILES: dict[str, FileSpec] = {k: FileSpec(*v) for k, v in {
     "layouts": (".json", _ROWS),
+    # the tenth session's full layouts run (FP32 and FP16 of every layout, torch rows merged in) on an H100
+    "layouts@h100": (".json", _ROWS, "h100", "layouts"),
     "torch-baselines": (".json", _ROWS),
     # torch.compile max-autotune beside the naive engine and the best ones, one run (torch rows merged in)
     "layouts-torch-compile": (".json", _ROWS),
@@ -154,7 +157,7 @@ def file_gpu(key: str, gpu: str) -> str:
 
 
 def file_name(key: str, gpu: str) -> str:
-    return f"{key}-{file_gpu(key, gpu)}{FILES[key].suffix}"
+    return f"{FILES[key].stem or key}-{file_gpu(key, gpu)}{FILES[key].suffix}"
 
 
 @dataclass

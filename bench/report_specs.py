@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import re
 
-from bench.report_data import (MODELS, NAIVE, Config, Sources, build_of, configs, grid, pick, plugin_free,
+from bench.report_data import (BENCH, H100, MODELS, NAIVE, Config, Sources, build_of, configs, grid, pick, plugin_free,
                                plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
                                trials)
 
-FIGURES = ("latency", "latency-all", "speedup", "layers", "build", "pareto", "study", "plugins", "plugin-layers",
-           "decoder-study", "decoder-serving-study")
+FIGURES = ("latency", "latency-all", "latency-all-h100", "speedup", "layers", "build", "pareto", "study", "plugins",
+           "plugin-layers", "decoder-study", "decoder-serving-study")
 
 
-def _layouts_configs(src: Sources):
-    if src.data.get("layouts") is None:
-        return None, src.missing("layouts")
-    return configs(src), None
+def _layouts_configs(src: Sources, keys: tuple[str, ...] = BENCH):
+    if src.data.get(keys[0]) is None:
+        return None, src.missing(keys[0])
+    return configs(src, keys), None
 
 
 def _line(c: Config, shapes: list[tuple[int, int]]) -> dict:
@@ -45,10 +45,10 @@ def latency(src: Sources):
 HARNESS_PANELS = ("contest", "serving", "torch")
 
 
-def latency_all(src: Sources):
-    """Latency per shape of every configuration of the layouts bench: one panel per model and harness
+def latency_all(src: Sources, keys: tuple[str, ...] = BENCH):
+    """Latency per shape of every configuration of the layouts bench in keys[0]: one panel per model and harness
     (contest, serving with and without CUDA graphs, PyTorch), a line per configuration."""
-    cfgs, why = _layouts_configs(src)
+    cfgs, why = _layouts_configs(src, keys)
     if cfgs is None:
         return None, why
     panels = []
@@ -59,8 +59,8 @@ def latency_all(src: Sources):
             if series:
                 panels.append({"model": model, "harness": harness, "shapes": [shape_key(*s) for s in shapes],
                                "series": series})
-    return {"title": f"Every configuration's latency per judged shape on {src.gpu.upper()} (hollow marker = Bad case)",
-            "sources": [src.name("layouts")], "panels": panels}, None
+    return {"title": f"Every configuration's latency per judged shape on {src.gpu_of(keys[0]).upper()} "
+                     "(hollow marker = Bad case)", "sources": [src.name(keys[0])], "panels": panels}, None
 
 
 def _speedup_bars(cfgs: dict[str, Config], base: Config) -> list[dict]:
@@ -264,7 +264,8 @@ def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool 
             **({"yscale": "log"} if log_y else {})}, None
 
 
-BUILDERS = {"latency": latency, "latency-all": latency_all, "speedup": speedup, "layers": layers, "build": build,
+BUILDERS = {"latency": latency, "latency-all": latency_all, "latency-all-h100": lambda src: latency_all(src, (H100,)),
+            "speedup": speedup, "layers": layers, "build": build,
             "pareto": pareto, "study": study, "plugins": plugins, "plugin-layers": plugin_layers,
             "decoder-study": decoder_study, "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.report_data import MODELS, Config, Sources, configs, grid, outputs, pick, shape_key, time_ratio
+from bench.report_data import BENCH, MODELS, Config, Sources, configs, grid, outputs, pick, shape_key, time_ratio
 from scoring.metrics import rules
 
 FIG_DIR = "docs/figures"
@@ -15,6 +15,8 @@ CAPTIONS = {
                "torch eager and torch.compile (log scale; hollow marker = Bad case).",
     "latency-all": "Latency per judged shape of every configuration of the layouts run, one panel per model and "
                    "harness (`serving` rows with and without CUDA graphs; log scale; hollow marker = Bad case).",
+    "latency-all-h100": "The same for the tenth session's full layouts run on an H100 (FP32 and FP16 of every "
+                        "layout; log scale; hollow marker = Bad case).",
     "speedup": "Speed-up of every configuration over the naive FP32 engine (contest harness) and over "
                "torch.compile, summed over the shapes both measured.",
     "layers": "TensorRT's per-layer profile of the same encoder layers before and after the biggest "
@@ -67,10 +69,11 @@ def _first(c: Config, key: str):
     return next(iter(c.cases.values())).get(key)
 
 
-def summary(src: Sources, model: str) -> str:
-    if src.data.get("layouts") is None:
-        return f"_Not made: {src.missing('layouts')}._"
-    cfgs = configs(src)[model]
+def summary(src: Sources, model: str, keys: tuple[str, ...] = BENCH) -> str:
+    """The model's table of the layouts run in keys[0] (default: the layouts file with the torch baselines)."""
+    if src.data.get(keys[0]) is None:
+        return f"_Not made: {src.missing(keys[0])}._"
+    cfgs = configs(src, keys)[model]
     roles = pick(cfgs)
     full = len(grid(cfgs))
     rows = []
@@ -86,7 +89,7 @@ def summary(src: Sources, model: str) -> str:
                      "-" if c.is_torch else graphs(c), f"{c.good}/{len(c.cases)}",
                      f"{c.sum_ms:.1f}" + ("" if len(c.cases) == full else f" ({len(c.cases)} shapes)"), *vs])
     base = roles["torch.compile"].label if roles["torch.compile"] else "torch.compile"
-    return (f"{model}, sums over the {full} judged shapes (`{src.name('layouts')}`):\n\n"
+    return (f"{model}, sums over the {full} judged shapes (`{src.name(keys[0])}`):\n\n"
             + table(["configuration", "harness", "layout", "passes", "preview features", "CUDA graphs", "Good",
                      "sum ms", "time vs naive", f"time vs {base}"], rows))
 

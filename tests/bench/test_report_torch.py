@@ -106,3 +106,28 @@ def test_every_configuration_figure_has_a_panel_per_harness_and_each_configurati
     bad = next(s for p in spec["panels"] for s in p["series"] if s["label"] == "fast-but-bad serving")
     assert bad["good"] == [True, False, True]
     assert latency_all(Sources(Path("."), "h200", {"layouts": None}))[0] is None
+
+
+def test_the_h100_run_is_its_own_file_and_numbers():
+    """The tenth session's run (an H100) is read as layouts-h100.json beside the H200 layouts file, whatever
+    --gpu says, and its numbers (roles, ratio to issue 9's targets, FP16 Good counts) come from it alone."""
+    from bench.report_data import H100
+    from bench.report_numbers import value
+    from bench.report_sources import file_name
+    from bench.report_specs import latency_all
+
+    assert file_name(H100, "h200") == "layouts-h100.json" and file_name("layouts", "h200") == "layouts-h200.json"
+    rec = layouts_file()
+    rec["rows"] += rows("naive fp16 contest", "contest", [0.5, 0.5, 0.5], bad=[(1, 16), (4, 64)])
+    rec.update(build_phase_s=539.9, settings={"parallel": 5})
+    src = Sources(Path("."), "h200", {H100: rec, TC: None})
+    assert value(src, "h100.dec.best-serving.label") == "per_batch tf32 serving"
+    assert value(src, "h100.dec.best-serving.vs-naive") == "0.34x"
+    assert value(src, "h100.dec.best-serving.vs-target") == "0.9x"          # 0.343x / 0.4x
+    assert value(src, "h100.dec.best-contest.sum") == "5.70 ms"
+    assert value(src, "h100.dec.ma-wins") == "2 of 3"
+    assert value(src, "h100.dec.fp16-good") == "1 of 3 (1 engine)"
+    assert value(src, "h100.build-phase") == "540 s" and value(src, "h100.parallel") == "5"
+    assert value(src, "tc.dec.ma-wins").startswith("[not made: bench/results/layouts-h200.json is missing")
+    spec, _ = latency_all(src, (H100,))
+    assert "H100" in spec["title"] and spec["sources"] == ["bench/results/layouts-h100.json"]
