@@ -121,6 +121,8 @@ step() {
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # SEEDS: the seeds a new study enqueues (tune --seeds: all, none or labels; the encoder's FP16 ones cost minutes)
       [ -n "${SEEDS:-}" ] && L+=(--seeds "$SEEDS")
+      # WORKERS: tuning processes on the GPU (tune --workers-per-gpu): builds overlap, measurements take turns
+      L+=(--workers-per-gpu "${WORKERS:-1}")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
         --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from bench.report_data import (H100, MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set, plugin_sites,
-                               shape_key, time_ratio)
+from bench.report_data import (H100, MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set,
+                               plugin_sites, shape_key, time_ratio)
 from bench.report_specs import FIGURES
 from bench.report_study_blocks import decoder_study, serving_shapes
 from bench.report_torch_blocks import torch_compile_shapes

@@ -79,7 +79,8 @@ for _key, (_file, _m, _label, _d) in {
 # issue 9's serving target for the encoder, 0.05x the naive sum, as an average per shape of the run's grid
 for _file, _p in ((TC, "tc"), (H100, "h100")):
     number(f"{_p}.enc.target-avg", _file, "0.05 x the run's naive encoder sum / its shape count: issue 9's target "
-           "per shape", lambda s, f=_file: ms(0.05 * _sum(s, "encoder", NAIVE, f) / len(_groups(s, "encoder", f)[NAIVE].cases), 2))
+           "per shape", lambda s, f=_file: ms(0.05 * _sum(s, "encoder", NAIVE, f)
+                                              / len(_groups(s, "encoder", f)[NAIVE].cases), 2))
     number(f"{_p}.enc.per-batch-tf32.fastest", _file, "the encoder per_batch TF32 serving engine's fastest shape in "
            "the run", lambda s, f=_file: _fastest(_groups(s, "encoder", f)["per_batch tf32 serving"]))
 
@@ -98,7 +99,8 @@ for _m, _k in (("encoder", "enc"), ("decoder", "dec")):
     number(f"h100.{_k}.fp16-good", H100, f"{_m}: the most Good shapes of any all-FP16 engine of the run, of its grid",
            lambda s, m=_m: _fp16_good(s, m))
 # issue 9's ratio targets (to the naive engine's sum): the run's best engine's ratio / the target
-for _k, _m, _h, _target in (("enc.best-serving", "encoder", "serving", 0.05), ("dec.best-serving", "decoder", "serving", 0.4),
+for _k, _m, _h, _target in (("enc.best-serving", "encoder", "serving", 0.05),
+                            ("dec.best-serving", "decoder", "serving", 0.4),
                             ("enc.best-contest", "encoder", "contest", 0.33)):
     number(f"h100.{_k}.vs-target", H100, f"{_m}: the run's best {_h} engine's ratio to naive / issue 9's {_target}x",
            lambda s, m=_m, h=_h, x=_target: times(vs_naive(s, m, role(s, m, f"best {h}", (H100,)), (H100,)) / x, 1))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from bench.report_data import (BENCH, H100, MODELS, NAIVE, Config, Sources, build_of, configs, grid, pick, plugin_free,
-                               plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series, time_ratio,
-                               trials)
+from bench.report_data import (BENCH, H100, MODELS, NAIVE, Config, Sources, build_of, configs, grid, pick,
+                               plugin_free, plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series,
+                               time_ratio, trials)
 
 FIGURES = ("latency", "latency-all", "latency-all-h100", "speedup", "layers", "build", "pareto", "study", "plugins",
            "plugin-layers", "decoder-study", "decoder-serving-study")
@@ -265,9 +265,9 @@ def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool 
 
 
 BUILDERS = {"latency": latency, "latency-all": latency_all, "latency-all-h100": lambda src: latency_all(src, (H100,)),
-            "speedup": speedup, "layers": layers, "build": build,
-            "pareto": pareto, "study": study, "plugins": plugins, "plugin-layers": plugin_layers,
-            "decoder-study": decoder_study, "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
+            "speedup": speedup, "layers": layers, "build": build, "pareto": pareto, "study": study,
+            "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
+            "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
 
 
 def all_specs(src: Sources) -> dict[str, tuple[dict | None, str | None]]:

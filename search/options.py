@@ -313,6 +313,8 @@ class TuneOptions:
                                       "it (a running one finishes)", type=float)
     gpus: tuple[str, ...] = opt(("0",), "--gpus", "GPU ids, one tuning process each (default: 0), e.g. 0,1",
                                 parse=parse_gpus)
+    workers_per_gpu: int = opt(1, "--workers-per-gpu", "tuning processes per GPU (default 1): their engine "
+                               "builds overlap, each measurement has the GPU alone (search/gpu_share.py)", type=int)
     onnx_dir: str | None = opt(None, "--onnx-dir", "where <model>.onnx are (default: the workload spec's "
                                "onnx; WORK_DIR/onnx for WeNet)")
     data_dir: str | None = opt(None, "--data", "test data directory (default: the workload spec's "
@@ -358,6 +360,8 @@ class TuneOptions:
             raise SearchError(f"--time-budget {self.time_budget_s:g}: need a positive number of seconds")
         if not self.gpus:
             raise SearchError("--gpus names no GPU")
+        if self.workers_per_gpu < 1:
+            raise SearchError(f"--workers-per-gpu {self.workers_per_gpu}: need at least 1")
         if not 0 <= self.space.max_opt_level <= 5:
             raise SearchError(f"--max-opt-level {self.space.max_opt_level} is outside 0..5")
         if self.seed is not None and not 0 <= self.seed <= SEED_MAX - len(self.gpus) + 1:

@@ -16,6 +16,7 @@ from workload import registry
 from workload.errors import WorkloadError
 
 from search.errors import SearchError
+from search.gpu_share import WAIT_STAGE
 from search.options import TrialOptions, from_json, to_json
 
 REQUEST_FILE = "request.json"
@@ -24,7 +25,7 @@ REQUEST_FILE = "request.json"
 # its result (pruned, failed) still has the seconds each stage took.
 STAGE_FILE = "stage.txt"
 # the worker stages whose seconds a trial records, under the user attrs a measured trial has too
-STAGE_ATTRS = {"prepare": "prepare_s", "build": "build_s", "evaluate": "eval_s"}
+STAGE_ATTRS = {"prepare": "prepare_s", "build": "build_s", "evaluate": "eval_s", WAIT_STAGE: "gpu_wait_s"}
 
 
 def write_stage(out: Path, stage: str) -> None:
@@ -80,6 +81,7 @@ class TrialRequest:
     cache_dir: Path                    # prepared-ONNX cache, keyed by pass set
     trial: TrialOptions = field(default_factory=TrialOptions)
     workload: Path | None = None       # the workload spec YAML of the config's model (None: a shipped one)
+    gpu_lock: Path | None = None       # the GPU's build/measure lock (search/gpu_share.py); None: none
 
     @property
     def path(self) -> Path:

@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from engine.config import BuildConfig, ConfigError
 
 from search.errors import SearchError
+from search.gpu_share import WAIT_STAGE
 from search.request import STAGE_ATTRS
 from search.storage import best_feasible_trial, feasible_trials, harness_of_study, trial_constraint
 
@@ -50,7 +51,9 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     return out
 
 
-STAGES = tuple(STAGE_ATTRS.values())     # the user attrs of the worker's stages (search.request)
+# the user attrs of the worker's stages (search.request); a trial that shared no GPU has no wait
+WAIT_ATTR = STAGE_ATTRS[WAIT_STAGE]
+STAGES = tuple(v for v in STAGE_ATTRS.values() if v != WAIT_ATTR)
 
 
 def time_spent(trials: list[FrozenTrial]) -> dict[str, Any]:
@@ -61,7 +64,8 @@ def time_spent(trials: list[FrozenTrial]) -> dict[str, Any]:
     return {"trials": len(timed), "trial_s": round(sum(d for _, d in timed), 1),
             "median_s": round(statistics.median(d for _, d in timed), 1) if timed else None,
             "staged": len(staged), "staged_s": round(sum(d for _, d in staged), 1),
-            **{k: round(sum(t.user_attrs[k] for t, _ in staged), 1) for k in STAGES}}
+            **{k: round(sum(t.user_attrs[k] for t, _ in staged), 1) for k in STAGES},
+            WAIT_ATTR: round(sum(t.user_attrs.get(WAIT_ATTR) or 0.0 for t, _ in staged), 1)}
 
 
 def format_time(t: dict[str, Any]) -> str | None:
@@ -70,7 +74,8 @@ def format_time(t: dict[str, Any]) -> str | None:
         return None
     line = f"{t['trial_s']:.0f} s in {t['trials']} trials (median {t['median_s']:.0f} s)"
     if t.get("staged") and t.get("staged_s"):
-        shares = ", ".join(f"{name} {t[STAGE_ATTRS[name]] / t['staged_s']:.0%}" for name in ("build", "evaluate", "prepare"))
+        names = ("build", "evaluate", "prepare") + ((WAIT_STAGE,) if t.get(WAIT_ATTR) else ())
+        shares = ", ".join(f"{name} {t[STAGE_ATTRS[name]] / t['staged_s']:.0%}" for name in names)
         line += f"; of {t['staged']} with stage times: {shares}"
     return line
 

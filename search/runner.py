@@ -4,7 +4,8 @@ one trial, never the study.
 The worker (`python -m search.worker`, found through PYTHONPATH; it keeps our working
 directory, so relative paths mean the same) sees one GPU (CUDA_VISIBLE_DEVICES),
 writes stdout/stderr to files in the trial directory, and is killed with its
-whole process group when it runs past the trial timeout (TrialOptions.trial_timeout_s).
+whole process group when it runs past the trial timeout (TrialOptions.trial_timeout_s); time it
+spends waiting for a GPU it shares with other trials (search/gpu_share.py) does not count.
 Its only input is request.json in the trial directory (search/request.py). Tests swap
 the command for tests/search/fake_trial_worker.py through `command=`.
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from search.gpu_share import WAIT_STAGE
 from search.request import TrialRequest, read_stage, write_request
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,19 +94,24 @@ def _signal_reason(rc: int) -> str:
     return f"worker killed by {name}{hint}"
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float | None, watch: Watch | None, poll_s: float) -> int | str:
-    """The worker's exit status, or the reason `watch` gave to stop it; TimeoutExpired past timeout_s."""
-    if watch is None:
-        return proc.wait(timeout=timeout_s)
+def _wait(proc: subprocess.Popen, timeout_s: float | None, watch: Watch | None, poll_s: float,
+          paused: Callable[[], bool] = lambda: False) -> int | str:
+    """The worker's exit status, or the reason `watch` gave to stop it; TimeoutExpired past timeout_s,
+    not counting the time `paused()` said the worker waited (for the GPU it shares)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last = time.monotonic()
     while True:
         step = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
         try:
             return proc.wait(timeout=max(step, 0.0))
         except subprocess.TimeoutExpired:
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and paused():
+                deadline += now - last
+            last = now
+            if deadline is not None and now >= deadline:
                 raise
-        reason = watch()
+        reason = watch() if watch is not None else None
         if reason:
             finished = proc.poll()          # it ended meanwhile: its own outcome stands
             return finished if finished is not None else str(reason)
@@ -136,7 +143,7 @@ def run_trial(req: TrialRequest, gpu: str | None = None, command: CommandBuilder
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
         try:
-            rc = _wait(proc, timeout_s, watch, poll_s)
+            rc = _wait(proc, timeout_s, watch, poll_s, paused=lambda: read_stage(req.out) == WAIT_STAGE)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             return TrialOutcome("timeout", f"trial ran past its timeout of {timeout_s:g} s; worker killed",

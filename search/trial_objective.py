@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.errors import SearchError
+from search.gpu_share import gpu_lock_path
 from search.grid import shape_label
 from search.options import TrialOptions
 from search.pruning import ProgressWatch, make_pruner
@@ -106,6 +107,7 @@ def result_attrs(result: dict[str, Any]) -> dict[str, Any]:
         "prepare_s": result.get("prepare_s"),
         "build_s": result.get("build_s"),
         "eval_s": result.get("eval_s"),
+        "gpu_wait_s": result.get("gpu_wait_s"),       # waiting for a GPU shared with other trials
         "latency_ms": {shape_label((c["batch"], c["length"])): c["latency_ms"] for c in cases},
         "bad_cases": [shape_label((c["batch"], c["length"])) for c in cases if not c.get("good")],
         "cases": [{k: c.get(k) for k in CASE_KEYS if k in c} for c in cases],
@@ -166,7 +168,8 @@ class TrialObjective:
 
         req = TrialRequest(config=config_path, onnx=Path(s.onnx), data=Path(s.data), out=out,
                            timing_cache=cache, cache_dir=Path(s.cache_dir), trial=s.trial,
-                           workload=Path(s.workload) if s.workload else None)
+                           workload=Path(s.workload) if s.workload else None,
+                           gpu_lock=gpu_lock_path(s.work_dir, s.gpu))
         (out / PROGRESS_FILE).unlink(missing_ok=True)
         (out / STAGE_FILE).unlink(missing_ok=True)
         watch = ProgressWatch(trial, out / PROGRESS_FILE, s.trial)

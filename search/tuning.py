@@ -4,13 +4,14 @@ The study is the model's for the run's harness (`<spec's study>-<harness>`, e.g.
 search/storage.py);
 its options are search/options.py's TuneOptions.
 
-One GPU: the loop runs in this process. Several GPUs: one loop process per GPU
-(`python -m search.gpu_loop`), all on the same storage, each with its own
-sampler seed (equal seeds would sample equal trials), its own
-CUDA_VISIBLE_DEVICES for its trial workers and its own timing cache
+One GPU and one worker: the loop runs in this process. Several GPUs, or --workers-per-gpu N > 1:
+one loop process per (GPU, worker slot) (`python -m search.gpu_loop`), all on the same storage,
+each with its own sampler seed (equal seeds would sample equal trials) and CUDA_VISIBLE_DEVICES
+for its trial workers. The timing cache is one per GPU
 (work/timing-<model>-<harness>-trt<version>-<gpu model>-gpu<id>.cache; with one GPU
-without -gpu<id>, so a contest and a serving run can go side
-by side): a shared cache would need a lock held through every build. This process shows
+without -gpu<id>, so a contest and a serving run can go side by side); the workers of one GPU
+share it (each build merges the others' entries back, engine/timing_cache.py), and their builds
+overlap while each measurement has the GPU alone (search/gpu_share.py). This process shows
 the progress bar, polling the storage.
 
 --trials N runs N new trials per model (split across the GPUs); --time-budget S
@@ -201,15 +202,16 @@ class _QuietFailedTrials(logging.Filter):
 def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budget_s: float | None,
              callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = (),
              space: SearchSpace | None = None, run_id: str | None = None,
-             study: optuna.Study | None = None) -> float:
+             study: optuna.Study | None = None, slot: int | None = None) -> float:
     """study.optimize on one GPU until n_trials ran or budget_s seconds of tuning passed.
 
     The clock starts after setup; returns the seconds spent tuning. Trials get user attr
     tuner_run = run_id (default: a new id). study: the one tune_model opened (one GPU), else
-    opened here with the GPU's sampler seed.
+    opened here with the sampler seed of the loop's slot (its index among every GPU's workers;
+    default: the GPU's index).
     """
     if study is None:
-        index = opts.gpus.index(gpu)
+        index = opts.gpus.index(gpu) if slot is None else slot
         study = open_run_study(opts, model, None if opts.seed is None else opts.seed + index)
     space = space or make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     objective = TrialObjective(space, trial_context(opts, model, gpu), artifact_store(Path(opts.study.work_dir)),
@@ -312,7 +314,7 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
               f"(raise --time-budget)", file=sys.stderr)
     progress = Progress(f"{model} {opts.trial.harness}", opts.n_trials, opts.progress)
     try:
-        if len(opts.gpus) == 1:
+        if len(opts.gpus) == 1 and opts.workers_per_gpu == 1:
             tuning_s = gpu_loop(opts, model, opts.gpus[0], opts.n_trials, budget_s,
                                 callbacks=[lambda s, t: progress.report(t)], space=space, run_id=run_id,
                                 study=study)
@@ -335,7 +337,7 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
 
 def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: optuna.Study,
                   progress: Progress, run_id: str) -> float:
-    """One gpu_loop process per GPU; returns the wall seconds they ran (their setup included)."""
+    """One gpu_loop process per (GPU, worker slot); returns the wall seconds they ran (their setup included)."""
     logs = Path(opts.study.work_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[str, subprocess.Popen, Path]] = []
@@ -343,12 +345,14 @@ def _run_children(opts: TuneOptions, model: str, budget_s: float | None, study: 
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     start = time.monotonic()
     try:
-        for gpu, share in zip(opts.gpus, _shares(opts.n_trials, len(opts.gpus))):
+        slots = [(gpu, k) for gpu in opts.gpus for k in range(opts.workers_per_gpu)]
+        for slot, ((gpu, k), share) in enumerate(zip(slots, _shares(opts.n_trials, len(slots)))):
             if share == 0:
                 continue
-            log_path = logs / f"tune-{model}-{opts.trial.harness}-gpu{gpu}.log"
+            worker = f"-w{k}" if opts.workers_per_gpu > 1 else ""
+            log_path = logs / f"tune-{model}-{opts.trial.harness}-gpu{gpu}{worker}.log"
             cmd = [sys.executable, "-m", "search.gpu_loop", "--options", opts.to_json(), "--model", model,
-                   "--gpu", gpu, "--n-trials", "" if share is None else str(share),
+                   "--gpu", gpu, "--slot", str(slot), "--n-trials", "" if share is None else str(share),
                    "--budget", "" if budget_s is None else repr(max(budget_s, 0.0)), "--run-id", run_id]
             with open(log_path, "ab") as f:
                 # Own process group under the guard: a killed tuner takes its loops with it.

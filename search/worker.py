@@ -9,6 +9,8 @@ Runs in its own process (search/runner.py) so that a TensorRT crash, hang or
 out-of-memory kills one trial, not the study. Writes into the trial directory:
   result.json     objective, constraint, harness, per-case rows (evaluate.case_row: how each case
                   ran too; in grid order), build_s, eval_s, duration_s (this worker's wall time),
+                  gpu_wait_s (waiting for the GPU it shares with other trials: search/gpu_share.py;
+                  not in build_s or eval_s),
                   engine_cache (hit | miss | off) and engine_cache_key, precision counts, sites
                   per pass, the trial options
   progress.jsonl  one JSON line per measured case, as soon as it is measured (PROGRESS_FILE):
@@ -40,6 +42,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from search.gpu_share import WAIT_STAGE, gpu_turn
 
 RESULT_VERSION = 1
 PROGRESS_FILE = "progress.jsonl"
@@ -178,6 +182,8 @@ def open_engine_cache(req, config, onnx: Path, plugin_libs: list[Path], calibrat
 def build_or_reuse(req, config, onnx: Path, plan: Path, calibration: Path | None, plugin_libs: list[Path],
                    out: Path, result: dict[str, Any]) -> Any:
     """The build stage: the engine cache's plan when the key matches, else a build (then stored)."""
+    from search.request import write_stage
+
     cache, key, warning = open_engine_cache(req, config, onnx, plugin_libs, calibration)
     if warning:
         result["warnings"].append(warning)
@@ -198,11 +204,15 @@ def build_or_reuse(req, config, onnx: Path, plan: Path, calibration: Path | None
                                            f"{hit.meta.get('built_by')} in {hit.meta.get('build_s')} s; "
                                            f"not built again\n")
             return hit.meta.get("build_report")
-    t0 = time.monotonic()
-    try:
-        report = build(onnx, config, plan, Path(req.timing_cache), calibration, plugin_libs, out / "build.log")
-    except Exception as exc:
-        raise StageError("build", exc) from exc
+    # builds of the trials sharing this GPU overlap; none runs while one of them measures
+    with gpu_turn(req.gpu_lock, exclusive=False, waiting=lambda: write_stage(out, WAIT_STAGE)) as waited:
+        result["gpu_wait_s"] = result.get("gpu_wait_s", 0.0) + waited
+        write_stage(out, "build")
+        t0 = time.monotonic()
+        try:
+            report = build(onnx, config, plan, Path(req.timing_cache), calibration, plugin_libs, out / "build.log")
+        except Exception as exc:
+            raise StageError("build", exc) from exc
     if key is not None and plan.is_file():
         meta = {"material": key.material, "build_report": _jsonable(report), "built_by": str(out),
                 "build_s": round(time.monotonic() - t0, 3)}
@@ -255,7 +265,7 @@ def run(req) -> dict[str, Any]:
     t0 = time.monotonic()
     write_stage(out, "build")
     report = build_or_reuse(req, config, onnx, plan, calibration, plugin_libs, out, result)
-    result["build_s"] = time.monotonic() - t0
+    result["build_s"] = time.monotonic() - t0 - result.get("gpu_wait_s", 0.0)
     result["build_report"] = _jsonable(report)
     result["plan_bytes"] = plan.stat().st_size if plan.exists() else None
 
@@ -266,11 +276,9 @@ def run(req) -> dict[str, Any]:
     if warning:
         result["warnings"].append(warning)
 
-    t0 = time.monotonic()
     order = case_order(grid)
     progress = out / PROGRESS_FILE
     progress.write_text("")
-    write_stage(out, "evaluate")
     measured: list = []
 
     def on_case(case) -> None:
@@ -284,8 +292,13 @@ def run(req) -> dict[str, Any]:
             pass                           # progress only informs the pruner; the result still counts
 
     try:
-        cases = evaluate(config.model, plan, Path(req.data), order, opts.harness, opts.runs, opts.warmup,
-                         plugin_libs, on_case=on_case)
+        # the measurement has the GPU alone: no build of a trial sharing it runs meanwhile
+        with gpu_turn(req.gpu_lock, exclusive=True, waiting=lambda: write_stage(out, WAIT_STAGE)) as waited:
+            result["gpu_wait_s"] = result.get("gpu_wait_s", 0.0) + waited
+            write_stage(out, "evaluate")
+            t0 = time.monotonic()
+            cases = evaluate(config.model, plan, Path(req.data), order, opts.harness, opts.runs, opts.warmup,
+                             plugin_libs, on_case=on_case)
         position = {tuple(bt): i for i, bt in enumerate(grid)}
         cases = sorted(cases, key=lambda c: position.get((c.batch, c.length), len(position)))
         rows = [_jsonable(case_row(c)) for c in cases]

@@ -17,10 +17,18 @@ search.request.read_request) plus `--fake-mode`:
               --fake-linger s before writing its result (a pruner should have stopped it by then);
               writes worker.pid
   bad         like slow at ok's speed, but the first case measured is Bad by 10x its threshold
+  wait        like ok, but first sits in the GPU-wait stage (search.gpu_share.WAIT_STAGE) for
+              --fake-linger s: the runner must not count that against the trial timeout
+
+Like the real worker, it builds under the GPU lock shared (FAKE_BUILD_S in the environment: seconds a
+build takes, default 0) and measures under it exclusively, and logs each turn as `<kind> <pid> <start>
+<end>` (wall clock) to intervals.txt beside the lock file, so a test can see that no measurement
+overlapped another trial's build or measurement.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +45,7 @@ from scoring.metrics import CaseErrors  # noqa: E402
 from scoring.objective import CaseResult, constraint, objective  # noqa: E402
 from search.grid import parse_grid  # noqa: E402
 from search.options import to_dict  # noqa: E402
+from search.gpu_share import WAIT_STAGE, gpu_turn  # noqa: E402
 from search.request import read_request  # noqa: E402
 from search.request import write_stage  # noqa: E402
 from search.worker import PROGRESS_FILE, case_order, progress_record  # noqa: E402
@@ -84,6 +93,9 @@ def main() -> int:
             time.sleep(1)
     if mode == "noresult":
         return 0
+    if mode == "wait":
+        write_stage(out, WAIT_STAGE)
+        time.sleep(args.fake_linger)
 
     # the real worker's stages, in its order (search.worker.run)
     write_stage(out, "config")
@@ -91,6 +103,8 @@ def main() -> int:
     harness = req.trial.harness
     write_stage(out, "prepare")
     write_stage(out, "build")
+    with gpu_turn(req.gpu_lock, exclusive=False), logged_turn(req.gpu_lock, "build"):
+        time.sleep(float(os.environ.get("FAKE_BUILD_S", "0")))
     (out / "build.log").write_text(f"fake build of {config.model}\n")
     (out / "layers.json").write_text(json.dumps([{"name": "fake/MatMul", "precision": "fp16" if config.fp16 else "fp32"}]))
     cache = Path(req.timing_cache)
@@ -99,6 +113,8 @@ def main() -> int:
         f.write(f"{out.name}\n")
 
     write_stage(out, "evaluate")
+    with gpu_turn(req.gpu_lock, exclusive=True), logged_turn(req.gpu_lock, "measure"):
+        time.sleep(float(os.environ.get("FAKE_BUILD_S", "0")) / 4)
     grid = parse_grid(req.trial.grid, config.model)
     order = case_order(grid) if mode in ("progress", "slow", "bad") else list(grid)
     cases = []
@@ -129,6 +145,15 @@ def main() -> int:
     (out / "eval.txt").write_text(format_table(rows) + "\n")
     (out / "result.json").write_text(json.dumps(result))
     return 0
+
+
+@contextlib.contextmanager
+def logged_turn(lock: Path | None, kind: str):
+    start = time.time()
+    yield
+    if lock is not None:
+        with (lock.parent / "intervals.txt").open("a") as f:
+            f.write(f"{kind} {os.getpid()} {start:.6f} {time.time():.6f}\n")
 
 
 def write_progress(out: Path, cases: list[CaseResult], delay_s: float) -> None:

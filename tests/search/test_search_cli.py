@@ -58,6 +58,7 @@ def test_module_entry_point():
     (["tune", "--model", "encoder", "--trials", "0"], "--trials 0"),
     (["tune", "--model", "encoder", "--trials", "1", "--gpus", "0,x"], "--gpus"),
     (["tune", "--model", "encoder", "--trials", "1", "--gpus", "1,1"], "repeats"),
+    (["tune", "--model", "encoder", "--trials", "1", "--workers-per-gpu", "0"], "--workers-per-gpu 0"),
     (["tune", "--model", "both", "--trials", "1", "--study-name", "s"], "--study-name needs a single"),
     (["tune", "--model", "encoder", "--trials", "1", "--max-opt-level", "9"], "--max-opt-level 9"),
     (["tune", "--model", "encoder", "--trials", "1", "--grid", "3x3"], "not a test shape"),
@@ -238,6 +239,28 @@ def test_two_gpus_two_processes_one_storage(work, capsys):
         family = precision_family(config_of(t))
         assert Path(t.user_attrs["timing_cache"]).name == f"timing-encoder-contest-{toolkit_key(g)}-gpu{g}-{family}.cache"
     assert {p.name.split("-gpu")[1][0] for p in work.glob("timing-*.cache")} == {"0", "1"}
+
+
+def test_workers_sharing_one_gpu_overlap_builds_never_measurements(work, monkeypatch):
+    """--workers-per-gpu 2: two loops on GPU 0, one storage, one timing cache; the fake worker takes the
+    GPU lock as the real one does (build shared, measurement exclusive) and logs each turn."""
+    monkeypatch.setenv("FAKE_BUILD_S", "0.4")
+    n = 6
+    assert tune(work, "--workers-per-gpu", "2", "--seeds", "none", trials=str(n)) == 0
+    study = open_study(f"sqlite:///{work / 'study.db'}", "encoder", create=False)
+    trials = study.get_trials()
+    assert len(trials) == n and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert {t.user_attrs["gpu"] for t in trials} == {"0"}
+    assert {p.name for p in (work / "logs").glob("tune-*.log")} == {
+        "tune-encoder-serving-gpu0-w0.log", "tune-encoder-serving-gpu0-w1.log"}
+    assert not any("-gpu" in Path(t.user_attrs["timing_cache"]).name for t in trials)   # the GPU's one cache
+    turns = [ln.split() for ln in (work / "locks" / "intervals.txt").read_text().splitlines()]
+    assert sum(k == "measure" for k, *_ in turns) == n
+    for kind, pid, start, end in turns:
+        if kind != "measure":
+            continue
+        for _, other, s, e in turns:      # a measurement shares its time with no other trial's turn
+            assert other == pid or float(e) <= float(start) or float(s) >= float(end)
 
 
 def test_seeds_option_picks_the_known_configs_of_a_new_study(work, capsys):

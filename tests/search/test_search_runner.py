@@ -94,3 +94,18 @@ def test_a_watch_reason_stops_the_worker_group(request_, fake_command, process_a
 def test_a_worker_that_finishes_is_not_stopped_by_its_watch(request_, fake_command):
     out = run_trial(request_, command=fake_command("ok"), watch=lambda: None, poll_s=0.1)
     assert out.status == "ok" and out.result["constraint"] <= 0
+
+
+def test_time_waiting_for_a_shared_gpu_does_not_count_against_the_timeout(request_):
+    """A worker in the GPU-wait stage (search.gpu_share) past the timeout still finishes: only its own
+    work counts; the hang test above shows the same timeout killing a worker that is not waiting."""
+    import sys
+    from pathlib import Path
+
+    fake_worker = Path(__file__).with_name("fake_trial_worker.py")
+    request_.trial = dataclasses.replace(request_.trial, trial_timeout_s=3.0)
+    out = run_trial(request_, command=lambda req: [sys.executable, str(fake_worker), *worker_args(req),
+                                                   "--fake-mode", "wait", "--fake-linger", "5"])
+    assert out.status == "ok", out.reason
+    stages = (request_.out / "stage.txt").read_text().split()
+    assert "wait-gpu" in stages

@@ -282,3 +282,8 @@ def test_time_spent_counts_finished_trials_and_splits_the_staged_ones():
     assert (t["staged"], t["staged_s"], t["build_s"], t["eval_s"], t["prepare_s"]) == (2, 100.0, 80.0, 6.0, 9.0)
     assert format_time(t) == "120 s in 3 trials (median 40 s); of 2 with stage times: build 80%, evaluate 6%, prepare 9%"
     assert format_time(time_spent([])) is None
+    # trials that shared a GPU (tune --workers-per-gpu) also say how long they waited for it
+    shared = trials + [trial(TrialState.COMPLETE, 1.0, duration_s=50.0, prepare_s=1.0, build_s=20.0, eval_s=4.0,
+                             gpu_wait_s=25.0)]
+    assert time_spent(shared)["gpu_wait_s"] == 25.0
+    assert format_time(time_spent(shared)).endswith("build 67%, evaluate 7%, prepare 7%, wait-gpu 17%")
