@@ -103,7 +103,7 @@ for _k, _m, _h, _target in (("enc.best-serving", "encoder", "serving", 0.05),
                             ("dec.best-serving", "decoder", "serving", 0.4),
                             ("enc.best-contest", "encoder", "contest", 0.33)):
     number(f"h100.{_k}.vs-target", H100, f"{_m}: the run's best {_h} engine's ratio to naive / issue 9's {_target}x",
-           lambda s, m=_m, h=_h, x=_target: times(vs_naive(s, m, role(s, m, f"best {h}", (H100,)), (H100,)) / x, 1))
+           lambda s, m=_m, h=_h, x=_target: times(vs_naive(s, m, role(s, m, f"best {h}", (H100,)), (H100,)) / x, 2))
 number("h100.build-phase", H100, "wall time of the run's build phase (every engine, --parallel at a time)",
        lambda s: f"{s.data[H100]['build_phase_s']:.0f} s")
 number("h100.parallel", H100, "builds the run made at a time (settings.parallel)",
