@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_common import base_record, write_json  # noqa: E402
 
 ATTRS = ("duration_s", "build_s", "eval_s", "gpu_wait_s")
 
@@ -91,14 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.storage.startswith("sqlite:///") and not Path(args.storage[len("sqlite:///"):]).is_file():
             raise InputError(f"no study database at {args.storage[len('sqlite:///'):]}")
         rows = report(args.storage, args.study)
-        doc = {"kind": "study-throughput", "gpu": args.gpu,
-               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        doc = {**base_record(args.gpu), "kind": "study-throughput", "studies": rows,
                "command": " ".join(["python3 bench/study_throughput.py",
-                                    *(argv if argv is not None else sys.argv[1:])]),
-               "studies": rows}
+                                    *(argv if argv is not None else sys.argv[1:])])}
         if args.out:
             try:
-                Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+                write_json(args.out, doc)
             except OSError as exc:
                 raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     except InputError as exc:

@@ -63,9 +63,11 @@ def test_the_file_summarizes_each_study(storage, tmp_path):
 
 @pytest.mark.parametrize("args,match", [
     (["--study", "nope"], "no study 'nope'"),
-    (["--study", "w1", "--out", "/nonexistent/dir/ab.json"], "cannot write /nonexistent/dir/ab.json"),
+    (["--study", "w1", "--out", "{tmp}/a-file/ab.json"], "cannot write {tmp}/a-file/ab.json"),
 ])
-def test_bad_input_is_one_line_and_exit_2(storage, capsys, args, match):
+def test_bad_input_is_one_line_and_exit_2(storage, capsys, tmp_path, args, match):
+    (tmp_path / "a-file").write_text("not a folder")
+    args, match = [a.format(tmp=tmp_path) for a in args], match.format(tmp=tmp_path)
     assert main(["--storage", storage, *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0]
