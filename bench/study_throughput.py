@@ -65,17 +65,21 @@ def throughput(trials: list) -> dict[str, Any]:
     return out
 
 
-def report(storage: str, names: list[str]) -> list[dict[str, Any]]:
+def report(url: str, names: list[str]) -> list[dict[str, Any]]:
     import optuna
 
-    try:
-        known = set(optuna.study.get_all_study_names(storage))
-    except Exception as exc:        # a bad URL or an unreadable file: SQLAlchemy's or Optuna's error
-        raise InputError(f"cannot open storage {storage}: {str(exc).splitlines()[0][:200]}") from None
+    from search.errors import SearchError
+    from search.storage import make_storage
+
+    try:      # a reader: a missing database or a bad URL is one line, and nothing is written
+        storage = make_storage(url, heartbeat_interval=None, must_exist=True)
+    except SearchError as exc:
+        raise InputError(str(exc)) from None
+    known = set(optuna.study.get_all_study_names(storage))
     rows = []
     for name in names:
         if name not in known:
-            raise InputError(f"no study {name!r} in {storage} (it has: {', '.join(sorted(known)) or 'none'})")
+            raise InputError(f"no study {name!r} in {url} (it has: {', '.join(sorted(known)) or 'none'})")
         study = optuna.load_study(study_name=name, storage=storage)
         rows.append({"study": name, **throughput(study.get_trials(deepcopy=False))})
     return rows
@@ -89,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     args = p.parse_args(argv)
     try:
-        if args.storage.startswith("sqlite:///") and not Path(args.storage[len("sqlite:///"):]).is_file():
-            raise InputError(f"no study database at {args.storage[len('sqlite:///'):]}")
         rows = report(args.storage, args.study)
         doc = {**base_record(args.gpu), "kind": "study-throughput", "studies": rows,
                "command": " ".join(["python3 bench/study_throughput.py",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from search.gpu_share import WAIT_STAGE
-from search.request import TrialRequest, read_stage, write_request
+from search.request import TrialRequest, read_stage, stage_seconds, write_request
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KILL_GRACE_S = 10            # SIGTERM first (TensorRT can flush its log), then SIGKILL
@@ -95,22 +95,24 @@ def _signal_reason(rc: int) -> str:
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float | None, watch: Watch | None, poll_s: float,
-          paused: Callable[[], bool] = lambda: False) -> int | str:
-    """The worker's exit status, or the reason `watch` gave to stop it; TimeoutExpired past timeout_s,
-    not counting the time `paused()` said the worker waited (for the GPU it shares)."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    last = time.monotonic()
+          waited: Callable[[], float] = lambda: 0.0) -> int | str:
+    """The worker's exit status, or the reason `watch` gave to stop it; TimeoutExpired once the worker has
+    run timeout_s seconds besides the `waited()` seconds it spent waiting (for the GPU it shares), which
+    is read only when a deadline comes."""
+    start = time.monotonic()
+    deadline = None if timeout_s is None else start + timeout_s
     while True:
-        step = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        step = poll_s if watch is not None else None
+        if deadline is not None:
+            left = max(deadline - time.monotonic(), 0.0)
+            step = left if step is None else min(step, left)
         try:
-            return proc.wait(timeout=max(step, 0.0))
+            return proc.wait(timeout=step)
         except subprocess.TimeoutExpired:
-            now = time.monotonic()
-            if deadline is not None and paused():
-                deadline += now - last
-            last = now
-            if deadline is not None and now >= deadline:
-                raise
+            if deadline is not None and time.monotonic() >= deadline:
+                deadline = start + timeout_s + waited()
+                if time.monotonic() >= deadline:
+                    raise
         reason = watch() if watch is not None else None
         if reason:
             finished = proc.poll()          # it ended meanwhile: its own outcome stands
@@ -143,7 +145,8 @@ def run_trial(req: TrialRequest, gpu: str | None = None, command: CommandBuilder
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
         try:
-            rc = _wait(proc, timeout_s, watch, poll_s, paused=lambda: read_stage(req.out) == WAIT_STAGE)
+            rc = _wait(proc, timeout_s, watch, poll_s,
+                       waited=lambda: stage_seconds(req.out).get(WAIT_STAGE, 0.0))
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             return TrialOutcome("timeout", f"trial ran past its timeout of {timeout_s:g} s; worker killed",

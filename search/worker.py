@@ -32,6 +32,7 @@ the largest shape first, so a slow or inaccurate engine shows at the first step.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -41,7 +42,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from search.gpu_share import WAIT_STAGE, gpu_turn
 
@@ -179,11 +180,21 @@ def open_engine_cache(req, config, onnx: Path, plugin_libs: list[Path], calibrat
     return PlanCache(Path(req.cache_dir).parent / PLANS_DIR, int(gib * GIB)), key, None
 
 
+@contextlib.contextmanager
+def gpu_stage(req, out: Path, result: dict[str, Any], stage: str, exclusive: bool) -> Iterator[None]:
+    """Run `stage` in this trial's turn on the GPU it may share (search/gpu_share.py): a build shared, a
+    measurement exclusive; the wait is the stage WAIT_STAGE and adds to result["gpu_wait_s"]."""
+    from search.request import write_stage
+
+    with gpu_turn(req.gpu_lock, exclusive=exclusive, waiting=lambda: write_stage(out, WAIT_STAGE)) as waited:
+        result["gpu_wait_s"] = result.get("gpu_wait_s", 0.0) + waited
+        write_stage(out, stage)
+        yield
+
+
 def build_or_reuse(req, config, onnx: Path, plan: Path, calibration: Path | None, plugin_libs: list[Path],
                    out: Path, result: dict[str, Any]) -> Any:
     """The build stage: the engine cache's plan when the key matches, else a build (then stored)."""
-    from search.request import write_stage
-
     cache, key, warning = open_engine_cache(req, config, onnx, plugin_libs, calibration)
     if warning:
         result["warnings"].append(warning)
@@ -205,9 +216,7 @@ def build_or_reuse(req, config, onnx: Path, plan: Path, calibration: Path | None
                                            f"not built again\n")
             return hit.meta.get("build_report")
     # builds of the trials sharing this GPU overlap; none runs while one of them measures
-    with gpu_turn(req.gpu_lock, exclusive=False, waiting=lambda: write_stage(out, WAIT_STAGE)) as waited:
-        result["gpu_wait_s"] = result.get("gpu_wait_s", 0.0) + waited
-        write_stage(out, "build")
+    with gpu_stage(req, out, result, "build", exclusive=False):
         t0 = time.monotonic()
         try:
             report = build(onnx, config, plan, Path(req.timing_cache), calibration, plugin_libs, out / "build.log")
@@ -293,9 +302,7 @@ def run(req) -> dict[str, Any]:
 
     try:
         # the measurement has the GPU alone: no build of a trial sharing it runs meanwhile
-        with gpu_turn(req.gpu_lock, exclusive=True, waiting=lambda: write_stage(out, WAIT_STAGE)) as waited:
-            result["gpu_wait_s"] = result.get("gpu_wait_s", 0.0) + waited
-            write_stage(out, "evaluate")
+        with gpu_stage(req, out, result, "evaluate", exclusive=True):
             t0 = time.monotonic()
             cases = evaluate(config.model, plan, Path(req.data), order, opts.harness, opts.runs, opts.warmup,
                              plugin_libs, on_case=on_case)
