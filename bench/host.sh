@@ -17,7 +17,7 @@
 # GPU_SLUG (default: from nvidia-smi, e.g. h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
-# WORKERS (study: tune --workers-per-gpu), AB_WORKERS / AB_S (workers-ab: the worker counts, "3 1", and seconds of each),
+# WORKERS (study: tune --workers-per-gpu), AB_WORKERS / AB_S / AB_STUDY (workers-ab: the worker counts, "3 1", seconds of each, main = in the model's own study),
 # TORCH_VARIANTS (torch: bench/torch_baselines.py --variants), MODELS_TORCH (torch: its models, one process each), TORCH_WAIT_S (layouts: how long its timings wait for the torch compiles), TABLES=0 (study: no precision table / front), TRIAL_TIMEOUT_S (study: seconds per trial, 400; the encoder's FP16 builds need more), SEEDS (study: tune --seeds), ONLY (cache-builds, layouts: variant labels of bench/layouts.py), LAYOUT_CONFIGS (layouts: LABEL=PATH frozen configs measured beside the suite), CACHE_DEADLINE_S (cache-builds: seconds before no build starts).
 set -uo pipefail
 WORK=${WORK:-/root/work}
@@ -211,18 +211,24 @@ step() {
     workers-ab)  # issue 10: trials per minute with AB_WORKERS tuning processes on the GPU (tune --workers-per-gpu)
       # Each count tunes its own new study (`<study>-w<N>`, seeds none, the engine cache off so no plan is reused)
       # for AB_S seconds; the multi-worker run goes first, so the timing cache it warms favours the single one.
+      # AB_STUDY=main: both counts tune the model's own study instead, one run after the other (its trials count
+      # toward the study; the file then splits it by tuning run, and TPE samples from the same history in both).
       wait_for "$WORK/data/.complete" 600 || return 1
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
-      names=()
+      local main="wenet-${MODELS:-decoder}-${HARNESS:-serving}" names=() split=() w n
+      [ "${AB_STUDY:-}" = main ] && names=(--study "$main") && split=(--last-runs "$(wc -w <<< "${AB_WORKERS:-3 1}")")
       for w in ${AB_WORKERS:-3 1}; do
-        n="wenet-${MODELS:-decoder}-${HARNESS:-serving}-w$w"; names+=(--study "$n")
+        n="$main-w$w"; [ "${AB_STUDY:-}" = main ] && n=$main || names+=(--study "$n")
         # shellcheck disable=SC2086
         trt -m search tune --work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-serving}" "${L[@]}" \
           --study-name "$n" --seeds none --seed 7 --plan-cache-gib 0 --workers-per-gpu "$w" --time-budget "${AB_S:-420}" \
           --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       done
-      trt bench/study_throughput.py --storage "sqlite:///$WORK/study.db" "${names[@]}" \
-        --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --out "$RESULTS/workers-ab-$GPU_SLUG.json" ;;
+      trt bench/study_throughput.py --storage "sqlite:///$WORK/study.db" "${names[@]}" "${split[@]}" \
+        --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --out "$RESULTS/workers-ab-$GPU_SLUG.json"
+      [ "${AB_STUDY:-}" = main ] && trt -m search export --work-dir "$WORK" --harness "${HARNESS:-serving}" \
+        --model "${MODELS:-decoder}" --out "$RESULTS/study-${MODELS:-decoder}-${HARNESS:-serving}-$GPU_SLUG.json"
+      return 0 ;;
     smoke-tune)  # the study end to end on both harnesses: one seed trial each (decoder: fast builds)
       wait_for "$WORK/data/.complete" 600 || return 1
       for h in contest serving; do

@@ -3,7 +3,10 @@
     python3 bench/study_throughput.py --storage sqlite:///work/study.db \\
         --study wenet-decoder-serving-w3 --study wenet-decoder-serving-w1 --out bench/results/workers-ab-h100.json
 
-For each study: its finished trials by state; the wall span from the first trial's start to the last
+With --last-runs N, each study's last N tuning runs (user attr tuner_run, ordered by their first trial's
+start) are summarized one by one instead: the A/B of worker counts run one after the other in one study.
+
+For each study (or run): its finished trials by state; the wall span from the first trial's start to the last
 one's end; COMPLETE and finished trials per minute of that span; the most trials that ran at once (from
 their timestamps, so the file says what concurrency each study really had); and the medians of the
 trials' duration_s, build_s, eval_s and gpu_wait_s (search/trial_objective.py's user attrs).
@@ -65,7 +68,24 @@ def throughput(trials: list) -> dict[str, Any]:
     return out
 
 
-def report(url: str, names: list[str]) -> list[dict[str, Any]]:
+def runs_of(trials: list, last: int) -> list[tuple[str, list]]:
+    """The last `last` tuning runs among trials (user attr tuner_run), oldest first, each with its trials."""
+    by_run: dict[str, list] = {}
+    for t in trials:
+        run = t.user_attrs.get("tuner_run")
+        if run is not None and t.datetime_start is not None:
+            by_run.setdefault(run, []).append(t)
+    ordered = sorted(by_run.items(), key=lambda kv: min(t.datetime_start for t in kv[1]))
+    return ordered[-last:]
+
+
+def _workers(trials: list) -> int | None:
+    """The run's workers per GPU (user attr of its trials; None where the tuner predates it)."""
+    seen = {t.user_attrs.get("workers_per_gpu") for t in trials} - {None}
+    return seen.pop() if len(seen) == 1 else None
+
+
+def report(url: str, names: list[str], last_runs: int = 0) -> list[dict[str, Any]]:
     import optuna
 
     from search.errors import SearchError
@@ -81,7 +101,15 @@ def report(url: str, names: list[str]) -> list[dict[str, Any]]:
         if name not in known:
             raise InputError(f"no study {name!r} in {url} (it has: {', '.join(sorted(known)) or 'none'})")
         study = optuna.load_study(study_name=name, storage=storage)
-        rows.append({"study": name, **throughput(study.get_trials(deepcopy=False))})
+        trials = study.get_trials(deepcopy=False)
+        if not last_runs:
+            rows.append({"study": name, **throughput(trials)})
+            continue
+        runs = runs_of(trials, last_runs)
+        if len(runs) < last_runs:
+            raise InputError(f"study {name!r} has {len(runs)} tuning run(s) with trials, not the {last_runs} asked for")
+        rows += [{"study": name, "tuner_run": run, "workers_per_gpu": _workers(ts), **throughput(ts)}
+                 for run, ts in runs]
     return rows
 
 
@@ -89,11 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench/study_throughput.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--storage", required=True, help="SQLAlchemy URL of the study database")
     p.add_argument("--study", action="append", required=True, help="a study to summarize (repeatable)")
+    p.add_argument("--last-runs", type=int, default=0,
+                   help="summarize each study's last N tuning runs one by one (default: the study as one)")
     p.add_argument("--gpu", default="unknown", help="GPU name for the file's header")
     p.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     args = p.parse_args(argv)
     try:
-        rows = report(args.storage, args.study)
+        if args.last_runs < 0:
+            raise InputError(f"--last-runs {args.last_runs}: need 0 or more")
+        rows = report(args.storage, args.study, args.last_runs)
         doc = {**base_record(args.gpu), "kind": "study-throughput", "studies": rows,
                "command": " ".join(["python3 bench/study_throughput.py",
                                     *(argv if argv is not None else sys.argv[1:])])}
@@ -106,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for r in rows:
-        print(f"{r['study']}: {r['finished']} finished {r['states']}, {r.get('complete_per_min')} COMPLETE/min, "
+        run = f" run {r['tuner_run']} ({r['workers_per_gpu']} per GPU)" if "tuner_run" in r else ""
+        print(f"{r['study']}{run}: {r['finished']} finished {r['states']}, {r.get('complete_per_min')} COMPLETE/min, "
               f"at most {r.get('most_at_once')} at once, median {r.get('median_duration_s')} s a trial "
               f"(GPU wait {r.get('median_gpu_wait_s')} s)")
     return 0

@@ -127,18 +127,23 @@ def new_run_id() -> str:
 
 
 class RunObjective:
-    """The objective of one tuning run: tags each trial with the run, and records an interruption.
+    """The objective of one tuning run: tags each trial with the run (and its workers per GPU), and records an
+    interruption.
 
     Ctrl-C / SIGTERM (KeyboardInterrupt) fails the running trial (Optuna) after it gets user
     attrs interrupted (which signal) and fail_reason, so a later run knows to run it again.
     """
 
-    def __init__(self, objective: Callable[[optuna.trial.Trial], float], run_id: str) -> None:
+    def __init__(self, objective: Callable[[optuna.trial.Trial], float], run_id: str,
+                 workers_per_gpu: int = 1) -> None:
         self.objective = objective
         self.run_id = run_id
+        self.workers_per_gpu = workers_per_gpu
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         trial.set_user_attr("tuner_run", self.run_id)
+        # how many trials could share its GPU: bench/study_throughput.py compares runs by it
+        trial.set_user_attr("workers_per_gpu", self.workers_per_gpu)
         try:
             return self.objective(trial)
         except KeyboardInterrupt as exc:
@@ -216,7 +221,7 @@ def gpu_loop(opts: TuneOptions, model: str, gpu: str, n_trials: int | None, budg
     space = space or make_space(opts.space, model, opts.onnx_path(model), opts.trial.plugin_libs)
     objective = TrialObjective(space, trial_context(opts, model, gpu), artifact_store(Path(opts.study.work_dir)),
                                command=command_builder(opts))
-    objective = RunObjective(objective, run_id or new_run_id())
+    objective = RunObjective(objective, run_id or new_run_id(), workers_per_gpu=opts.workers_per_gpu)
     if (budget_s is not None and budget_s <= 0) or n_trials == 0:
         return 0.0
     # Records of optuna.* loggers reach the handlers of the "optuna" logger: filter there.

@@ -77,3 +77,26 @@ def test_a_missing_database_is_one_line(tmp_path, capsys):
     assert main(["--storage", f"sqlite:///{tmp_path / 'none.db'}", "--study", "w1"]) == 2
     err = capsys.readouterr().err
     assert "no study database" in err and "none.db" in err
+
+
+def test_last_runs_split_one_study_by_tuning_run(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="main", storage=url)
+    add(study, TrialState.COMPLETE, -500, -400, duration_s=100.0)                       # an earlier session's run
+    add(study, TrialState.COMPLETE, 0, 100, tuner_run="a", workers_per_gpu=3, duration_s=100.0)
+    add(study, TrialState.COMPLETE, 10, 70, tuner_run="a", workers_per_gpu=3, duration_s=60.0)
+    add(study, TrialState.COMPLETE, 200, 260, tuner_run="b", workers_per_gpu=1, duration_s=60.0)
+    add(study, TrialState.PRUNED, 260, 300, tuner_run="b", workers_per_gpu=1, duration_s=40.0)
+    out = tmp_path / "ab.json"
+    assert main(["--storage", url, "--study", "main", "--last-runs", "2", "--out", str(out)]) == 0
+    a, b = json.loads(out.read_text())["studies"]
+    assert (a["tuner_run"], a["workers_per_gpu"], a["finished"], a["most_at_once"]) == ("a", 3, 2, 2)
+    assert a["span_s"] == 100.0 and a["complete_per_min"] == 1.2
+    assert (b["tuner_run"], b["workers_per_gpu"], b["states"], b["span_s"]) == ("b", 1, {"COMPLETE": 1, "PRUNED": 1},
+                                                                                 100.0)
+    assert main(["--storage", url, "--study", "main", "--last-runs", "4"]) == 2     # only two runs are tagged
+
+
+def test_a_negative_run_count_is_one_line(storage, capsys):
+    assert main(["--storage", storage, "--study", "w1", "--last-runs", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --last-runs -1: need 0 or more"
