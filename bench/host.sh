@@ -215,13 +215,15 @@ step() {
       # toward the study; the file then splits it by tuning run, and TPE samples from the same history in both).
       wait_for "$WORK/data/.complete" 600 || return 1
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
-      local main="wenet-${MODELS:-decoder}-${HARNESS:-serving}" names=() split=() w n
-      [ "${AB_STUDY:-}" = main ] && names=(--study "$main") && split=(--last-runs "$(wc -w <<< "${AB_WORKERS:-3 1}")")
+      # (a main study new on this card gets the harness's seeds: its first run tunes them)
+      local main="wenet-${MODELS:-decoder}-${HARNESS:-serving}" names=() split=() seeds=(--seeds none) w n
+      [ "${AB_STUDY:-}" = main ] && names=(--study "$main") && seeds=() &&
+        split=(--last-runs "$(wc -w <<< "${AB_WORKERS:-3 1}")")
       for w in ${AB_WORKERS:-3 1}; do
         n="$main-w$w"; [ "${AB_STUDY:-}" = main ] && n=$main || names+=(--study "$n")
         # shellcheck disable=SC2086
         trt -m search tune --work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-serving}" "${L[@]}" \
-          --study-name "$n" --seeds none --seed 7 --plan-cache-gib 0 --workers-per-gpu "$w" --time-budget "${AB_S:-420}" \
+          --study-name "$n" "${seeds[@]}" --seed 7 --plan-cache-gib 0 --workers-per-gpu "$w" --time-budget "${AB_S:-420}" \
           --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       done
       trt bench/study_throughput.py --storage "sqlite:///$WORK/study.db" "${names[@]}" "${split[@]}" \
