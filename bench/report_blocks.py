@@ -10,7 +10,7 @@ import re
 from bench.report_data import (H100, MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set,
                                plugin_sites, shape_key, time_ratio)
 from bench.report_specs import FIGURES
-from bench.report_study_blocks import decoder_study, serving_shapes
+from bench.report_study_blocks import decoder_study, serving_shapes, workers_ab
 from bench.report_torch_blocks import torch_compile_shapes
 from bench import report_tables as T
 from bench.report_tables import e, table
@@ -296,6 +296,6 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            # the tenth session's full layouts run, on an H100 (its torch rows are in the file)
            "summary-encoder-h100": T.summary(src, "encoder", (H100,)),
            "summary-decoder-h100": T.summary(src, "decoder", (H100,)),
-           "torch-compile-shapes-h100": torch_compile_shapes(src, H100)}
+           "torch-compile-shapes-h100": torch_compile_shapes(src, H100), "workers-ab": workers_ab(src)}
     out.update({f"fig-{n}": T.figure(n, *specs[n]) for n in FIGURES})
     return out

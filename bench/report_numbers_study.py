@@ -2,6 +2,7 @@
 (H100) and its rebuild under the contest harness, and the cache builds."""
 from __future__ import annotations
 
+import re
 import statistics
 from typing import Callable
 
@@ -206,3 +207,48 @@ def _build_share(s) -> str:
 
 number("dstudy.build-share", SDC, "both decoder contest studies: the engine build's share of the wall time of the "
        "trials that recorded their stages (so far the complete ones)", _build_share)
+
+
+# --- tune --workers-per-gpu: the A/B of bench/host.sh workers-ab (workers-ab-h100.json) ------------------
+WAB = "workers-ab"
+
+
+def _wab_run(workers: int) -> Callable[[Sources], dict]:
+    """The file's (last) row of that many workers per GPU."""
+    return lambda s: [r for r in s.data[WAB]["studies"] if r.get("workers_per_gpu") == workers][-1]
+
+
+for _w in (3, 1):
+    _row = _wab_run(_w)
+    number(f"wab.w{_w}.finished", WAB, f"trials the {_w}-worker run finished",
+           lambda s, row=_row: str(row(s)["finished"]))
+    number(f"wab.w{_w}.complete", WAB, f"COMPLETE trials of the {_w}-worker run",
+           lambda s, row=_row: str(row(s)["states"].get("COMPLETE", 0)))
+number("wab.w3.median-build", WAB, "the 3-worker run's median build time (a killed trial's too)",
+       lambda s: f"{_wab_run(3)(s)['median_build_s']:.0f} s")
+number("wab.w1.complete-per-min", WAB, "COMPLETE trials per minute of the 1-worker run",
+       lambda s: f"{_wab_run(1)(s)['complete_per_min']:.2f}")
+
+
+def _alone_fp16_build(s) -> str:
+    """The 1-worker run's COMPLETE FP16 trial in the serving study: its build time (the same builds, side by side,
+    ran past the timeout)."""
+    recs = [r for r in main_study(s.data[SSD])["trials"] if (r.get("user_attrs") or {}).get("workers_per_gpu") == 1
+            and r["state"] == "COMPLETE" and (r.get("params") or {}).get("fp16")]
+    r = recs[-1]
+    return f"{r['user_attrs']['build_s']:.0f} s (trial {r['number']})"
+
+
+number("wab.alone-fp16-build", SSD, "the serving study's COMPLETE FP16 trial of a 1-worker run: its build time",
+       _alone_fp16_build)
+
+
+def _multi_worker_timeout(s) -> str:
+    """The trial timeout that killed the serving study's trials of a multi-worker run (from their fail reasons)."""
+    reasons = [(r.get("fail_reason") or "") for r in main_study(s.data[SSD])["trials"]
+               if ((r.get("user_attrs") or {}).get("workers_per_gpu") or 1) > 1]
+    return next(m.group(1) for m in map(re.compile(r"timeout of (\d+ s)").search, reasons) if m)
+
+
+number("wab.timeout", SSD, "the trial timeout of the serving study's multi-worker run (its FAIL reasons)",
+       _multi_worker_timeout)

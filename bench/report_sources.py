@@ -148,6 +148,8 @@ FILES: dict[str, FileSpec] = {k: FileSpec(*v) for k, v in {
     "reproduce-decoder-serving": (".json", record("rows", "compare"), "h100"),
     "reproduce-eval-decoder-serving": (".json", evaluate_output, "h100"),
     "reproduce-eval-decoder-serving-contest": (".json", evaluate_output, "h100"),
+    # tune --workers-per-gpu: trials per minute with 3 and with 1 tuning process on the H100 (bench/study_throughput.py)
+    "workers-ab": (".json", record("studies"), "h100"),
 }.items()}
 
 

@@ -1,5 +1,6 @@
 """README blocks of the decoder studies: every trial of a study export (the contest study, the serving
-study), the samplers' race where an export holds a random study, and the serving study's per-shape table.
+study), the samplers' race where an export holds a random study, the serving study's per-shape table, and
+the workers-per-GPU A/B (bench/study_throughput.py).
 
 Like bench.report_tables, every number is read from a committed bench/results file.
 """
@@ -164,3 +165,29 @@ def serving_shapes(src: Sources, key: str = SSD, contest_key: str = SSD_CONTEST,
             "baseline measured in its harness in this run, so no ratio)."
             + (f" No trial of the seed{'s' if len(missing) > 1 else ''} " + ", ".join(f"`{s}`" for s in missing)
                + " in the export." if missing else ""))
+
+
+WAB = "workers-ab"
+
+
+def _num(x, fmt: str = "{:.0f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def workers_ab(src: Sources, key: str = WAB) -> str:
+    """One row per study or tuning run of bench/study_throughput.py's file: what ran at once, and how fast."""
+    rec = src.data.get(key)
+    if rec is None:
+        return _not_made(src, key)
+    rows = [[f"`{r['study']}`" + (f" run `{r['tuner_run']}`" if r.get("tuner_run") else ""),
+             _num(r.get("workers_per_gpu"), "{}"), r["finished"],
+             ", ".join(f"{k} {v}" for k, v in sorted(r.get("states", {}).items())) or "-",
+             _num(r.get("most_at_once"), "{}"), _num(r.get("span_s")), _num(r.get("complete_per_min"), "{:.2f}"),
+             *(_num(r.get(f"median_{k}")) for k in ("duration_s", "build_s", "eval_s", "gpu_wait_s"))]
+            for r in rec["studies"]]
+    date, command = src.meta(key)
+    return (f"`{src.name(key)}` ({date}, {rec.get('gpu', '-')}; `{command}`):\n\n"
+            + table(["study / tuning run", "workers per GPU", "finished", "states", "most at once", "span s",
+                     "COMPLETE / min", "median trial s", "median build s", "median eval s", "median GPU wait s"], rows)
+            + "\n\nThe span runs from the first trial's start to the last one's end; the medians are over the "
+              "finished trials that recorded the stage (a trial killed by its timeout has a build time, no eval).")

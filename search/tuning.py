@@ -127,22 +127,20 @@ def new_run_id() -> str:
 
 
 class RunObjective:
-    """The objective of one tuning run: tags each trial with the run (and its workers per GPU), and records an
-    interruption.
+    """One tuning run's objective: tags each trial with the run and its workers per GPU (bench/study_throughput.py
+    compares runs by them), and records an interruption.
 
     Ctrl-C / SIGTERM (KeyboardInterrupt) fails the running trial (Optuna) after it gets user
     attrs interrupted (which signal) and fail_reason, so a later run knows to run it again.
     """
 
-    def __init__(self, objective: Callable[[optuna.trial.Trial], float], run_id: str,
-                 workers_per_gpu: int = 1) -> None:
+    def __init__(self, objective: Callable[[optuna.trial.Trial], float], run_id: str, workers_per_gpu: int = 1) -> None:
         self.objective = objective
         self.run_id = run_id
         self.workers_per_gpu = workers_per_gpu
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         trial.set_user_attr("tuner_run", self.run_id)
-        # how many trials could share its GPU: bench/study_throughput.py compares runs by it
         trial.set_user_attr("workers_per_gpu", self.workers_per_gpu)
         try:
             return self.objective(trial)
