@@ -286,14 +286,15 @@ step() {
       trt -m search tune --model "${MODELS:-both}" --work-dir "$WORK" --trials "${PLAN_TRIALS:-30}" \
         --trial-timeout 600 --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       trt -m search export --work-dir "$WORK" --out "$RESULTS/candidates-$GPU_SLUG.json" ;;
-    precision)  # the precision issue: sensitivity, bisection and rules plans on the per_batch seed, then the table
+    precision)  # the precision issue: sensitivity, bisection and rules plans on a per_batch seed (BASE: per_batch,
+      # or per_batch_tf32, the faster FP32-class engine), then the table
       S=(--work-dir "$WORK" --harness serving --max-opt-level "${MAX_OPT:-4}" ${ALLOW_INT8:+--allow-int8})
       for p in ${PRECISION_PLANS:-rules sensitivity bisect}; do
-        trt -m search plan "${S[@]}" --model "${MODELS:-both}" --plan "$p" --base per_batch
+        trt -m search plan "${S[@]}" --model "${MODELS:-both}" --plan "$p" --base "${BASE:-per_batch}"
       done
       trt -m search tune "${S[@]}" --model "${MODELS:-both}" --trials "${PLAN_TRIALS:-15}" --trial-timeout 900 \
         --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
-      trt -m search precision "${S[@]}" --model "${MODELS:-both}" --base per_batch --layout per_batch \
+      trt -m search precision "${S[@]}" --model "${MODELS:-both}" --base "${BASE:-per_batch}" --layout per_batch \
         --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
       trt -m search pareto --work-dir "$WORK" --harness serving --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
