@@ -8,6 +8,7 @@ from typing import Callable
 
 from bench.report_data import Sources, best_feasible, main_study, sampler_study, seed_trial, trials
 from bench.report_registry import ms, number, times
+from bench.report_study_blocks import WAB
 from search.results import STAGES
 
 
@@ -210,7 +211,6 @@ number("dstudy.build-share", SDC, "both decoder contest studies: the engine buil
 
 
 # --- tune --workers-per-gpu: the A/B of bench/host.sh workers-ab (workers-ab-h100.json) ------------------
-WAB = "workers-ab"
 
 
 def _wab_run(workers: int) -> Callable[[Sources], dict]:
@@ -230,12 +230,18 @@ number("wab.w1.complete-per-min", WAB, "COMPLETE trials per minute of the 1-work
        lambda s: f"{_wab_run(1)(s)['complete_per_min']:.2f}")
 
 
+def _ssd_records(s, shared: bool) -> list[dict]:
+    """The serving study's raw trial records from runs with several workers per GPU (shared), or with one
+    (trials of runs older than the workers_per_gpu attr had one)."""
+    return [r for r in main_study(s.data[SSD])["trials"]
+            if (((r.get("user_attrs") or {}).get("workers_per_gpu") or 1) > 1) == shared]
+
+
 def _alone_fp16_build(s) -> str:
-    """The 1-worker run's COMPLETE FP16 trial in the serving study: its build time (the same builds, side by side,
-    ran past the timeout)."""
-    recs = [r for r in main_study(s.data[SSD])["trials"] if (r.get("user_attrs") or {}).get("workers_per_gpu") == 1
-            and r["state"] == "COMPLETE" and (r.get("params") or {}).get("fp16")]
-    r = recs[-1]
+    """The last COMPLETE FP16 trial of a 1-worker run in the serving study: its build time (the same builds, side
+    by side, ran past the timeout)."""
+    r = [r for r in _ssd_records(s, shared=False)
+         if r["state"] == "COMPLETE" and (r.get("params") or {}).get("fp16")][-1]
     return f"{r['user_attrs']['build_s']:.0f} s (trial {r['number']})"
 
 
@@ -245,8 +251,7 @@ number("wab.alone-fp16-build", SSD, "the serving study's COMPLETE FP16 trial of 
 
 def _multi_worker_timeout(s) -> str:
     """The trial timeout that killed the serving study's trials of a multi-worker run (from their fail reasons)."""
-    reasons = [(r.get("fail_reason") or "") for r in main_study(s.data[SSD])["trials"]
-               if ((r.get("user_attrs") or {}).get("workers_per_gpu") or 1) > 1]
+    reasons = [r.get("fail_reason") or "" for r in _ssd_records(s, shared=True)]
     return next(m.group(1) for m in map(re.compile(r"timeout of (\d+ s)").search, reasons) if m)
 
 
