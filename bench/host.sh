@@ -68,6 +68,9 @@ collect() {   # results + a consistent copy of the study database -> $OUT (8 fil
   ls "$OUT"
 }
 
+# the precision steps' shared `search` arguments (the serving study, the opt-level cap, INT8 when asked)
+PS=(--work-dir "$WORK" --harness serving --max-opt-level "${MAX_OPT:-4}" ${ALLOW_INT8:+--allow-int8})
+
 tagged() {   # tagged NAME: freeze/reproduce's result file, TAG naming the study (study-decoder-contest-h200.json)
   echo "$RESULTS/$1${TAG:+-$TAG}-$GPU_SLUG.json"
 }
@@ -286,18 +289,21 @@ step() {
       trt -m search tune --model "${MODELS:-both}" --work-dir "$WORK" --trials "${PLAN_TRIALS:-30}" \
         --trial-timeout 600 --no-progress $TUNE_ARGS 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       trt -m search export --work-dir "$WORK" --out "$RESULTS/candidates-$GPU_SLUG.json" ;;
-    precision)  # the precision issue: sensitivity, bisection and rules plans on a per_batch seed (BASE: per_batch,
-      # or per_batch_tf32, the faster FP32-class engine), then the table
-      S=(--work-dir "$WORK" --harness serving --max-opt-level "${MAX_OPT:-4}" ${ALLOW_INT8:+--allow-int8})
+    precision-plans)  # enqueue the precision plans (PRECISION_PLANS, in that order) on the per_batch seed BASE
+      # (per_batch, or per_batch_tf32, the faster FP32-class engine) in the serving study; a later tune runs them
       for p in ${PRECISION_PLANS:-rules sensitivity bisect}; do
-        trt -m search plan "${S[@]}" --model "${MODELS:-both}" --plan "$p" --base "${BASE:-per_batch}"
-      done
-      trt -m search tune "${S[@]}" --model "${MODELS:-both}" --trials "${PLAN_TRIALS:-15}" --trial-timeout 900 \
-        --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
-      trt -m search precision "${S[@]}" --model "${MODELS:-both}" --base "${BASE:-per_batch}" --layout per_batch \
+        trt -m search plan "${PS[@]}" --model "${MODELS:-both}" --plan "$p" --base "${BASE:-per_batch}"
+      done ;;
+    precision-table)  # the precision issue's table (best engine per class on per_batch) and the Pareto front
+      trt -m search precision "${PS[@]}" --model "${MODELS:-both}" --base "${BASE:-per_batch}" --layout per_batch \
         --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
       trt -m search pareto --work-dir "$WORK" --harness serving --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
+    precision)  # the precision issue end to end: the plans, PLAN_TRIALS of them tuned, the table
+      step precision-plans || return 1
+      trt -m search tune "${PS[@]}" --model "${MODELS:-both}" --trials "${PLAN_TRIALS:-15}" --trial-timeout 900 \
+        --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
+      step precision-table ;;
     freeze)  # the best trial of the $HARNESS study of each model present -> $WORK/configs
       trt -m search status --work-dir "$WORK"
       trt -m search freeze --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$WORK/configs"

@@ -268,11 +268,12 @@ def baseline(model: str) -> BuildConfig:
 
 
 def precision_class(config: BuildConfig | None) -> str:
-    """fp32 (no lower precision), fp16 (FP16, nothing pinned FP32), mixed (FP16 + FP32 pins), int8, or ?."""
+    """fp32 (no lower precision), tf32 (FP32 tensors, TF32 matmul inputs: a 10-bit mantissa like FP16's),
+    fp16 (FP16, nothing pinned FP32), mixed (FP16 + FP32 pins), int8, or ?."""
     if config is None:
         return "?"
     if config.int8 or "int8" in config.layer_precision.values():
         return "int8"
     if not config.fp16:
-        return "fp32"
+        return "tf32" if config.tf32 else "fp32"
     return "mixed" if "fp32" in config.layer_precision.values() else "fp16"

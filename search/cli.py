@@ -163,6 +163,7 @@ def _plan_space(args, model: str, harness: str):
 
 def cmd_plan(args) -> int:
     from search.plans import enqueue_plan, resolve_base
+    from search.seeds import HARNESS_SEED_LABELS, seed_labels, seed_study
     from search.storage import open_study
 
     sel = from_args(StudyOptions, args)
@@ -172,7 +173,13 @@ def cmd_plan(args) -> int:
         base = resolve_base(space, args.base, open_study(sel.storage, model, args.harness, sel.study_name,
                                                          create=False) if trial_base else None)
         study = open_study(sel.storage, model, args.harness, sel.study_name)
+        # a new study gets the harness's own seeds (and a seed base) first: the plan's engines are compared
+        # with them (the precision table's FP32 row), so they run before the plan; `tune` adds no others
+        seeded = seed_study(study, space, HARNESS_SEED_LABELS[args.harness] + ((args.base,) if args.base in
+                                                                                 seed_labels(args.harness) else ()))
         added = enqueue_plan(study, space, args.plan, base, _onnx_path(args, model))
+        if seeded:
+            print(f"{study.study_name}: new study, its {seeded} seed trials enqueued first")
         print(f"{study.study_name}: {len(added)} {args.plan} trials enqueued"
               + (f" ({added[0]} .. {added[-1]})" if added else " (all already in the study)"))
     return 0

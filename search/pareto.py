@@ -30,7 +30,7 @@ from engine.evaluation import convention_rows
 from search.errors import SearchError
 from search.storage import trial_constraint
 
-PRECISION_CLASSES = ("fp32", "fp16", "mixed", "int8")
+PRECISION_CLASSES = ("fp32", "tf32", "fp16", "mixed", "int8")
 
 
 def trial_latency_ms(t: FrozenTrial) -> float:
@@ -209,7 +209,7 @@ def precision_rows(study: optuna.Study, harness: str, layout: str | None = None,
     work_dir: where the trials' directories are when the study was brought here from another host."""
     model = study.user_attrs.get("model")
     layout, chosen = best_per_precision(study, layout)
-    fp32 = chosen.get("fp32")
+    fp32, tf32 = chosen.get("fp32"), chosen.get("tf32")
     trials = study.get_trials(deepcopy=False)
     rows, summary = [], []
     for prec, p in chosen.items():
@@ -225,6 +225,8 @@ def precision_rows(study: optuna.Study, harness: str, layout: str | None = None,
                         "latency_sum_ms": p.latency_ms, "worst_ratio": p.worst_ratio if math.isfinite(p.worst_ratio)
                         else None, "feasible": p.feasible,
                         "speedup_vs_fp32": fp32.latency_ms / p.latency_ms if fp32 and p.latency_ms > 0 else None,
+                        # TensorRT builds FP32 with TF32 unless told not to: the speed-up over that engine too
+                        "speedup_vs_tf32": tf32.latency_ms / p.latency_ms if tf32 and p.latency_ms > 0 else None,
                         "layer_precision": cfg.layer_precision if cfg else None,
                         "precision_counts": t.user_attrs.get("precision_counts"),
                         "honoured": _honoured(t, cfg, result, work_dir) if cfg else None,

@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+import optuna
+
 from engine.config import BuildConfig, baseline
 from engine.layer_groups import GROUPS
 from workload import registry
 from workload.precision_defaults import keep_fp32_groups
 
 from search.errors import SpaceError
+from search.locking import study_lock
 from search.options import HARNESS_NAMES
 from search.rewrites import registered_passes, registered_plugins
 from search.space import WORKSPACES_MIB, SearchSpace
@@ -143,3 +146,28 @@ def labelled_seeds(space: SearchSpace) -> list[tuple[str, BuildConfig]]:
             continue
         out.append((label, cfg))
     return out
+
+
+def seed_study(study: optuna.Study, space: SearchSpace, only: Sequence[str] | None = None) -> int:
+    """Enqueue the known configs once per study (a resumed study is not seeded again).
+
+    only: the labels to enqueue (tune --seeds; None: every seed, (): none), in the harness's order.
+    Returns how many were enqueued: a seed equal to an earlier one (e.g. every-pass
+    FP32 when no pass is registered is the baseline) is enqueued once.
+    """
+    with study_lock(study):         # N tuners started together on a new study: one seeds it
+        if "seeded" in study.user_attrs:
+            return 0
+        labels, seen = [], set()
+        for label, cfg in labelled_seeds(space):
+            if only is not None and label not in only:
+                continue
+            params = space.to_params(cfg)
+            key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+            if key in seen:
+                continue
+            seen.add(key)
+            study.enqueue_trial(params, user_attrs={"seed": label}, skip_if_exists=True)
+            labels.append(label)
+        study.set_user_attr("seeded", labels)
+    return len(labels)

@@ -59,7 +59,7 @@ from search.trial_objective import TrialContext, TrialFailed, TrialObjective, ar
 from search.options import SpaceOptions, TuneOptions
 from search.request import TrialRequest
 from search.runner import REPO_ROOT, worker_args, worker_command
-from search.seeds import check_seed_labels, labelled_seeds
+from search.seeds import check_seed_labels, seed_study
 from search.rewrites import loadable_plugins, registered_passes
 from search.space import SearchSpace, block_count
 from search.locking import storage_lock, study_lock
@@ -83,31 +83,6 @@ def make_space(options: SpaceOptions, model: str, onnx: Path, plugin_libs: Seque
     if options.group_granularity == "block":
         options = dataclasses.replace(options, num_blocks=block_count(onnx, model, options.num_blocks))
     return SearchSpace(model, passes, plugins, options=options)
-
-
-def seed_study(study: optuna.Study, space: SearchSpace, only: Sequence[str] | None = None) -> int:
-    """Enqueue the known configs once per study (a resumed study is not seeded again).
-
-    only: the labels to enqueue (tune --seeds; None: every seed, (): none), in the harness's order.
-    Returns how many were enqueued: a seed equal to an earlier one (e.g. every-pass
-    FP32 when no pass is registered is the baseline) is enqueued once.
-    """
-    with study_lock(study):         # N tuners started together on a new study: one seeds it
-        if "seeded" in study.user_attrs:
-            return 0
-        labels, seen = [], set()
-        for label, cfg in labelled_seeds(space):
-            if only is not None and label not in only:
-                continue
-            params = space.to_params(cfg)
-            key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
-            if key in seen:
-                continue
-            seen.add(key)
-            study.enqueue_trial(params, user_attrs={"seed": label}, skip_if_exists=True)
-            labels.append(label)
-        study.set_user_attr("seeded", labels)
-    return len(labels)
 
 
 def timing_cache_path(opts: TuneOptions, model: str, gpu: str) -> Path:

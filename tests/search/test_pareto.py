@@ -72,6 +72,8 @@ def test_points_from_a_study_read_latency_and_worst_ratio():
 
 def test_precision_class():
     assert precision_class(BuildConfig("decoder")) == "fp32"
+    assert precision_class(BuildConfig("decoder", tf32=True)) == "tf32"     # TF32 is not FP32's precision
+    assert precision_class(BuildConfig("decoder", fp16=True, tf32=True, layer_precision={"norm": "fp32"})) == "mixed"
     assert precision_class(BuildConfig("decoder", fp16=True, layer_precision={"norm": "fp16"})) == "fp16"
     assert precision_class(BuildConfig("decoder", fp16=True, layer_precision={"norm": "fp32"})) == "mixed"
     assert precision_class(BuildConfig("decoder", fp16=True, int8=True)) == "int8"
@@ -103,13 +105,14 @@ def test_best_engine_per_precision_on_one_layout(tmp_path):
     add_trial(study, mixed, [0.5, 0.6], [3, 30])                                         # 4: Good, slower
     add_trial(study, int8, [1.1, 0.9], [2, 12])                                          # 5: Bad, the only int8
     add_trial(study, BuildConfig("encoder", fp16=True), [0.9, 0.9], [1, 1])              # 6: single layout
+    add_trial(study, BuildConfig("encoder", tf32=True, **pb), [0.2, 0.3], [4, 36])       # 7: TF32, Good
     layout, chosen = best_per_precision(study, "per_batch")
-    assert layout == "per_batch" and {k: p.trial for k, p in chosen.items()} == {"fp32": 1, "fp16": 2, "mixed": 3,
-                                                                                "int8": 5}
+    assert layout == "per_batch" and {k: p.trial for k, p in chosen.items()} == {"fp32": 1, "tf32": 7, "fp16": 2,
+                                                                                "mixed": 3, "int8": 5}
     assert best_per_precision(study)[0] == "single"            # the best lower-precision trial's layout (6)
     rows, summary = precision_rows(study, "serving", "per_batch[1,4,16]")
-    assert [s["precision"] for s in summary] == ["fp32", "fp16", "mixed", "int8"]
-    assert len(rows) == 4 * len(SHAPES)
+    assert [s["precision"] for s in summary] == ["fp32", "tf32", "fp16", "mixed", "int8"]
+    assert len(rows) == 5 * len(SHAPES)
     need = {"model", "label", "harness", "layout", "precision", "cuda_graph", "bs", "sl", "latency_ms", "good",
             "a0", "r0", "a1", "r1", "build_s"}
     assert all(need <= set(r) for r in rows)
@@ -117,8 +120,9 @@ def test_best_engine_per_precision_on_one_layout(tmp_path):
     assert first["model"] == "encoder" and first["harness"] == "serving" and first["layout"] == "per_batch[1,4,16]"
     assert first["r0"] == pytest.approx(2e-4) and first["build_s"] == 12.5 and first["cuda_graph"] is True
     assert rows[2]["r0"] is None                               # no result.json: the study's cases only
-    mixed_row = summary[2]
+    mixed_row = summary[3]
     assert mixed_row["feasible"] and mixed_row["speedup_vs_fp32"] == pytest.approx(50 / 25)
+    assert mixed_row["speedup_vs_tf32"] == pytest.approx(40 / 25) and summary[1]["speedup_vs_tf32"] == 1.0
     assert mixed_row["layer_precision"] == {"norm": "fp32", "softmax": "fp16"}
     assert "rules/norms/obey" in mixed_row["label"]
     assert summary[0]["tensorrt"] == "8.6.0" and summary[0]["metrics"] == "result.json"

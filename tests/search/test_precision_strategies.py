@@ -224,11 +224,13 @@ def test_plan_tune_precision_cli_with_the_fake_worker(tmp_path, capsys):
     assert "4 bisect trials enqueued (bisect/first:1@per_batch .. bisect/all_fp32@per_batch)" in out
     assert "12 rules trials enqueued" in out        # 8 + 4 backed by our plugins (registered here)
     worker = shlex.join([sys.executable, str(FAKE_WORKER)])
-    assert main(["tune", *common, "--trials", "16", "--grid", "1x16", "--no-progress",
+    assert main(["tune", *common, "--trials", "19", "--grid", "1x16", "--no-progress",
                  "--worker-command", worker]) == 0
     study = open_study(f"sqlite:///{work / 'study.db'}", "decoder", create=False)
     planned = [t for t in study.trials if t.user_attrs.get("plan")]
     assert len(planned) == 16 and all(t.state == TrialState.COMPLETE for t in planned)
+    # the plan made the study, so the serving seeds (FP32, FP16, TF32 per_batch) ran first: the table's rows
+    assert [t.user_attrs.get("seed") for t in study.trials[:3]] == ["per_batch", "per_batch_fp16", "per_batch_tf32"]
     assert all("layout: per_batch" in t.user_attrs["config_yaml"] for t in planned)
     capsys.readouterr()
     out_json = tmp_path / "precision.json"
@@ -237,7 +239,8 @@ def test_plan_tune_precision_cli_with_the_fake_worker(tmp_path, capsys):
     assert "bisect: 7 groups" in text and "smallest Good N: 1; next: None" in text     # the fake is always Good
     assert "rules/norms/obey@per_batch" in text and "best mixed" in text
     data = json.loads(out_json.read_text())
-    assert data["gpu"] == "fake" and {r["precision"] for r in data["rows"]} == {"mixed"}    # no FP32 trial ran
-    assert data["command"].startswith("python -m search precision --work-dir") and data["summary"][0]["feasible"]
+    assert data["gpu"] == "fake" and {r["precision"] for r in data["rows"]} == {"fp32", "tf32", "fp16", "mixed"}
+    assert [s["precision"] for s in data["summary"]] == ["fp32", "tf32", "fp16", "mixed"]
+    assert data["command"].startswith("python -m search precision --work-dir") and data["summary"][3]["feasible"]
     assert all(r["a0"] is not None and r["layout"].startswith("per_batch") for r in data["rows"])
     assert main(["sensitivity", *common, "--base", "per_batch"]) == 2      # no sensitivity plan on that base

@@ -16,6 +16,7 @@ from engine.layer_groups import GROUPS
 from search.cli import main
 from search.errors import SearchError
 from search.plans import (ablation_configs, enqueue_plan, predict_mixed, sensitivity, sensitivity_configs)
+from search.seeds import HARNESS_SEED_LABELS
 from search.space import SearchSpace
 from search.storage import open_study
 from stand_ins import write_stand_ins
@@ -94,13 +95,18 @@ def test_plan_tune_sensitivity_cli(tmp_path, capsys):
     common = ["--work-dir", str(work), "--model", "decoder"]
     assert main(["plan", *common, "--plan", "sensitivity"]) == 0
     n = len(GROUPS["decoder"]) + 1
-    assert f"wenet-decoder-serving: {n} sensitivity trials enqueued" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wenet-decoder-serving: {n} sensitivity trials enqueued" in printed
+    seeds = HARNESS_SEED_LABELS["serving"]         # a new study: the harness's own seeds come first
+    assert f"new study, its {len(seeds)} seed trials enqueued first" in printed
     worker = shlex.join([sys.executable, str(FAKE_WORKER)])
-    assert main(["tune", *common, "--trials", str(n), "--grid", "1x16", "--no-progress",
+    assert main(["tune", *common, "--trials", str(n + len(seeds)), "--grid", "1x16", "--no-progress",
                  "--worker-command", worker]) == 0
     study = open_study(f"sqlite:///{work / 'study.db'}", "decoder", create=False)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert [t.user_attrs["plan"] for t in done[:n]][0] == "sensitivity/fp16/all"   # planned trials first
+    assert [t.user_attrs.get("seed") for t in done[:len(seeds)]] == list(seeds)   # tune added no other seed
+    assert done[len(seeds)].user_attrs["plan"] == "sensitivity/fp16/all"          # then the plan, in order
+    assert len(done) == n + len(seeds)
     out_json = tmp_path / "sens.json"
     assert main(["sensitivity", *common, "--enqueue", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out

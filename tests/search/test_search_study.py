@@ -20,7 +20,7 @@ from search.seeds import labelled_seeds
 from search.space import SearchSpace
 from search.storage import (best_feasible_trial, feasible_trials, make_storage, open_study, study_name_for,
                             trial_constraint)
-from search.tuning import seed_study
+from search.seeds import seed_study
 
 SERVING_SEEDS = ["baseline", "reference", "all_fp16", "passes_fp32", "mixed", "per_batch", "per_batch_fp16",
                  "per_batch_tf32"]
