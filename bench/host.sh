@@ -13,7 +13,8 @@
 #
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
-# MODELS and PLAN_TRIALS (the ablation / sensitivity steps),
+# MODELS and PLAN_TRIALS (the ablation / sensitivity steps), BASE / PRECISION_PLANS / ALLOW_INT8 / MAX_OPT (study and
+# the precision steps: the plans' seed or trial:N, the plans in queue order, INT8 mixes, the builder level cap),
 # GPU_SLUG (default: from nvidia-smi, e.g. h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
@@ -125,8 +126,9 @@ step() {
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # SEEDS: the seeds a new study enqueues (tune --seeds: all, none or labels; the encoder's FP16 ones cost minutes)
       [ -n "${SEEDS:-}" ] && L+=(--seeds "$SEEDS")
-      # WORKERS: tuning processes on the GPU (tune --workers-per-gpu): builds overlap, measurements take turns
-      L+=(--workers-per-gpu "${WORKERS:-1}")
+      # WORKERS: tuning processes on the GPU (tune --workers-per-gpu): builds overlap, measurements take turns;
+      # two finished 1.49x the COMPLETE trials a minute of one on the H100, builds no slower (workers-ab-2v1-h100.json)
+      L+=(--workers-per-gpu "${WORKERS:-2}")
       # the seeds first (a new study enqueues them when tune opens it), then the plans, then TPE
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
         --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
@@ -291,8 +293,10 @@ step() {
       trt -m search export --work-dir "$WORK" --out "$RESULTS/candidates-$GPU_SLUG.json" ;;
     precision-plans)  # enqueue the precision plans (PRECISION_PLANS, in that order) on the per_batch seed BASE
       # (per_batch, or per_batch_tf32, the faster FP32-class engine) in the serving study; a later tune runs them
+      # (with our plugin library, once the plugins step built it: the rules' `+plugins` mixes are in the space)
+      L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       for p in ${PRECISION_PLANS:-rules sensitivity bisect}; do
-        trt -m search plan "${PS[@]}" --model "${MODELS:-both}" --plan "$p" --base "${BASE:-per_batch}"
+        trt -m search plan "${PS[@]}" "${L[@]}" --model "${MODELS:-both}" --plan "$p" --base "${BASE:-per_batch}"
       done ;;
     precision-table)  # the precision issue's table (best engine per class on per_batch) and the Pareto front
       trt -m search precision "${PS[@]}" --model "${MODELS:-both}" --base "${BASE:-per_batch}" --layout per_batch \
@@ -301,7 +305,9 @@ step() {
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
     precision)  # the precision issue end to end: the plans, PLAN_TRIALS of them tuned, the table
       step precision-plans || return 1
-      trt -m search tune "${PS[@]}" --model "${MODELS:-both}" --trials "${PLAN_TRIALS:-15}" --trial-timeout 900 \
+      L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
+      trt -m search tune "${PS[@]}" "${L[@]}" --model "${MODELS:-both}" --trials "${PLAN_TRIALS:-15}" --trial-timeout 900 \
+        --workers-per-gpu "${WORKERS:-2}" \
         --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       step precision-table ;;
     freeze)  # the best trial of the $HARNESS study of each model present -> $WORK/configs

@@ -9,6 +9,7 @@ import re
 
 from bench.report_data import (H100, MODELS, Config, Sources, build_of, configs, plugin_free, plugin_set,
                                plugin_sites, shape_key, time_ratio)
+from bench.report_precision import plans_block
 from bench.report_specs import FIGURES
 from bench.report_study_blocks import decoder_study, serving_shapes, workers_ab
 from bench.report_torch_blocks import torch_compile_shapes
@@ -108,29 +109,38 @@ def _plugin_fp16(src: Sources, model: str) -> tuple[Config | None, Config | None
     return best, cs.get((rec.get("baselines") or {}).get(model))
 
 
-def precision(src: Sources) -> str:
-    rec, plug = src.data.get("precision"), src.data.get("plugins")
+def _classes(summ: list[dict]) -> tuple[str, ...]:
+    """The precision classes of a table: tf32 after fp32 where the file has that class (files before it had none)."""
+    return PRECISIONS[:1] + (("tf32",) if any(x.get("precision") == "tf32" for x in summ) else ()) + PRECISIONS[1:]
+
+
+def precision(src: Sources, key: str = "precision", with_plugins: bool = True) -> str:
+    """Per model the best trial of each precision class (`search precision --json`); with_plugins: and the
+    plugins bench's plugin-backed FP16 engine, a different run, as the last row."""
+    rec, plug = src.data.get(key), src.data.get("plugins") if with_plugins else None
     if rec is None and plug is None:
-        return _not_made(src, "precision")
+        return _not_made(src, key)
     summ = (rec or {}).get("summary") or []
-    prec_cfgs = configs(src, ("precision",))
+    prec_cfgs = configs(src, (key,))
+    vs_tf32 = any(x.get("speedup_vs_tf32") for x in summ)       # a TF32 row to compare with
     out = []
     for model in MODELS:
         rows = []
-        for p in PRECISIONS:
+        for p in _classes(summ):
             s = next((x for x in summ if x.get("model") == model and x.get("precision") == p), None)
             if s is None:
-                rows.append([p, f"study (`{src.name('precision')}`)", "**not measured**", *["-"] * 7])
+                rows.append([p, f"study (`{src.name(key)}`)", "**not measured**", *["-"] * (7 + vs_tf32)])
                 continue
             c = prec_cfgs[model].get(s["label"])
             good = f"{c.good}/{len(c.cases)} Good, " if c else ""
             hon = s.get("honoured")
             rows.append([p, f"study trial {s.get('trial')}", f"`{s['label']}`", f"{s['latency_sum_ms']:.2f}",
-                         f"{s['speedup_vs_fp32']:.2f}x", f"{s['worst_ratio']:.3g}",
-                         good + ("feasible" if s.get("feasible") else "infeasible"),
+                         f"{s['speedup_vs_fp32']:.2f}x",
+                         *([f"{s['speedup_vs_tf32']:.2f}x" if s.get("speedup_vs_tf32") else "-"] if vs_tf32 else []),
+                         f"{s['worst_ratio']:.3g}", good + ("feasible" if s.get("feasible") else "infeasible"),
                          _pins(s.get("layer_precision") or {}), _counts(s.get("precision_counts")),
                          "-" if hon is None else "yes" if hon else "no"])
-        best, base = _plugin_fp16(src, model)
+        best, base = _plugin_fp16(src, model) if with_plugins else (None, None)
         if best is not None:
             b = build_of(plug, best)
             speed = f"{base.sum_ms / best.sum_ms:.2f}x (vs `{base.label}`, same bench)" if base else "-"
@@ -139,15 +149,17 @@ def precision(src: Sources) -> str:
                          f"{best.good}/{len(best.cases)} Good", "`norm32`; plugin sites: " + _sites(plugin_sites(b)),
                          _counts(b.get("precision_counts")), "-"])
         out.append(f"{model}:\n\n" + table(["precision", "source", "configuration", "sum ms", "speed-up vs FP32",
-                                            "worst ratio", "Good", "pinned layer groups", "layers per precision "
-                                            "(engine inspector)", "pins honoured"], rows))
-    date, command = src.meta("precision")
-    intro = (f"`{src.name('precision')}` (`{command}`): the best trial per precision of the study; "
-             if rec else f"`{src.name('precision')}` is missing; ")
-    return (intro + "the last row of each model is the plugins bench's, a different run with its own FP32 "
-            "baseline.\n\n" + "\n\n".join(out) + "\n\n" + NORM32 + " `pins honoured`: whether every pinned "
-            "group ran in the precision asked (`engine.inspect.honoured`); a Myelin node does not show its "
-            "layers' precision.")
+                                            *(["speed-up vs TF32"] if vs_tf32 else []), "worst ratio", "Good",
+                                            "pinned layer groups", "layers per precision (engine inspector)",
+                                            "pins honoured"], rows))
+    date, command = src.meta(key)
+    intro = (f"`{src.name(key)}` (`{command}`): the best trial per precision of the study"
+             if rec else f"`{src.name(key)}` is missing")
+    tail = ("; the last row of each model is the plugins bench's, a different run with its own FP32 baseline"
+            if with_plugins else "")
+    return (intro + tail + ".\n\n" + "\n\n".join(out) + "\n\n" + (NORM32 + " " if with_plugins else "")
+            + "`pins honoured`: whether every pinned group ran in the precision asked (`engine.inspect.honoured`); "
+              "a Myelin node does not show its layers' precision.")
 
 
 def precision_accuracy(src: Sources) -> str:
@@ -286,7 +298,9 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            "summary-decoder": T.summary(src, "decoder"), "latency-shapes": T.latency_shapes(src),
            "passes": T.passes(src), "layers": T.layer_table(specs), "accuracy": T.accuracy(src), "diag": T.diag(src),
            "study": T.study(src), "plugins": plugins(src), "plugin-layers": T.layer_table(specs, "plugin-layers"),
-           "precision": precision(src), "precision-accuracy": precision_accuracy(src), "reproduce": reproduce(src),
+           "precision": precision(src), "precision-serving-h100": precision(src, "precision@h100", with_plugins=False),
+           "precision-plans-h100": plans_block(src),
+           "precision-accuracy": precision_accuracy(src), "reproduce": reproduce(src),
            "reproduce-plugins": reproduce(src, "reproduce-plugins", "reproduce-plugins-eval"),
            "reproduce-decoder-contest": reproduce(src, "reproduce-decoder-contest", "reproduce-eval-decoder-contest"),
            "decoder-study": decoder_study(src), "bugs-found": bugs(src),
@@ -296,6 +310,7 @@ def blocks(src: Sources, specs: dict) -> dict[str, str]:
            # the tenth session's full layouts run, on an H100 (its torch rows are in the file)
            "summary-encoder-h100": T.summary(src, "encoder", (H100,)),
            "summary-decoder-h100": T.summary(src, "decoder", (H100,)),
-           "torch-compile-shapes-h100": torch_compile_shapes(src, H100), "workers-ab": workers_ab(src)}
+           "torch-compile-shapes-h100": torch_compile_shapes(src, H100), "workers-ab": workers_ab(src),
+           "workers-ab-2v1": workers_ab(src, "workers-ab-2v1")}
     out.update({f"fig-{n}": T.figure(n, *specs[n]) for n in FIGURES})
     return out

@@ -7,6 +7,7 @@ module of its result file).
 from __future__ import annotations
 
 import bench.report_numbers_layouts  # noqa: F401  (registers its numbers)
+import bench.report_precision  # noqa: F401  (registers its numbers)
 import bench.report_numbers_study  # noqa: F401  (registers its numbers)
 import bench.report_numbers_torch  # noqa: F401  (registers its numbers)
 from bench.report_registry import NUMBERS, value

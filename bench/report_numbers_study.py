@@ -238,15 +238,39 @@ def _ssd_records(s, shared: bool) -> list[dict]:
 
 
 def _alone_fp16_build(s) -> str:
-    """The last COMPLETE FP16 trial of a 1-worker run in the serving study: its build time (the same builds, side
-    by side, ran past the timeout)."""
-    r = [r for r in _ssd_records(s, shared=False)
-         if r["state"] == "COMPLETE" and (r.get("params") or {}).get("fp16")][-1]
+    """The COMPLETE FP16 trial of the first A/B's 1-worker run in the serving study: its build time (the same
+    builds, side by side, ran past the timeout)."""
+    run = _wab_run(1)(s)["tuner_run"]
+    r = [r for r in _ssd_records(s, shared=False) if (r.get("user_attrs") or {}).get("tuner_run") == run
+         and r["state"] == "COMPLETE" and (r.get("params") or {}).get("fp16")][-1]
     return f"{r['user_attrs']['build_s']:.0f} s (trial {r['number']})"
 
 
-number("wab.alone-fp16-build", SSD, "the serving study's COMPLETE FP16 trial of a 1-worker run: its build time",
-       _alone_fp16_build)
+number("wab.alone-fp16-build", f"{SSD},{WAB}", "the serving study's COMPLETE FP16 trial of the first A/B's "
+       "1-worker run: its build time", _alone_fp16_build)
+
+
+# --- the A/B with room (workers-ab-2v1-h100.json): 2 workers, then 1, on the queued precision plans --------
+WAB2 = "workers-ab-2v1"
+
+
+def _wab2_run(workers: int) -> Callable[[Sources], dict]:
+    return lambda s: [r for r in s.data[WAB2]["studies"] if r.get("workers_per_gpu") == workers][-1]
+
+
+for _w in (2, 1):
+    _row = _wab2_run(_w)
+    number(f"wab2.w{_w}.finished", WAB2, f"trials the {_w}-worker run finished", lambda s, row=_row: str(row(s)["finished"]))
+    number(f"wab2.w{_w}.complete", WAB2, f"COMPLETE trials of the {_w}-worker run",
+           lambda s, row=_row: str(row(s)["states"].get("COMPLETE", 0)))
+    number(f"wab2.w{_w}.complete-per-min", WAB2, f"COMPLETE trials per minute of the {_w}-worker run",
+           lambda s, row=_row: f"{row(s)['complete_per_min']:.2f}")
+    number(f"wab2.w{_w}.median-build", WAB2, f"the {_w}-worker run's median build time",
+           lambda s, row=_row: f"{row(s)['median_build_s']:.0f} s")
+number("wab2.gain", WAB2, "COMPLETE trials per minute, 2 workers / 1 worker",
+       lambda s: times(_wab2_run(2)(s)["complete_per_min"] / _wab2_run(1)(s)["complete_per_min"]))
+number("wab2.w2.gpu-wait", WAB2, "the 2-worker run's median wait for the GPU (a measurement or a build waiting)",
+       lambda s: f"{_wab2_run(2)(s)['median_gpu_wait_s']:.0f} s")
 
 
 def _multi_worker_timeout(s) -> str:

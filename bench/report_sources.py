@@ -150,6 +150,10 @@ FILES: dict[str, FileSpec] = {k: FileSpec(*v) for k, v in {
     "reproduce-eval-decoder-serving-contest": (".json", evaluate_output, "h100"),
     # tune --workers-per-gpu: trials per minute with 3 and with 1 tuning process on the H100 (bench/study_throughput.py)
     "workers-ab": (".json", record("studies"), "h100"),
+    # the same A/B with room (twelfth session): 2 workers against 1, the runs taking the precision plans in turn
+    "workers-ab-2v1": (".json", record("studies"), "h100"),
+    # the precision plans on per_batch_tf32 in the decoder serving study (H100): the best engine per precision
+    "precision@h100": (".json", record("rows", "summary"), "h100", "precision"),
 }.items()}
 
 

@@ -145,16 +145,19 @@ def test_serving_numbers_come_from_the_export_and_the_contest_eval():
 
 # --- the workers-per-GPU A/B ---------------------------------------------------------------------------
 
+def workers_ab_file() -> dict:
+    return {"date": "2026-12-07T12:32:42+00:00", "gpu": "NVIDIA H100", "command": "python3 bench/study_throughput.py",
+            "studies": [{"study": "s", "tuner_run": "a", "workers_per_gpu": 3, "finished": 3, "states": {"FAIL": 3},
+                         "most_at_once": 3, "span_s": 241.7, "complete_per_min": 0.0, "median_build_s": 224.4},
+                        {"study": "s", "tuner_run": "b", "workers_per_gpu": 1, "finished": 2,
+                         "states": {"PRUNED": 1, "COMPLETE": 1}, "most_at_once": 1, "span_s": 100.0,
+                         "complete_per_min": 0.6, "median_build_s": 50.0, "median_eval_s": 4.3}]}
+
+
 def test_workers_ab_block_and_numbers_read_the_runs():
     from bench.report_numbers import NUMBERS
     from bench.report_study_blocks import workers_ab
-    ab = {"date": "2026-12-07T12:32:42+00:00", "gpu": "NVIDIA H100", "command": "python3 bench/study_throughput.py",
-          "studies": [{"study": "s", "tuner_run": "a", "workers_per_gpu": 3, "finished": 3, "states": {"FAIL": 3},
-                       "most_at_once": 3, "span_s": 241.7, "complete_per_min": 0.0, "median_build_s": 224.4},
-                      {"study": "s", "tuner_run": "b", "workers_per_gpu": 1, "finished": 2,
-                       "states": {"PRUNED": 1, "COMPLETE": 1}, "most_at_once": 1, "span_s": 100.0,
-                       "complete_per_min": 0.6, "median_build_s": 50.0, "median_eval_s": 4.3}]}
-    src = sources(workers_ab=ab)
+    src = sources(workers_ab=workers_ab_file())
     text = workers_ab(src)
     assert "| `s` run `a` | 3 | 3 | FAIL 3 | 3 | 242 | 0.00 | - | 224 | - | - |" in text
     assert "| `s` run `b` | 1 | 2 | COMPLETE 1, PRUNED 1 | 1 | 100 | 0.60 | - | 50 | 4 | - |" in text
@@ -167,10 +170,14 @@ def test_the_multi_worker_numbers_read_the_study_export():
     from bench.report_numbers import NUMBERS
     st = export()
     trials = st["studies"][0]["trials"]
-    trials[4]["user_attrs"].update(workers_per_gpu=1, build_s=128.8)
+    trials[4]["user_attrs"].update(workers_per_gpu=1, build_s=128.8, tuner_run="b")     # the A/B's 1-worker run
     trials[4]["params"] = {"fp16": True}
     trials.append({"number": 6, "state": "FAIL", "value": None, "user_attrs": {"workers_per_gpu": 3},
                    "fail_reason": "trial ran past its timeout of 240 s; worker killed"})
-    src = sources(study_decoder_serving=st)
+    later = trial(7, [0.5, 1.0, 1.8])                      # a later 1-worker run's FP16 trial: not that A/B's
+    later["user_attrs"].update(workers_per_gpu=1, build_s=99.0, tuner_run="c")
+    later["params"] = {"fp16": True}
+    trials.append(later)
+    src = sources(study_decoder_serving=st, workers_ab=workers_ab_file())
     assert NUMBERS["wab.alone-fp16-build"].fn(src) == "129 s (trial 4)"
     assert NUMBERS["wab.timeout"].fn(src) == "240 s"

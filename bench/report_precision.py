@@ -1,0 +1,114 @@
+"""README block and numbers of the precision plans run in the decoder serving study (H100): each planned
+trial's errors per batch size, beside the seeds it is compared with, and the best engine per precision
+(`search precision --json`, bench/results/precision-h100.json).
+
+Per batch because in the per_batch layout every batch bucket is its own optimization profile, with its own
+tactics: a mix can be Good in one profile and far off in another. Every number is read from a committed
+bench/results file.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from bench.report_data import Sources, main_study
+from bench.report_registry import number, times
+from bench.report_study_blocks import SSD
+from bench.report_tables import table
+
+PSV = "precision@h100"
+PLAN_BASE = "per_batch_tf32"        # the seed the plans started from (host.sh precision-plans BASE)
+REFERENCE_SEEDS = ("per_batch", "per_batch_tf32", "per_batch_fp16")
+
+
+def plan_records(rec: dict, base: str = PLAN_BASE) -> list[dict]:
+    """The export's reference seeds and the trials of plans on `base`, in trial order."""
+    out = []
+    for r in main_study(rec)["trials"]:
+        ua = r.get("user_attrs") or {}
+        if ua.get("seed") in REFERENCE_SEEDS or str(ua.get("plan", "")).endswith(f"@{base}"):
+            out.append(r)
+    return out
+
+
+def worst_by_batch(r: dict) -> dict[int, float]:
+    """batch -> the worst metric/threshold ratio over that batch's measured cases."""
+    out: dict[int, float] = {}
+    for c in (r.get("user_attrs") or {}).get("cases") or []:
+        if c.get("worst_ratio") is not None:
+            out[int(c["batch"])] = max(out.get(int(c["batch"]), 0.0), float(c["worst_ratio"]))
+    return out
+
+
+def _sum_ms(r: dict) -> float | None:
+    lat = (r.get("user_attrs") or {}).get("latency_ms")
+    return sum(lat.values()) if isinstance(lat, dict) and lat else None
+
+
+def plans_block(src: Sources, key: str = SSD) -> str:
+    rec = src.data.get(key)
+    if rec is None:
+        return f"_Not made: {src.missing(key)}._"
+    recs = plan_records(rec)
+    batches = sorted({b for r in recs for b in worst_by_batch(r)})
+    rows = []
+    for r in recs:
+        ua = r.get("user_attrs") or {}
+        worst, cases = worst_by_batch(r), ua.get("cases") or []
+        total = _sum_ms(r)
+        rows.append([r["number"], f"`{ua.get('plan') or ua.get('seed')}`", r["state"],
+                     "-" if total is None else f"{total:.2f}",
+                     *("-" if b not in worst else f"{worst[b]:.3g}" for b in batches),
+                     f"{sum(1 for c in cases if c.get('good'))}/{len(cases)}" if cases else "-",
+                     "-" if ua.get("build_s") is None else f"{ua['build_s']:.0f}",
+                     "-" if ua.get("workers_per_gpu") is None else ua["workers_per_gpu"],
+                     f"`{(r.get('fail_reason') or '')[:90]}`" if r.get("fail_reason") else ""])
+    date, _ = src.meta(key)
+    return (f"`{src.name(key)}` (`python3 -m search export`, {date}): the `{PLAN_BASE}`-based plan trials of "
+            "the decoder serving study and the seeds they are compared with:\n\n"
+            + table(["trial", "seed / plan", "state", "sum ms", *(f"worst ratio, batch {b}" for b in batches),
+                     "Good cases", "build s", "workers", "fail reason (shortened)"], rows)
+            + "\n\n`sum ms`: the serving harness's latencies summed over the 12 shapes (a Bad engine's objective "
+              "adds a penalty, not shown here). A worst ratio above 1 is Bad. Batch 1 runs in the profile of "
+              "bucket 2 where the layout's buckets are [2,4,16].")
+
+
+def _record(plan: str) -> Callable[[Sources], dict]:
+    return lambda s: next(r for r in plan_records(s.data[SSD]) if (r.get("user_attrs") or {}).get("plan") == plan)
+
+
+def _seed(label: str) -> Callable[[Sources], dict]:
+    return lambda s: [r for r in plan_records(s.data[SSD]) if (r.get("user_attrs") or {}).get("seed") == label][-1]
+
+
+def _summary(precision: str) -> Callable[[Sources], dict]:
+    return lambda s: next(x for x in s.data[PSV]["summary"] if x["precision"] == precision)
+
+
+def _batch_worst(get: Callable[[Sources], dict], batches: tuple[int, ...]) -> Callable[[Sources], str]:
+    return lambda s: f"{max(v for b, v in worst_by_batch(get(s)).items() if b in batches):.3g}"
+
+
+_ALL16, _FF32, _OUT32 = ("sensitivity/fp16/all@per_batch_tf32", "sensitivity/fp32:feed_forward@per_batch_tf32",
+                         "sensitivity/fp32:output@per_batch_tf32")
+_RULE_GOOD = "rules/norms+softmax+output/obey@per_batch_tf32"
+_SOFT32, _EMB32, _NORM32 = (f"sensitivity/fp32:{g}@per_batch_tf32" for g in ("softmax", "embedding", "norm"))
+# (name, plan, batches): the worst ratio of that plan's trial over those batches
+for _name, _plan, _batches in (("all16.b4-16", _ALL16, (4, 16)), ("ff32.b1", _FF32, (1,)), ("ff32.b4-16", _FF32, (4, 16)),
+                               ("out32.b1", _OUT32, (1,)), ("out32.b4-16", _OUT32, (4, 16)),
+                               ("rule-good.worst", _RULE_GOOD, (1, 4, 16)), ("soft32.worst", _SOFT32, (1, 4, 16)),
+                               ("emb32.worst", _EMB32, (1, 4, 16)), ("norm32.worst", _NORM32, (1, 4, 16))):
+    number(f"psv.{_name}", SSD, f"`{_plan}`: its worst ratio at batch {', '.join(map(str, _batches))}",
+           _batch_worst(_record(_plan), _batches))
+number("psv.fp16-seed.b1", SSD, "the per_batch_fp16 seed: its worst ratio at batch 1",
+       _batch_worst(_seed("per_batch_fp16"), (1,)))
+number("psv.rule-good.sum", SSD, f"`{_RULE_GOOD}`: its latency sum (ms)", lambda s: f"{_sum_ms(_record(_RULE_GOOD)(s)):.2f} ms")
+number("psv.tf32.sum", SSD, "the per_batch_tf32 seed: its latency sum (ms)",
+       lambda s: f"{_sum_ms(_seed('per_batch_tf32')(s)):.2f} ms")
+number("psv.mixed-vs-fp32", PSV, "precision-h100: the best mixed engine's speed-up over the best (strict) FP32 one",
+       lambda s: times(_summary("fp32")(s)["latency_sum_ms"] / _summary("mixed")(s)["latency_sum_ms"]))
+number("psv.mixed-vs-tf32", PSV, "precision-h100: the best mixed engine's speed-up over the best TF32 one",
+       lambda s: times(_summary("tf32")(s)["latency_sum_ms"] / _summary("mixed")(s)["latency_sum_ms"]))
+number("psv.tf32-vs-fp32", PSV, "precision-h100: the best TF32 engine's speed-up over the best FP32 one",
+       lambda s: times(_summary("fp32")(s)["latency_sum_ms"] / _summary("tf32")(s)["latency_sum_ms"]))
+number("psv.fp16-vs-tf32", PSV, "precision-h100: the best all-FP16 engine's speed-up over the best TF32 one",
+       lambda s: times(_summary("tf32")(s)["latency_sum_ms"] / _summary("fp16")(s)["latency_sum_ms"]))
