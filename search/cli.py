@@ -198,10 +198,13 @@ def cmd_sensitivity(args) -> int:
         plan_base = resolve_base(space, args.base, study)
         base, effects = sensitivity(study, plan_base.name)
         rows = sensitivity_rows(base, effects)
+        batches = sorted(rows[0]["by_batch"])          # the worst ratio per batch: per profile in per_batch layouts
         print(f"{study.study_name}: FP32 for one group at a time, against all FP16")
-        print(f"  {'group':<22}{'worst ratio':>12}{'gain':>9}{'sum ms':>10}{'cost ms':>9}")
+        print(f"  {'group':<22}{'worst ratio':>12}{'gain':>9}{'sum ms':>10}{'cost ms':>9}"
+              + "".join(f"{f'batch {b}':>11}" for b in batches))
         for r in rows:
-            print(f"  {r['group']:<22}{r['worst_ratio']:>12.3f}{r['gain']:>9.3f}{r['latency_ms']:>10.1f}{r['cost_ms']:>9.1f}")
+            print(f"  {r['group']:<22}{r['worst_ratio']:>12.3f}{r['gain']:>9.3f}{r['latency_ms']:>10.1f}{r['cost_ms']:>9.1f}"
+                  + "".join(f"{r['by_batch'].get(b, float('nan')):>11.3f}" for b in batches))
         cfg, predicted, chosen = predict_mixed(space, base, effects, args.margin, plan_base)
         print(f"  predicted: FP32 for {', '.join(chosen) or 'no group'} -> worst ratio {predicted:.3f}")
         out[study.study_name] = {"rows": rows, "predicted_fp32_groups": chosen, "predicted_worst_ratio": predicted}

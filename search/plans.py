@@ -22,7 +22,7 @@ or a YAML file) whose layout, passes and knobs it keeps; its labels then end in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +168,20 @@ class GroupEffect:
     gain: float               # all-FP16 worst ratio minus the above: error removed by this group
     latency_ms: float         # summed latency with only this group in FP32
     cost_ms: float            # latency_ms minus the all-FP16 latency
+    # batch -> worst ratio over that batch's cases: in a per_batch layout each batch bucket is its own profile
+    # with its own tactics, and one group's effect can differ in sign between them (measured on the H100)
+    by_batch: dict[int, float] = field(default_factory=dict)
 
 
 def _worst(t: FrozenTrial) -> float:
     return max(c["worst_ratio"] for c in t.user_attrs["cases"])
+
+
+def worst_by_batch(t: FrozenTrial) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for c in t.user_attrs["cases"]:
+        out[int(c["batch"])] = max(out.get(int(c["batch"]), 0.0), c["worst_ratio"])
+    return out
 
 
 def _latency(t: FrozenTrial) -> float:
@@ -194,33 +204,44 @@ def sensitivity(study: optuna.Study, base_name: str = "") -> tuple[FrozenTrial, 
         if label.startswith("sensitivity/fp32:"):
             worst = _worst(t)
             effects.append(GroupEffect(label.split(":", 1)[1], worst, _worst(base) - worst, _latency(t),
-                                       _latency(t) - _latency(base)))
+                                       _latency(t) - _latency(base), worst_by_batch(t)))
     effects.sort(key=lambda e: (-e.gain, e.cost_ms))
     return base, effects
 
 
 def predict_mixed(space: SearchSpace, base: FrozenTrial, effects: list[GroupEffect],
                   margin: float = 0.9, plan_base: PlanBase = PlanBase()) -> tuple[BuildConfig, float, list[str]]:
-    """Cheapest FP32 set predicted feasible, assuming the groups' error reductions add up.
+    """Cheapest FP32 set predicted feasible, assuming the groups' error reductions add up per batch size.
 
-    Groups are taken by gain per millisecond of cost until the predicted worst ratio
-    falls below `margin` (a safety factor: the additive model is optimistic when
-    errors compound). Returns (config, predicted worst ratio, FP32 groups).
+    Per batch (each its own profile in a per_batch layout), a group's gain is the all-FP16 worst ratio
+    minus its own there, and can be negative. Groups are taken greedily by how much they cut the predicted
+    excess over `margin` (summed over the batches) per millisecond of cost, until no batch is predicted
+    above `margin` (a safety factor: the additive model is optimistic when errors compound) or no group
+    cuts it. Returns (config, predicted worst ratio over the batches, FP32 groups).
     """
-    predicted, chosen = _worst(base), []
-    helpful = [e for e in effects if e.gain > 0]
-    helpful.sort(key=lambda e: -e.gain / max(e.cost_ms, 1e-3))
-    for e in helpful:
-        if predicted < margin:
+    predicted = worst_by_batch(base)
+
+    def excess(pred: dict[int, float]) -> float:
+        return sum(max(0.0, v - margin) for v in pred.values())
+
+    def pinned(pred: dict[int, float], e: GroupEffect) -> dict[int, float]:
+        return {b: v - (predicted_base[b] - e.by_batch[b] if b in e.by_batch else 0.0) for b, v in pred.items()}
+
+    predicted_base, chosen, left = dict(predicted), [], list(effects)
+    while excess(predicted) > 0 and left:
+        cut = {e.group: excess(predicted) - excess(pinned(predicted, e)) for e in left}
+        best = max(left, key=lambda e: (cut[e.group] / max(e.cost_ms, 1e-3), -e.cost_ms))
+        if cut[best.group] <= 0:
             break
-        chosen.append(e.group)
-        predicted -= e.gain
-    return _pinned(space, tuple(chosen), plan_base), predicted, chosen
+        chosen.append(best.group)
+        predicted = pinned(predicted, best)
+        left.remove(best)
+    return _pinned(space, tuple(chosen), plan_base), max(predicted.values()), chosen
 
 
 def sensitivity_rows(base: FrozenTrial, effects: list[GroupEffect]) -> list[dict[str, Any]]:
     rows = [{"group": "(all fp16)", "worst_ratio": _worst(base), "gain": 0.0, "latency_ms": _latency(base),
-             "cost_ms": 0.0}]
+             "cost_ms": 0.0, "by_batch": worst_by_batch(base)}]
     rows += [e.__dict__ for e in effects]
     return rows
 

@@ -89,6 +89,31 @@ def test_sensitivity_orders_groups_and_predicts_the_cheapest_good_mix():
     assert chosen == ["norm", "softmax"] and predicted == pytest.approx(0.7)
 
 
+def _trial_by_batch(study, label, worst_by_batch, latency):
+    cases = [{"batch": b, "length": 16, "latency_ms": latency, "good": r < 1, "worst_ratio": r}
+             for b, r in worst_by_batch.items()]
+    study.add_trial(optuna.trial.create_trial(
+        params={"fp16": True}, distributions={"fp16": CategoricalDistribution((False, True))},
+        value=latency * len(cases), user_attrs={"plan": label, "cases": cases}))
+
+
+def test_sensitivity_predicts_per_batch_where_each_group_fixes_one_profile():
+    """Each batch bucket is its own profile: a group that fixes one and a group that fixes the other are both
+    needed (neither lowers the worst ratio over the whole grid alone), and a group that fixes one profile but
+    wrecks another (the decoder's output pin at batch 1 on the H100) is not taken."""
+    space = SearchSpace("encoder")
+    study = optuna.create_study()
+    _trial_by_batch(study, "sensitivity/fp16/all", {1: 1.5, 4: 1.5}, 10)
+    _trial_by_batch(study, "sensitivity/fp32:norm", {1: 0.5, 4: 1.5}, 11)
+    _trial_by_batch(study, "sensitivity/fp32:softmax", {1: 1.5, 4: 0.6}, 11)
+    _trial_by_batch(study, "sensitivity/fp32:feed_forward", {1: 5.0, 4: 0.2}, 9)     # faster, Bad at batch 1
+    base, effects = sensitivity(study)
+    norm = next(e for e in effects if e.group == "norm")
+    assert norm.gain == pytest.approx(0.0) and norm.by_batch == {1: 0.5, 4: 1.5}
+    _, predicted, chosen = predict_mixed(space, base, effects, margin=0.9)
+    assert sorted(chosen) == ["norm", "softmax"] and predicted == pytest.approx(0.6)
+
+
 def test_plan_tune_sensitivity_cli(tmp_path, capsys):
     work = tmp_path / "work"
     write_stand_ins(work, ("decoder",))
