@@ -186,7 +186,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from search.plans import labelled, predict_mixed, resolve_base, sensitivity, sensitivity_rows
+    from search.plans import (groups_worth_a_dimension, labelled, predict_mixed, resolve_base, sensitivity,
+                              sensitivity_rows)
     from search.storage import harness_of_study, model_of_study
 
     if not 0 < args.margin <= 1:      # nan too
@@ -207,7 +208,11 @@ def cmd_sensitivity(args) -> int:
                   + "".join(f"{r['by_batch'].get(b, float('nan')):>11.3f}" for b in batches))
         cfg, predicted, chosen = predict_mixed(space, base, effects, args.margin, plan_base)
         print(f"  predicted: FP32 for {', '.join(chosen) or 'no group'} -> worst ratio {predicted:.3f}")
-        out[study.study_name] = {"rows": rows, "predicted_fp32_groups": chosen, "predicted_worst_ratio": predicted}
+        worth = groups_worth_a_dimension(base, effects)
+        print(f"  groups worth a dimension: {'--precision-groups ' + ','.join(worth) if worth else 'none'} "
+              "(an FP32 pin that removed error at some batch)")
+        out[study.study_name] = {"rows": rows, "predicted_fp32_groups": chosen, "predicted_worst_ratio": predicted,
+                                 "precision_groups": worth}
         if args.enqueue:
             label = labelled("sensitivity/predicted", plan_base.name)
             study.enqueue_trial({"int8": False, **space.to_params(cfg)}, user_attrs={"plan": label})

@@ -31,6 +31,15 @@ def parse_seed_labels(text: str) -> tuple[str, ...] | None:
     return tuple(words)
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names (--precision-groups): none empty, none repeated (checked against the
+    model's groups when its space is made)."""
+    words = tuple(w.strip() for w in text.split(","))
+    if not all(words) or len(set(words)) != len(words):
+        raise SearchError(f"{text!r}: expected distinct comma-separated names such as softmax,output")
+    return words
+
+
 def parse_command(text: str) -> tuple[str, ...]:
     words = tuple(shlex.split(text))
     if not words:

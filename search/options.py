@@ -37,7 +37,7 @@ from workload.shapes import MAX_BATCH, MODELS
 from search import preflight
 from search.errors import SearchError
 from search.grid import parse_grid
-from search.option_values import parse_command, parse_gpus, parse_seed_labels
+from search.option_values import parse_command, parse_gpus, parse_names, parse_seed_labels
 from search.storage import default_storage_url, parse_url
 
 HARNESS_NAMES = tuple(HARNESSES)          # ("contest", "serving")
@@ -299,6 +299,10 @@ class SpaceOptions:
                                  "(default) or per block and kind", choices=GRANULARITIES)
     num_blocks: int | None = opt(None, "--num-blocks", "blocks for --group-granularity block "
                                  "(default: counted in the ONNX)", type=int)
+    precision_groups: tuple[str, ...] | None = opt(None, "--precision-groups", "only these layer groups get a "
+                                                   "precision dimension, the others left to TensorRT (default: "
+                                                   "every group; `search sensitivity` suggests a set)",
+                                                   parse=parse_names)
     tactic_sources: tuple[str, ...] = TACTIC_SOURCES   # the ones the custom-subset dims may pick
     harness: str = DEFAULT_HARNESS       # the contest harness runs profile 0 only: single layout
     max_batch: int | None = None         # the engines' batch range (BuildConfig.max_batch); None: the workload's

@@ -239,6 +239,14 @@ def predict_mixed(space: SearchSpace, base: FrozenTrial, effects: list[GroupEffe
     return _pinned(space, tuple(chosen), plan_base), max(predicted.values()), chosen
 
 
+def groups_worth_a_dimension(base: FrozenTrial, effects: list[GroupEffect], min_gain: float = 0.01) -> list[str]:
+    """The groups whose FP32 pin removed at least `min_gain` of the worst ratio at some batch size, in the
+    sweep's order: the `--precision-groups` that keep TPE off the pins that only cost time. A group whose
+    sweep trial did not finish (its pin failed to build) has no effect and is left out."""
+    fp16 = worst_by_batch(base)
+    return [e.group for e in effects if any(fp16.get(b, v) - v >= min_gain for b, v in e.by_batch.items())]
+
+
 def sensitivity_rows(base: FrozenTrial, effects: list[GroupEffect]) -> list[dict[str, Any]]:
     rows = [{"group": "(all fp16)", "worst_ratio": _worst(base), "gain": 0.0, "latency_ms": _latency(base),
              "cost_ms": 0.0, "by_batch": worst_by_batch(base)}]

@@ -217,6 +217,12 @@ class SearchSpace:
         self.plugins = tuple(plugins)
         self.groups = tuple(groups) if groups is not None else space_groups(
             model, self.options.group_granularity, self.options.num_blocks)
+        if self.options.precision_groups is not None:     # a sensitivity sweep's cut: the rest left to TensorRT
+            unknown = [g for g in self.options.precision_groups if g not in self.groups]
+            if unknown:
+                raise SpaceError(f"--precision-groups: {', '.join(unknown)} not a layer group of {model} "
+                                 f"({', '.join(self.groups)})")
+            self.groups = tuple(g for g in self.groups if g in self.options.precision_groups)
         self.dims = self._dimensions()
 
     # --- the space -------------------------------------------------------------

@@ -97,6 +97,8 @@ CASES = [
     tune("tune-seed-negative", "--seed -1", "--seed -1"),
     tune("tune-num-blocks-zero", "--group-granularity block --num-blocks 0", "num_blocks >= 1"),
     tune("tune-num-blocks-beyond-onnx", "--group-granularity block --num-blocks 9", "block"),
+    tune("tune-precision-groups-unknown", "--precision-groups softmax,bogus", "bogus not a layer group of encoder"),
+    tune("tune-precision-groups-repeated", "--precision-groups norm,norm", "distinct comma-separated names"),
     # --- search tune: names that match nothing -------------------------------------------------
     tune("tune-grid-not-a-shape", "--grid 3x3", "not a test shape"),
     tune("tune-grid-repeats", "--grid 1x16,1x16", "repeats a shape"),

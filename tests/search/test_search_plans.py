@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 from engine.layer_groups import GROUPS
 from search.cli import main
 from search.errors import SearchError
-from search.plans import (ablation_configs, enqueue_plan, predict_mixed, sensitivity, sensitivity_configs)
+from search.plans import (ablation_configs, enqueue_plan, groups_worth_a_dimension, predict_mixed, sensitivity,
+                          sensitivity_configs)
 from search.seeds import HARNESS_SEED_LABELS
 from search.space import SearchSpace
 from search.storage import open_study
@@ -112,6 +113,9 @@ def test_sensitivity_predicts_per_batch_where_each_group_fixes_one_profile():
     assert norm.gain == pytest.approx(0.0) and norm.by_batch == {1: 0.5, 4: 1.5}
     _, predicted, chosen = predict_mixed(space, base, effects, margin=0.9)
     assert sorted(chosen) == ["norm", "softmax"] and predicted == pytest.approx(0.6)
+    _trial_by_batch(study, "sensitivity/fp32:conv", {1: 1.5, 4: 1.495}, 12)          # removes almost nothing
+    base, effects = sensitivity(study)
+    assert groups_worth_a_dimension(base, effects) == ["norm", "softmax", "feed_forward"]   # conv's pin only costs
 
 
 def test_plan_tune_sensitivity_cli(tmp_path, capsys):

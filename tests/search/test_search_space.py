@@ -222,6 +222,20 @@ def test_block_groups_and_bad_options():
         SearchSpace("encoder", passes=["a", "a"])
 
 
+def test_precision_groups_keep_only_their_dimensions():
+    """--precision-groups (a sensitivity sweep's cut): the other groups get no dimension and stay TensorRT's."""
+    space = SearchSpace("decoder", options=SpaceOptions(precision_groups=("output", "softmax"), allow_int8=True))
+    assert space.groups == ("softmax", "output")                      # the model's order, not the flag's
+    prec = [d.name for d in space.dims if d.name.startswith("prec.")]
+    assert prec == [f"prec.{m}.{g}" for m in ("fp16", "int8", "fp16+int8") for g in ("softmax", "output")]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(20):
+        cfg = space.sample(study.ask())
+        assert set(cfg.layer_precision) <= {"softmax", "output"}
+    with pytest.raises(SpaceError, match="cross_attn not a layer group of decoder"):
+        SearchSpace("decoder", options=SpaceOptions(precision_groups=("cross_attn",)))
+
+
 def test_max_opt_level_caps_sampling():
     space = SearchSpace("decoder", options=SpaceOptions(max_opt_level=1))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
