@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "FP32 for norms, softmax, scoring, attention (cumulative), obey and prefer "
                                     "(+ INT8 feed-forward/conv with --allow-int8).")
     _study_args(pn, harness_default="serving")
-    pn.add_argument("--plan", required=True, choices=PLANS, help="ablation, sensitivity, bisect, bisect_reverse or rules")
+    pn.add_argument("--plan", required=True, choices=PLANS,
+                    help="ablation, sensitivity, bisect, bisect_reverse, rules, or references (the base's FP32 "
+                         "and TF32 twins)")
     _base_arg(pn)
     _space_args(pn)
 

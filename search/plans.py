@@ -36,7 +36,7 @@ from search.precision_strategies import (DIRECTIONS, bisect_configs, bisect_next
                                          with_precision)
 from search.space import SearchSpace
 
-PLANS = ("ablation", "sensitivity", "bisect", "bisect_reverse", "rules")
+PLANS = ("ablation", "sensitivity", "bisect", "bisect_reverse", "rules", "references")
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,18 @@ def sensitivity_configs(space: SearchSpace, base: PlanBase = PlanBase()) -> list
     return [(labelled(label, base.name), cfg) for label, cfg in out]
 
 
+def reference_configs(space: SearchSpace, base: PlanBase = PlanBase()) -> list[tuple[str, BuildConfig]]:
+    """The base's FP32-class twins: everything as the base (layout, buckets, passes, builder options) but no
+    FP16, no INT8 and no pins, once strict FP32 and once with TF32, the engines a mix's speed-up is measured
+    against on its own layout (FP16-I/O plugin variants need an FP16 build, so the twins leave them out)."""
+    d = (base.config or BuildConfig(space.model)).to_dict()
+    d.update(fp16=False, int8=False, layer_precision={}, precision_constraints=BuildConfig.precision_constraints,
+             plugins=[p for p in d["plugins"] if not p.endswith("_fp16")],
+             opt_level=min(d["opt_level"], space.options.max_opt_level))
+    return [(labelled(f"references/{name}", base.name), BuildConfig.from_dict({**d, "tf32": tf32}))
+            for name, tf32 in (("fp32", False), ("tf32", True))]
+
+
 def plan_configs(space: SearchSpace, plan: str, base: PlanBase = PlanBase(),
                  onnx: Path | None = None) -> list[tuple[str, BuildConfig]]:
     """The (label, config) pairs of a plan; `onnx` (the exported model) orders the groups for bisect."""
@@ -128,6 +140,8 @@ def plan_configs(space: SearchSpace, plan: str, base: PlanBase = PlanBase(),
         return bisect_configs(space, "first" if plan == "bisect" else "last", order, base.config, base.name or None)
     if plan == "rules":
         return rules_configs(space, base.config, base.name or None)
+    if plan == "references":
+        return reference_configs(space, base)
     raise SearchError(f"unknown plan {plan!r}; expected one of {', '.join(PLANS)}")
 
 

@@ -13,11 +13,13 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from engine.layer_groups import GROUPS
+from engine.config import BuildConfig
 from search.cli import main
 from search.errors import SearchError
 from search.plans import (ablation_configs, enqueue_plan, groups_worth_a_dimension, predict_mixed, sensitivity,
                           sensitivity_configs)
 from search.seeds import HARNESS_SEED_LABELS
+from search.options import SpaceOptions
 from search.space import SearchSpace
 from search.storage import open_study
 from stand_ins import write_stand_ins
@@ -116,6 +118,25 @@ def test_sensitivity_predicts_per_batch_where_each_group_fixes_one_profile():
     _trial_by_batch(study, "sensitivity/fp32:conv", {1: 1.5, 4: 1.495}, 12)          # removes almost nothing
     base, effects = sensitivity(study)
     assert groups_worth_a_dimension(base, effects) == ["norm", "softmax", "feed_forward"]   # conv's pin only costs
+
+
+def test_references_are_the_bases_fp32_and_tf32_twins():
+    """A mix's speed-up is measured against FP32 engines of its own layout: the twins keep everything of the base
+    (layout, buckets, passes, builder level) but its lower precision, and drop FP16-I/O plugin variants."""
+    from search.plans import PlanBase, plan_configs
+    space = SearchSpace("decoder", plugins=("wenet_layernorm_plugin", "wenet_layernorm_plugin_fp16"),
+                        options=SpaceOptions(harness="serving", max_opt_level=3))
+    mix = BuildConfig("decoder", fp16=True, tf32=True, layout="per_batch", batch_buckets=[1, 4, 16], opt_level=5,
+                      plugins=["wenet_layernorm_plugin", "wenet_layernorm_plugin_fp16"],
+                      layer_precision={"output": "fp32", "softmax": "fp16"})
+    (l32, fp32), (ltf, tf32) = plan_configs(space, "references", PlanBase("trial11", mix))
+    assert (l32, ltf) == ("references/fp32@trial11", "references/tf32@trial11")
+    for twin in (fp32, tf32):
+        assert not twin.fp16 and not twin.uses_int8 and twin.layer_precision == {}
+        assert twin.layout == "per_batch" and twin.batch_buckets == [1, 4, 16] and twin.opt_level == 3
+        assert twin.plugins == ["wenet_layernorm_plugin"]
+        space.to_params(twin)                                   # the space can express both
+    assert (fp32.tf32, tf32.tf32) == (False, True)
 
 
 def test_plan_tune_sensitivity_cli(tmp_path, capsys):
