@@ -260,7 +260,8 @@ def _wab2_run(workers: int) -> Callable[[Sources], dict]:
 
 for _w in (2, 1):
     _row = _wab2_run(_w)
-    number(f"wab2.w{_w}.finished", WAB2, f"trials the {_w}-worker run finished", lambda s, row=_row: str(row(s)["finished"]))
+    number(f"wab2.w{_w}.finished", WAB2, f"trials the {_w}-worker run finished",
+           lambda s, row=_row: str(row(s)["finished"]))
     number(f"wab2.w{_w}.complete", WAB2, f"COMPLETE trials of the {_w}-worker run",
            lambda s, row=_row: str(row(s)["states"].get("COMPLETE", 0)))
     number(f"wab2.w{_w}.complete-per-min", WAB2, f"COMPLETE trials per minute of the {_w}-worker run",

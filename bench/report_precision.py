@@ -93,15 +93,17 @@ _ALL16, _FF32, _OUT32 = ("sensitivity/fp16/all@per_batch_tf32", "sensitivity/fp3
 _RULE_GOOD = "rules/norms+softmax+output/obey@per_batch_tf32"
 _SOFT32, _EMB32, _NORM32 = (f"sensitivity/fp32:{g}@per_batch_tf32" for g in ("softmax", "embedding", "norm"))
 # (name, plan, batches): the worst ratio of that plan's trial over those batches
-for _name, _plan, _batches in (("all16.b4-16", _ALL16, (4, 16)), ("ff32.b1", _FF32, (1,)), ("ff32.b4-16", _FF32, (4, 16)),
-                               ("out32.b1", _OUT32, (1,)), ("out32.b4-16", _OUT32, (4, 16)),
+for _name, _plan, _batches in (("all16.b4-16", _ALL16, (4, 16)), ("ff32.b1", _FF32, (1,)),
+                               ("ff32.b4-16", _FF32, (4, 16)), ("out32.b1", _OUT32, (1,)),
+                               ("out32.b4-16", _OUT32, (4, 16)),
                                ("rule-good.worst", _RULE_GOOD, (1, 4, 16)), ("soft32.worst", _SOFT32, (1, 4, 16)),
                                ("emb32.worst", _EMB32, (1, 4, 16)), ("norm32.worst", _NORM32, (1, 4, 16))):
     number(f"psv.{_name}", SSD, f"`{_plan}`: its worst ratio at batch {', '.join(map(str, _batches))}",
            _batch_worst(_record(_plan), _batches))
 number("psv.fp16-seed.b1", SSD, "the per_batch_fp16 seed: its worst ratio at batch 1",
        _batch_worst(_seed("per_batch_fp16"), (1,)))
-number("psv.rule-good.sum", SSD, f"`{_RULE_GOOD}`: its latency sum (ms)", lambda s: f"{_sum_ms(_record(_RULE_GOOD)(s)):.2f} ms")
+number("psv.rule-good.sum", SSD, f"`{_RULE_GOOD}`: its latency sum (ms)",
+       lambda s: f"{_sum_ms(_record(_RULE_GOOD)(s)):.2f} ms")
 number("psv.tf32.sum", SSD, "the per_batch_tf32 seed: its latency sum (ms)",
        lambda s: f"{_sum_ms(_seed('per_batch_tf32')(s)):.2f} ms")
 number("psv.mixed-vs-fp32", PSV, "precision-h100: the best mixed engine's speed-up over the best (strict) FP32 one",

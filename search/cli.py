@@ -204,8 +204,8 @@ def cmd_sensitivity(args) -> int:
         print(f"  {'group':<22}{'worst ratio':>12}{'gain':>9}{'sum ms':>10}{'cost ms':>9}"
               + "".join(f"{f'batch {b}':>11}" for b in batches))
         for r in rows:
-            print(f"  {r['group']:<22}{r['worst_ratio']:>12.3f}{r['gain']:>9.3f}{r['latency_ms']:>10.1f}{r['cost_ms']:>9.1f}"
-                  + "".join(f"{r['by_batch'].get(b, float('nan')):>11.3f}" for b in batches))
+            print(f"  {r['group']:<22}{r['worst_ratio']:>12.3f}{r['gain']:>9.3f}{r['latency_ms']:>10.1f}"
+                  f"{r['cost_ms']:>9.1f}" + "".join(f"{r['by_batch'].get(b, float('nan')):>11.3f}" for b in batches))
         cfg, predicted, chosen = predict_mixed(space, base, effects, args.margin, plan_base)
         print(f"  predicted: FP32 for {', '.join(chosen) or 'no group'} -> worst ratio {predicted:.3f}")
         worth = groups_worth_a_dimension(base, effects)

@@ -304,8 +304,8 @@ def precision_report(study: optuna.Study, space: SearchSpace, onnx: Path | None,
                      f"{'Good' if r['good'] else 'Bad'} (trial {r['trial']})")
     rows, summary = precision_rows(study, harness, layout, work_dir)
     for s in summary:
-        speed = ", ".join(f"{s[k]:.2f}x {name}" for k, name in (("speedup_vs_fp32", "FP32"), ("speedup_vs_tf32", "TF32"))
-                          if s.get(k))
+        speed = ", ".join(f"{s[k]:.2f}x {name}" for k, name in (("speedup_vs_fp32", "FP32"),
+                                                                 ("speedup_vs_tf32", "TF32")) if s.get(k))
         lines.append(f"  best {s['precision']:<5} {s['label']:<48} {s['latency_sum_ms']:9.2f} ms "
                      f"worst {_ratio(s['worst_ratio'])} {speed}")
     if not summary:
