@@ -331,7 +331,7 @@ def _study(plt, spec):
 
 DRAW = {"latency": _latency, "latency-all": _latency_all, "latency-all-h100": _latency_all,
         "speedup": _speedup, "layers": _layers, "build": _build,
-        "pareto": _pareto, "study": _study, "plugins": _plugins, "plugin-layers": _layers,
+        "pareto": _pareto, "pareto-h100": _pareto, "study": _study, "plugins": _plugins, "plugin-layers": _layers,
         "decoder-study": _decoder_study, "decoder-serving-study": _decoder_study}
 
 

@@ -154,6 +154,7 @@ FILES: dict[str, FileSpec] = {k: FileSpec(*v) for k, v in {
     "workers-ab-2v1": (".json", record("studies"), "h100"),
     # the precision plans on per_batch_tf32 in the decoder serving study (H100): the best engine per precision
     "precision@h100": (".json", record("rows", "summary"), "h100", "precision"),
+    "pareto@h100": (".json", fronts, "h100", "pareto"),          # the serving study's front, same session
 }.items()}
 
 

@@ -12,7 +12,7 @@ from bench.report_data import (BENCH, H100, MODELS, NAIVE, Config, Sources, buil
                                plugin_free, plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series,
                                time_ratio, trials)
 
-FIGURES = ("latency", "latency-all", "latency-all-h100", "speedup", "layers", "build", "pareto", "study", "plugins",
+FIGURES = ("latency", "latency-all", "latency-all-h100", "speedup", "layers", "build", "pareto", "pareto-h100", "study", "plugins",
            "plugin-layers", "decoder-study", "decoder-serving-study")
 
 
@@ -179,13 +179,14 @@ def _points(cfgs: dict[str, Config], source: str, left_out: list[str]) -> list[d
     return sorted(points, key=lambda p: p["label"])
 
 
-def pareto(src: Sources):
+def pareto(src: Sources, benches: tuple[str, ...] = ("layouts", "plugins"), fronts_key: str = "pareto"):
     """The layouts (and torch) configurations, the plugins bench's, and each study's front from
-    `search pareto` (pareto-<gpu>.json: a list of fronts)."""
-    have = [k for k in ("layouts", "plugins") if src.data.get(k)]
-    studies = [f for f in src.data.get("pareto") or [] if f.get("front")]
+    `search pareto` (pareto-<gpu>.json: a list of fronts). benches / fronts_key: other files' keys (the
+    H100 layouts run, whose torch rows are in the file, and the H100 serving study's fronts)."""
+    have = [k for k in benches if src.data.get(k)]
+    studies = [f for f in src.data.get(fronts_key) or [] if f.get("front")]
     if not have and not studies:
-        return None, f"{src.missing('layouts')}, and no plugins file or study front either"
+        return None, f"{src.missing(benches[0])}, and no other bench file or study front either"
     benches = {k: configs(src, ("layouts", "torch-baselines") if k == "layouts" else (k,)) for k in have}
     panels = []
     for model in MODELS:
@@ -199,7 +200,7 @@ def pareto(src: Sources):
                   for f in studies if f.get("model") == model]
         if points or fronts:
             panels.append({"model": model, "points": points, "fronts": fronts, "left_out": left_out})
-    srcs = [src.name(k) for k in (*have, "pareto") if src.data.get(k)]
+    srcs = [src.name(k) for k in (*have, fronts_key) if src.data.get(k)]
     return {"title": "Latency vs error: sum over the judged grid vs worst metric/threshold ratio (Good iff < 1; "
                      "solid line = front of the bench engines, dashed = a study's front)",
             "sources": srcs, "panels": panels}, None
@@ -266,6 +267,7 @@ def decoder_study(src: Sources, key: str = "study-decoder-contest", log_y: bool 
 
 BUILDERS = {"latency": latency, "latency-all": latency_all, "latency-all-h100": lambda src: latency_all(src, (H100,)),
             "speedup": speedup, "layers": layers, "build": build, "pareto": pareto, "study": study,
+            "pareto-h100": lambda src: pareto(src, ("layouts@h100",), "pareto@h100"),
             "plugins": plugins, "plugin-layers": plugin_layers, "decoder-study": decoder_study,
             "decoder-serving-study": lambda src: decoder_study(src, "study-decoder-serving", log_y=True)}
 

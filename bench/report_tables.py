@@ -25,6 +25,9 @@ CAPTIONS = {
     "pareto": "Latency vs worst error ratio of every configuration of the layouts and plugins benches measured "
               "on the whole grid; the solid line is the front of their TensorRT engines (none faster at equal "
               "or smaller error), the dashed one the front of each study (`search pareto`).",
+    "pareto-h100": "The same on the H100: every configuration of the tenth session's layouts run (both harnesses, "
+                   "torch included) and, dashed, the front of the decoder serving study with the twelfth session's "
+                   "precision plans (`search pareto`).",
     "study": "Best feasible objective so far vs trial of the older study export (its date is in the title: "
              "16-shape grid with batch 64, seed configs only), not the decoder contest study below.",
     "plugins": "Sum over the judged grid of each plugins-bench configuration, FP32 and FP16 (norms, and the "

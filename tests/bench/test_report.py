@@ -342,6 +342,19 @@ def test_older_study_is_labelled_and_pareto_uses_the_fronts():
     assert "bench/results/pareto-h200.json" in spec["sources"]
 
 
+def test_the_h100_pareto_draws_the_h100_files_only():
+    """The second front figure reads the H100 layouts run and the serving study's fronts, never the H200 files."""
+    spec = json.loads((ROOT / FIG_DIR / "pareto-h100.json").read_text())
+    assert spec["sources"] == ["bench/results/layouts-h100.json", "bench/results/pareto-h100.json"]
+    dec = next(p for p in spec["panels"] if p["model"] == "decoder")
+    assert {q["source"] for q in dec["points"]} == {"layouts@h100"}
+    front = json.loads((ROOT / "bench" / "results" / "pareto-h100.json").read_text())
+    study_front = next(f for f in front if f["model"] == "decoder")["front"]
+    assert sorted(q["trial"] for q in dec["fronts"][0]["points"]) == sorted(q["trial"] for q in study_front)
+    enc = next(p for p in spec["panels"] if p["model"] == "encoder")
+    assert enc["fronts"] == [] and enc["points"]                 # no encoder study on the H100 yet
+
+
 def test_bug_entries_come_from_the_study_and_the_test_log():
     text = readme_block("bugs-found")
     assert re.search(r"in trials 10, 11, 12(, \d+)* of `bench/results/study-decoder-contest-h200.json`", text)
