@@ -15,6 +15,7 @@
 # budget in seconds, both models, default 600), TUNE_ARGS (extra `search tune` args),
 # MODELS and PLAN_TRIALS (the ablation / sensitivity steps), BASE / PRECISION_PLANS / ALLOW_INT8 / MAX_OPT (study and
 # the precision steps: the plans' seed or trial:N, the plans in queue order, INT8 mixes, the builder level cap),
+# PRECISION_LAYOUT (precision-table: per_batch, or one layout exactly such as per_batch[1,4,16]),
 # GPU_SLUG (default: from nvidia-smi, e.g. h200), STUDY_DB (a study.db to resume from, copied into $WORK once), IMPORT_JSON (the committed
 # study export whose studies the caches step imports when study.db lacks them; default
 # bench/results/study-$MODELS-$HARNESS-$GPU_SLUG.json), TRT_PYTHON (instead of the rig's python3.10), TAG (freeze/reproduce file names), OWN_TRIALS / OWN_HARNESS (own-workload), RERUN_TAG / RERUN_NOTE,
@@ -299,7 +300,9 @@ step() {
         trt -m search plan "${PS[@]}" "${L[@]}" --model "${MODELS:-both}" --plan "$p" --base "${BASE:-per_batch}"
       done ;;
     precision-table)  # the precision issue's table (best engine per class on per_batch) and the Pareto front
-      trt -m search precision "${PS[@]}" --model "${MODELS:-both}" --base "${BASE:-per_batch}" --layout per_batch \
+      # PRECISION_LAYOUT: `per_batch` (any buckets) or one layout exactly, e.g. "per_batch[1,4,16]" (trial 11's)
+      trt -m search precision "${PS[@]}" --model "${MODELS:-both}" --base "${BASE:-per_batch}" \
+        --layout "${PRECISION_LAYOUT:-per_batch}" \
         --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
       trt -m search pareto --work-dir "$WORK" --harness serving --out "$RESULTS/pareto-$GPU_SLUG.png" \
         --json "$RESULTS/pareto-$GPU_SLUG.json" ;;

@@ -24,6 +24,14 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _layout_text(text: str) -> str:
+    """--layout: a layout name, or a layout as BuildConfig.describe_layout writes it (name[buckets]...)."""
+    if text.split("[", 1)[0] not in LAYOUTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(LAYOUTS)}, optionally with its "
+                                         "buckets as the study labels them, e.g. per_batch[1,4,16]")
+    return text
+
+
 def _study_args(p: argparse.ArgumentParser, harness_default: str = "all") -> None:
     """Which studies a verb works on: StudyOptions' flags and --harness."""
     add_arguments(p, StudyOptions)
@@ -119,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(pr)
     _base_arg(pr)
     pr.add_argument("--enqueue", action="store_true", help="enqueue the next bisection step of each ladder")
-    pr.add_argument("--layout", default=None, choices=LAYOUTS, help="layout of the four rows (default: the best lower-precision "
-                                                   "trial's), e.g. per_batch")
+    pr.add_argument("--layout", default=None, type=_layout_text,
+                    help="layout of the rows (default: the best lower-precision trial's): a layout name such as "
+                         "per_batch (any buckets), or one layout exactly as the study labels it, e.g. "
+                         "'per_batch[1,4,16]'")
     pr.add_argument("--json", default=None, help="write the four engines' per-shape rows (bench/results format)")
     pr.add_argument("--gpu", default="unknown", help="GPU name for the JSON header")
 

@@ -165,6 +165,8 @@ CASES = [
     bad("sensitivity-margin-nan", "search sensitivity --work-dir work --margin nan", "--margin nan", "study"),
     bad("sensitivity-margin-negative", "search sensitivity --work-dir work --margin -1", "--margin -1", "study"),
     bad("precision-layout-unknown", "search precision --work-dir work --layout triangle", "triangle", "study"),
+    bad("precision-layout-unknown-with-buckets", "search precision --work-dir work --layout 'tiles[1,4,16]'",
+        "tiles", "study"),
     # --- search plan: a writer, but not when the request is wrong ------------------------------
     bad("plan-unknown", "search plan --work-dir work --model encoder --plan everything", "everything", "work"),
     bad("plan-base-unknown-seed", "search plan --work-dir work --model encoder --plan ablation --base nosuch",

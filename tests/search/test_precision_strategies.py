@@ -243,4 +243,8 @@ def test_plan_tune_precision_cli_with_the_fake_worker(tmp_path, capsys):
     assert [s["precision"] for s in data["summary"]] == ["fp32", "tf32", "fp16", "mixed"]
     assert data["command"].startswith("python -m search precision --work-dir") and data["summary"][3]["feasible"]
     assert all(r["a0"] is not None and r["layout"].startswith("per_batch") for r in data["rows"])
+    exact = tmp_path / "exact.json"          # one layout exactly, as the study labels it: the same rows here
+    assert main(["precision", *common, "--base", "per_batch", "--layout", data["rows"][0]["layout"],
+                 "--json", str(exact), "--gpu", "fake"]) == 0
+    assert [s["trial"] for s in json.loads(exact.read_text())["summary"]] == [s["trial"] for s in data["summary"]]
     assert main(["sensitivity", *common, "--base", "per_batch"]) == 2      # no sensitivity plan on that base
