@@ -148,7 +148,8 @@ step() {
         trt -m search precision "${S[@]}" "${I[@]}" --base "${BASE:-passes_fp32}" --layout single \
           --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
         trt -m search pareto --work-dir "$WORK" --harness "${HARNESS:-contest}" --out "$RESULTS/pareto-$GPU_SLUG.png" \
-          --json "$RESULTS/pareto-$GPU_SLUG.json"
+          --json "$RESULTS/pareto-$GPU_SLUG.json" \
+          --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
       fi ;;
     cache-builds)  # issue 10: cold vs warm timing cache per layout, each engine built twice, one build at a time
       wait_for "$WORK/data/.complete" 600 || return 1
@@ -305,7 +306,8 @@ step() {
         --layout "${PRECISION_LAYOUT:-per_batch}" \
         --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" --json "$RESULTS/precision-$GPU_SLUG.json"
       trt -m search pareto --work-dir "$WORK" --harness serving --out "$RESULTS/pareto-$GPU_SLUG.png" \
-        --json "$RESULTS/pareto-$GPU_SLUG.json" ;;
+        --json "$RESULTS/pareto-$GPU_SLUG.json" \
+        --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" ;;
     precision)  # the precision issue end to end: the plans, PLAN_TRIALS of them tuned, the table
       step precision-plans || return 1
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")

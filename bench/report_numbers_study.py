@@ -213,21 +213,31 @@ number("dstudy.build-share", SDC, "both decoder contest studies: the engine buil
 # --- tune --workers-per-gpu: the A/B of bench/host.sh workers-ab (workers-ab-h100.json) ------------------
 
 
-def _wab_run(workers: int) -> Callable[[Sources], dict]:
-    """The file's (last) row of that many workers per GPU."""
-    return lambda s: [r for r in s.data[WAB]["studies"] if r.get("workers_per_gpu") == workers][-1]
+def _ab_run(key: str, workers: int) -> Callable[[Sources], dict]:
+    """The (last) row of that many workers per GPU in a bench/study_throughput.py file."""
+    return lambda s: [r for r in s.data[key]["studies"] if r.get("workers_per_gpu") == workers][-1]
 
 
-for _w in (3, 1):
-    _row = _wab_run(_w)
-    number(f"wab.w{_w}.finished", WAB, f"trials the {_w}-worker run finished",
-           lambda s, row=_row: str(row(s)["finished"]))
-    number(f"wab.w{_w}.complete", WAB, f"COMPLETE trials of the {_w}-worker run",
-           lambda s, row=_row: str(row(s)["states"].get("COMPLETE", 0)))
-number("wab.w3.median-build", WAB, "the 3-worker run's median build time (a killed trial's too)",
-       lambda s: f"{_wab_run(3)(s)['median_build_s']:.0f} s")
-number("wab.w1.complete-per-min", WAB, "COMPLETE trials per minute of the 1-worker run",
-       lambda s: f"{_wab_run(1)(s)['complete_per_min']:.2f}")
+# the numbers of one tuning run: name -> (what, its text from the run's row)
+RUN_NUMBERS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "finished": ("trials the {w}-worker run finished", lambda r: str(r["finished"])),
+    "complete": ("COMPLETE trials of the {w}-worker run", lambda r: str(r["states"].get("COMPLETE", 0))),
+    "complete-per-min": ("COMPLETE trials per minute of the {w}-worker run", lambda r: f"{r['complete_per_min']:.2f}"),
+    "median-build": ("the {w}-worker run's median build time (a killed trial's too)",
+                     lambda r: f"{r['median_build_s']:.0f} s"),
+    "gpu-wait": ("the {w}-worker run's median wait for the GPU (a measurement or a build waiting)",
+                 lambda r: f"{r['median_gpu_wait_s']:.0f} s")}
+
+
+def ab_numbers(prefix: str, key: str, runs: dict[int, tuple[str, ...]]) -> None:
+    """Register <prefix>.w<N>.<name> for each worker count N and each of its RUN_NUMBERS names."""
+    for w, names in runs.items():
+        for name in names:
+            what, text = RUN_NUMBERS[name]
+            number(f"{prefix}.w{w}.{name}", key, what.format(w=w), lambda s, row=_ab_run(key, w), t=text: t(row(s)))
+
+
+ab_numbers("wab", WAB, {3: ("finished", "complete", "median-build"), 1: ("finished", "complete", "complete-per-min")})
 
 
 def _ssd_records(s, shared: bool) -> list[dict]:
@@ -240,7 +250,7 @@ def _ssd_records(s, shared: bool) -> list[dict]:
 def _alone_fp16_build(s) -> str:
     """The COMPLETE FP16 trial of the first A/B's 1-worker run in the serving study: its build time (the same
     builds, side by side, ran past the timeout)."""
-    run = _wab_run(1)(s)["tuner_run"]
+    run = _ab_run(WAB, 1)(s)["tuner_run"]
     r = [r for r in _ssd_records(s, shared=False) if (r.get("user_attrs") or {}).get("tuner_run") == run
          and r["state"] == "COMPLETE" and (r.get("params") or {}).get("fp16")][-1]
     return f"{r['user_attrs']['build_s']:.0f} s (trial {r['number']})"
@@ -254,24 +264,10 @@ number("wab.alone-fp16-build", f"{SSD},{WAB}", "the serving study's COMPLETE FP1
 WAB2 = "workers-ab-2v1"
 
 
-def _wab2_run(workers: int) -> Callable[[Sources], dict]:
-    return lambda s: [r for r in s.data[WAB2]["studies"] if r.get("workers_per_gpu") == workers][-1]
-
-
-for _w in (2, 1):
-    _row = _wab2_run(_w)
-    number(f"wab2.w{_w}.finished", WAB2, f"trials the {_w}-worker run finished",
-           lambda s, row=_row: str(row(s)["finished"]))
-    number(f"wab2.w{_w}.complete", WAB2, f"COMPLETE trials of the {_w}-worker run",
-           lambda s, row=_row: str(row(s)["states"].get("COMPLETE", 0)))
-    number(f"wab2.w{_w}.complete-per-min", WAB2, f"COMPLETE trials per minute of the {_w}-worker run",
-           lambda s, row=_row: f"{row(s)['complete_per_min']:.2f}")
-    number(f"wab2.w{_w}.median-build", WAB2, f"the {_w}-worker run's median build time",
-           lambda s, row=_row: f"{row(s)['median_build_s']:.0f} s")
+ab_numbers("wab2", WAB2, {2: ("finished", "complete", "complete-per-min", "median-build", "gpu-wait"),
+                         1: ("finished", "complete", "complete-per-min", "median-build")})
 number("wab2.gain", WAB2, "COMPLETE trials per minute, 2 workers / 1 worker",
-       lambda s: times(_wab2_run(2)(s)["complete_per_min"] / _wab2_run(1)(s)["complete_per_min"]))
-number("wab2.w2.gpu-wait", WAB2, "the 2-worker run's median wait for the GPU (a measurement or a build waiting)",
-       lambda s: f"{_wab2_run(2)(s)['median_gpu_wait_s']:.0f} s")
+       lambda s: times(_ab_run(WAB2, 2)(s)["complete_per_min"] / _ab_run(WAB2, 1)(s)["complete_per_min"]))
 
 
 def _multi_worker_timeout(s) -> str:

@@ -246,19 +246,25 @@ def cmd_precision(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from search.pareto import front_json, front_table, pareto_front, plot_fronts, trial_points
+    from search.pareto import (front_json, front_rows, front_table, pareto_front, plot_fronts, results_file,
+                               trial_points)
+    from search.storage import harness_of_study
 
     _outputs(args.json, args.out)
-    series, fronts = [], []
+    series, fronts, rows = [], [], []
+    work_dir = Path(from_args(StudyOptions, args).work_dir)
     for study in _existing_studies(args):
         points = trial_points(study)
         front = pareto_front(points)
         print(front_table(study, front, len(points)))
         series.append((study.study_name, points, front))
         fronts.append(front_json(study, points, front))
-    if args.json:
+        rows += front_rows(study, front, harness_of_study(study), work_dir)
+    if args.json:       # the bench/results format: the front trials per shape, the fronts beside them
+        data = {**results_file(rows, [], args.gpu, shlex.join(["python", "-m", "search", *args.argv])),
+                "fronts": fronts}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(fronts, indent=1))
+        Path(args.json).write_text(json.dumps(data, indent=1))
     if args.out:
         try:
             print(f"-> {plot_fronts(series, Path(args.out))}")

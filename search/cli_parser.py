@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "ratio. --out plots every trial grey and the front highlighted.")
     _study_args(pa)
     pa.add_argument("--out", default=None, help="PNG to write (needs matplotlib; without it only the table)")
-    pa.add_argument("--json", default=None, help="also write the fronts as JSON")
+    pa.add_argument("--json", default=None, help="also write the fronts, and their trials' per-shape rows "
+                                                 "(bench/results format), as JSON")
+    pa.add_argument("--gpu", default="unknown", help="GPU name for the JSON header")
 
     im = sub.add_parser("import", help="re-create the trials of a `search export` file in an empty study",
                         description="Resume a study across device sessions: every COMPLETE / PRUNED / FAIL trial "

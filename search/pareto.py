@@ -112,6 +112,17 @@ def front_json(study: optuna.Study, points: Sequence[Point], front: Sequence[Poi
             "front": [row(p) for p in front]}
 
 
+def front_rows(study: optuna.Study, front: Sequence[Point], harness: str,
+               work_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The front's trials per shape, in the bench/results format (label: 'front trial N (plan)')."""
+    model, trials = study.user_attrs.get("model"), study.get_trials(deepcopy=False)
+    out: list[dict[str, Any]] = []
+    for p in front:
+        label = f"front trial {p.trial}" + (f" ({p.label})" if p.label else "")
+        out += trial_rows(model, trials[p.trial], p, label, harness, work_dir)[0]
+    return out
+
+
 def plot_fronts(series: Sequence[tuple[str, list[Point], list[Point]]], out: Path) -> Path:
     """One panel per study: every trial grey, the front highlighted, the feasibility line at ratio 1."""
     try:
@@ -202,6 +213,16 @@ def _honoured(t: FrozenTrial, cfg: BuildConfig, result: dict[str, Any], work_dir
         return None
 
 
+def trial_rows(model: str, t: FrozenTrial, p: Point, label: str, harness: str,
+               work_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(one bench/results row per measured shape of trial t under `label`, its result.json or {})."""
+    cases, result = _case_rows(t, work_dir)
+    build_s = result.get("build_s", t.user_attrs.get("build_s"))
+    rows = convention_rows(model, label, cases, layout=p.layout, precision=p.precision, build_s=build_s)
+    return [{**r, "harness": harness, "worst_ratio": c.get("worst_ratio"), "trial": p.trial}
+            for r, c in zip(rows, cases)], result
+
+
 def precision_rows(study: optuna.Study, harness: str, layout: str | None = None,
                    work_dir: Path | None = None) -> tuple[list, list]:
     """(rows, summary) of the four engines of a study's model: one row per shape, keys of results.md.
@@ -215,12 +236,9 @@ def precision_rows(study: optuna.Study, harness: str, layout: str | None = None,
     for prec, p in chosen.items():
         t = trials[p.trial]
         cfg = trial_config(t)
-        cases, result = _case_rows(t, work_dir)
         label = f"{prec} {p.layout} trial {p.trial}" + (f" ({p.label})" if p.label else "")
-        build_s = result.get("build_s", t.user_attrs.get("build_s"))
-        engine_rows = convention_rows(model, label, cases, layout=p.layout, precision=prec, build_s=build_s)
-        rows += [{**r, "harness": harness, "worst_ratio": c.get("worst_ratio"), "trial": p.trial}
-                 for r, c in zip(engine_rows, cases)]
+        engine_rows, result = trial_rows(model, t, p, label, harness, work_dir)
+        rows += engine_rows
         summary.append({"model": model, "precision": prec, "label": label, "trial": p.trial,
                         "latency_sum_ms": p.latency_ms, "worst_ratio": p.worst_ratio if math.isfinite(p.worst_ratio)
                         else None, "feasible": p.feasible,

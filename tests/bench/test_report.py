@@ -17,6 +17,7 @@ import pytest
 
 from bench import report
 from bench.report_tables import FIG_DIR
+from bench.report_sources import fronts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -348,8 +349,10 @@ def test_the_h100_pareto_draws_the_h100_files_only():
     assert spec["sources"] == ["bench/results/layouts-h100.json", "bench/results/pareto-h100.json"]
     dec = next(p for p in spec["panels"] if p["model"] == "decoder")
     assert {q["source"] for q in dec["points"]} == {"layouts@h100"}
-    front = json.loads((ROOT / "bench" / "results" / "pareto-h100.json").read_text())
+    path = ROOT / "bench" / "results" / "pareto-h100.json"
+    front = fronts(path.read_text(), str(path))                 # the reader: a list of fronts, whatever the shape
     study_front = next(f for f in front if f["model"] == "decoder")["front"]
+    assert json.loads(path.read_text())["rows"]                 # the bench/results format: per-shape rows
     assert sorted(q["trial"] for q in dec["fronts"][0]["points"]) == sorted(q["trial"] for q in study_front)
     enc = next(p for p in spec["panels"] if p["model"] == "encoder")
     assert enc["fronts"] == [] and enc["points"]                 # no encoder study on the H100 yet

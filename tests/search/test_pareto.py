@@ -164,7 +164,15 @@ def test_pareto_verb_table_json_and_plot(tmp_path, capsys):
     assert "wenet-decoder-serving: 3 of 4 complete trials on the latency / worst-ratio front" in text
     assert png.stat().st_size > 0
     data = json.loads(out_json.read_text())
-    assert [p["trial"] for p in data[0]["front"]] == [1, 2, 0] and data[0]["points"] == 4
+    fronts = data["fronts"]
+    assert [p["trial"] for p in fronts[0]["front"]] == [1, 2, 0] and fronts[0]["points"] == 4
+    # the bench/results format: the front trials per shape, every convention key there
+    assert data["gpu"] == "unknown" and data["command"].startswith("python -m search pareto")
+    assert [(r["trial"], r["bs"]) for r in data["rows"]] == [(1, 1), (1, 16), (2, 1), (2, 16), (0, 1), (0, 16)]
+    need = {"model", "label", "harness", "layout", "precision", "cuda_graph", "bs", "sl", "latency_ms", "good",
+            "a0", "r0", "a1", "r1", "build_s"}
+    assert all(need <= set(r) for r in data["rows"]) and data["rows"][0]["label"] == "front trial 1"
+    assert {r["harness"] for r in data["rows"]} == {"serving"} and data["rows"][0]["precision"] == "fp16"
 
 
 def test_pareto_without_matplotlib_prints_the_table(tmp_path, capsys, monkeypatch):
