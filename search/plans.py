@@ -233,15 +233,16 @@ def predict_mixed(space: SearchSpace, base: FrozenTrial, effects: list[GroupEffe
     above `margin` (a safety factor: the additive model is optimistic when errors compound) or no group
     cuts it. Returns (config, predicted worst ratio over the batches, FP32 groups).
     """
-    predicted = worst_by_batch(base)
+    fp16 = worst_by_batch(base)
+    gains = {e.group: {b: fp16[b] - e.by_batch[b] for b in fp16 if b in e.by_batch} for e in effects}
 
     def excess(pred: dict[int, float]) -> float:
         return sum(max(0.0, v - margin) for v in pred.values())
 
     def pinned(pred: dict[int, float], e: GroupEffect) -> dict[int, float]:
-        return {b: v - (predicted_base[b] - e.by_batch[b] if b in e.by_batch else 0.0) for b, v in pred.items()}
+        return {b: v - gains[e.group].get(b, 0.0) for b, v in pred.items()}
 
-    predicted_base, chosen, left = dict(predicted), [], list(effects)
+    predicted, chosen, left = dict(fp16), [], list(effects)
     while excess(predicted) > 0 and left:
         cut = {e.group: excess(predicted) - excess(pinned(predicted, e)) for e in left}
         best = max(left, key=lambda e: (cut[e.group] / max(e.cost_ms, 1e-3), -e.cost_ms))
