@@ -38,12 +38,16 @@ export PYTHONUNBUFFERED=1
 # TRT_PYTHON: an interpreter to use instead of the rig's (the CPU tests run steps with their own)
 trt() { if [ -n "${TRT_PYTHON:-}" ]; then "$TRT_PYTHON" "$@"; else (. /root/rig/env.sh && python3.10 "$@"); fi; }
 
-resume_study() {   # a study of this model and harness that $WORK/study.db lacks goes on from its committed export
-  local ex=${IMPORT_JSON:-bench/results/study-${MODELS:-decoder}-${HARNESS:-contest}-$GPU_SLUG.json}
+resume_study() {   # [HARNESS]: a study of this model and harness $WORK/study.db lacks goes on from its committed export
+  local h=${1:-${HARNESS:-contest}}
+  local ex=${IMPORT_JSON:-bench/results/study-${MODELS:-decoder}-$h-$GPU_SLUG.json}
   [ -f "$ex" ] || { echo "no $ex: a study $WORK/study.db lacks starts new"; return 0; }
-  # --if-missing: a carried database keeps its studies (the newer record); only the missing ones come in
-  trt -m search import "$ex" --work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}" \
-    --if-missing
+  # --if-missing: a carried database keeps its studies (the newer record, not checked again); only the missing
+  # ones come in, their planned trials checked against the space they were planned in: the same flags as PS
+  # and, once the plugins step built it, our plugin library (so the steps that tune call this again)
+  local L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
+  trt -m search import "$ex" --work-dir "$WORK" --model "${MODELS:-decoder}" --harness "$h" \
+    --max-opt-level "${MAX_OPT:-4}" ${ALLOW_INT8:+--allow-int8} "${L[@]}" --if-missing
 }
 
 wait_for() {   # wait_for FILE SECONDS: until FILE exists
@@ -122,6 +126,7 @@ step() {
       tail -14 "$RESULTS/plugins.log" ;;
     study)  # one model's study on one harness: seeds, a precision plan, then TPE, for TUNE_S seconds
       wait_for "$WORK/data/.complete" 600 || return 1
+      resume_study || return 1
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
       # a study the carried database lacks came from its export in the caches step (run it first)
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
@@ -212,7 +217,7 @@ step() {
         cp .carry/study.db "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming .carry/study.db"
       fi
       # a new machine here loses the ignored .carry/ (or it lacks this study): the committed export stands in
-      resume_study ;;
+      resume_study || echo "(the steps that tune import it again once the plugins step built our library)" ;;
     diag-decoder) wait_for "$WORK/data/.complete" 600 || return 1
       trt bench/diag/decoder_batch1.py --work "$WORK" --json "$RESULTS/diag-decoder-batch1-$GPU_SLUG.json" ;;
     workers-ab)  # issue 10: trials per minute with AB_WORKERS tuning processes on the GPU (tune --workers-per-gpu)
@@ -221,6 +226,7 @@ step() {
       # AB_STUDY=main: both counts tune the model's own study instead, one run after the other (its trials count
       # toward the study; the file then splits it by tuning run, and TPE samples from the same history in both).
       wait_for "$WORK/data/.complete" 600 || return 1
+      [ "${AB_STUDY:-}" = main ] && { resume_study "${HARNESS:-serving}" || return 1; }
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # (a main study new on this card gets the harness's seeds: its first run tunes them)
       local main="wenet-${MODELS:-decoder}-${HARNESS:-serving}" names=() split=() seeds=(--seeds none) w n
@@ -296,6 +302,7 @@ step() {
     precision-plans)  # enqueue the precision plans (PRECISION_PLANS, in that order) on the per_batch seed BASE
       # (per_batch, or per_batch_tf32, the faster FP32-class engine) in the serving study; a later tune runs them
       # (with our plugin library, once the plugins step built it: the rules' `+plugins` mixes are in the space)
+      resume_study serving || return 1
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       for p in ${PRECISION_PLANS:-rules sensitivity bisect}; do
         trt -m search plan "${PS[@]}" "${L[@]}" --model "${MODELS:-both}" --plan "$p" --base "${BASE:-per_batch}"

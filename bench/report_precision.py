@@ -91,13 +91,15 @@ def _batch_worst(get: Callable[[Sources], dict], batches: tuple[int, ...]) -> Ca
 _ALL16, _FF32, _OUT32 = ("sensitivity/fp16/all@per_batch_tf32", "sensitivity/fp32:feed_forward@per_batch_tf32",
                          "sensitivity/fp32:output@per_batch_tf32")
 _RULE_GOOD = "rules/norms+softmax+output/obey@per_batch_tf32"
+_RULE_ATTN = "rules/norms+softmax+output+attention/obey@per_batch_tf32"
 _SOFT32, _EMB32, _NORM32 = (f"sensitivity/fp32:{g}@per_batch_tf32" for g in ("softmax", "embedding", "norm"))
 # (name, plan, batches): the worst ratio of that plan's trial over those batches
 for _name, _plan, _batches in (("all16.b4-16", _ALL16, (4, 16)), ("ff32.b1", _FF32, (1,)),
                                ("ff32.b4-16", _FF32, (4, 16)), ("out32.b1", _OUT32, (1,)),
                                ("out32.b4-16", _OUT32, (4, 16)),
                                ("rule-good.worst", _RULE_GOOD, (1, 4, 16)), ("soft32.worst", _SOFT32, (1, 4, 16)),
-                               ("emb32.worst", _EMB32, (1, 4, 16)), ("norm32.worst", _NORM32, (1, 4, 16))):
+                               ("emb32.worst", _EMB32, (1, 4, 16)), ("norm32.worst", _NORM32, (1, 4, 16)),
+                               ("attn-rule.b1", _RULE_ATTN, (1,)), ("attn-rule.b4-16", _RULE_ATTN, (4, 16))):
     number(f"psv.{_name}", SSD, f"`{_plan}`: its worst ratio at batch {', '.join(map(str, _batches))}",
            _batch_worst(_record(_plan), _batches))
 number("psv.fp16-seed.b1", SSD, "the per_batch_fp16 seed: its worst ratio at batch 1",
@@ -106,11 +108,15 @@ number("psv.rule-good.sum", SSD, f"`{_RULE_GOOD}`: its latency sum (ms)",
        lambda s: f"{_sum_ms(_record(_RULE_GOOD)(s)):.2f} ms")
 number("psv.tf32.sum", SSD, "the per_batch_tf32 seed: its latency sum (ms)",
        lambda s: f"{_sum_ms(_seed('per_batch_tf32')(s)):.2f} ms")
-number("psv.mixed-vs-fp32", PSV, "precision-h100: the best mixed engine's speed-up over the best (strict) FP32 one",
-       lambda s: times(_summary("fp32")(s)["latency_sum_ms"] / _summary("mixed")(s)["latency_sum_ms"]))
-number("psv.mixed-vs-tf32", PSV, "precision-h100: the best mixed engine's speed-up over the best TF32 one",
-       lambda s: times(_summary("tf32")(s)["latency_sum_ms"] / _summary("mixed")(s)["latency_sum_ms"]))
-number("psv.tf32-vs-fp32", PSV, "precision-h100: the best TF32 engine's speed-up over the best FP32 one",
-       lambda s: times(_summary("fp32")(s)["latency_sum_ms"] / _summary("tf32")(s)["latency_sum_ms"]))
-number("psv.fp16-vs-tf32", PSV, "precision-h100: the best all-FP16 engine's speed-up over the best TF32 one",
-       lambda s: times(_summary("tf32")(s)["latency_sum_ms"] / _summary("fp16")(s)["latency_sum_ms"]))
+_CLASS_NAMES = {"fp32": "(strict) FP32", "tf32": "TF32", "fp16": "all-FP16", "mixed": "mixed", "int8": "INT8-mixed"}
+for _fast, _slow in (("mixed", "fp32"), ("mixed", "tf32"), ("tf32", "fp32"), ("fp16", "tf32"), ("int8", "fp32"),
+                     ("int8", "tf32")):
+    number(f"psv.{_fast}-vs-{_slow}", PSV,
+           f"precision-h100: the best {_CLASS_NAMES[_fast]} engine's speed-up over the best {_CLASS_NAMES[_slow]} one",
+           lambda s, f=_fast, w=_slow: times(_summary(w)(s)["latency_sum_ms"] / _summary(f)(s)["latency_sum_ms"]))
+number("psv.int8.sum", PSV, "precision-h100: the best INT8-mixed engine's latency sum (ms)",
+       lambda s: f"{_summary('int8')(s)['latency_sum_ms']:.2f} ms")
+number("psv.int8.worst", PSV, "precision-h100: the best INT8-mixed engine's worst ratio",
+       lambda s: f"{_summary('int8')(s)['worst_ratio']:.3g}")
+number("psv.int8.trial", PSV, "precision-h100: the best INT8-mixed engine's trial",
+       lambda s: str(_summary("int8")(s)["trial"]))

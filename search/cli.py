@@ -273,6 +273,21 @@ def cmd_pareto(args) -> int:
     return 0
 
 
+def _kept(storage: str, exported: dict, study_name: str | None) -> bool:
+    """Whether the storage already holds trials of this exported study (said so on stdout)."""
+    from search.storage import StorageError, open_study
+
+    try:
+        study = open_study(storage, exported["model"], exported["harness"], study_name or exported.get("study"),
+                           create=False)
+    except StorageError:        # no database yet, or no such study in it
+        return False
+    held = len(study.get_trials(deepcopy=False))
+    if held:
+        print(f"{study.study_name}: kept, the storage holds it with {held} trials")
+    return held > 0
+
+
 def cmd_import(args) -> int:
     from search.storage import open_study
     from search.study_import import import_study, prepare_import, studies_in
@@ -283,14 +298,12 @@ def cmd_import(args) -> int:
     except (OSError, ValueError) as exc:
         raise SearchError(f"cannot read export {args.export}: {exc}") from None
     exported = studies_in(data, lambda s: s.get("model") in sel.models and args.harness in ("all", s.get("harness")))
+    if args.if_missing:     # a study the storage holds is the newer record: kept, and not checked against a space
+        exported = [ex for ex in exported if not _kept(sel.storage, ex, sel.study_name)]
     # every study checked against its space before anything is written
     prepared = [(ex, prepare_import(ex, _plan_space(args, ex["model"], ex["harness"]))) for ex in exported]
     for ex, prep in prepared:
         study = open_study(sel.storage, ex["model"], ex["harness"], sel.study_name or ex.get("study"))
-        held = len(study.get_trials(deepcopy=False))
-        if held and args.if_missing:        # the storage has this study already: it is the newer record
-            print(f"{study.study_name}: kept, the storage holds it with {held} trials")
-            continue
         done = import_study(ex, prep, study)
         print(f"{done.study}: {done.added} trials imported, {done.requeued} enqueued again"
               + (f", {done.skipped} left out (running, or planned without params)" if done.skipped else ""))

@@ -37,3 +37,21 @@ def test_int8_rules_only_with_allow_int8(work):
     again = queue(work, BASE="per_batch", PRECISION_PLANS="rules", ALLOW_INT8="1")
     assert again[:len(plain)] == plain                                  # the study is not seeded twice
     assert any(p.startswith("rules/int8:") for p in again[len(plain):])
+
+
+def test_precision_plans_resume_the_exported_study_before_queueing(work, tmp_path):
+    """A fresh host (no carried study.db) imports the committed export first, so the new plans queue behind
+    the study's history instead of in a new study."""
+    import shutil
+
+    from search.cli import main
+
+    first = queue(work, BASE="per_batch", PRECISION_PLANS="sensitivity")
+    export = tmp_path / "study.json"
+    assert main(["export", "--work-dir", str(work), "--harness", "serving", "--model", "decoder",
+                 "--out", str(export)]) == 0
+    fresh = tmp_path / "fresh"
+    shutil.copytree(work, fresh, ignore=shutil.ignore_patterns("study.db*", "out"))
+    again = queue(fresh, BASE="per_batch", PRECISION_PLANS="bisect", IMPORT_JSON=str(export))
+    assert again[:len(first)] == first
+    assert again[len(first):] and all(p.startswith("bisect/") for p in again[len(first):])

@@ -233,3 +233,23 @@ def test_import_if_missing_keeps_a_study_the_storage_has(exported, work, capsys)
     assert main(["import", str(path), "--work-dir", str(work), "--model", "encoder", "--if-missing"]) == 0
     assert f"kept, the storage holds it with {before} trials" in capsys.readouterr().out
     assert len(_study(work).get_trials()) == before
+
+
+def test_import_if_missing_does_not_check_a_kept_study_against_the_space(exported, work, tmp_path, capsys):
+    """A carried database that holds the study is kept without replaying its planned trials through a space
+    (the GPU host's caches step runs before the plugins step builds the library those plans need); the same
+    export into an empty storage is still checked, and a planned trial that does not fit stops it, one line."""
+    path, data = exported
+    waiting = next(r for r in data["studies"][0]["trials"] if r["state"] == "WAITING")
+    waiting["params"].pop(sorted(waiting["params"])[0])         # planned in a space with one more dimension
+    path.write_text(json.dumps(data))
+    before = len(_study(work).get_trials())
+    assert main(["import", str(path), "--work-dir", str(work), "--model", "encoder", "--if-missing"]) == 0
+    assert len(_study(work).get_trials()) == before
+    capsys.readouterr()
+    other = _copy_inputs(work, tmp_path / "other")
+    assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder", "--if-missing"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: trial {waiting['number']}: its params do not fit this search space")
+    assert "\n" not in err
+    assert not (other / "study.db").exists() or not optuna.get_all_study_names(f"sqlite:///{other}/study.db")
