@@ -128,7 +128,7 @@ step() {
       wait_for "$WORK/data/.complete" 600 || return 1
       resume_study || return 1
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
-      # a study the carried database lacks came from its export in the caches step (run it first)
+      # a study the carried database lacks comes from its export (resume_study above, now with our plugin library)
       L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
       # SEEDS: the seeds a new study enqueues (tune --seeds: all, none or labels; the encoder's FP16 ones cost minutes)
       [ -n "${SEEDS:-}" ] && L+=(--seeds "$SEEDS")
