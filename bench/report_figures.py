@@ -141,8 +141,9 @@ def _pareto(plt, spec):
                        color="tab:orange" if q["torch"] else ("tab:green" if plug else "tab:blue") if q["front"]
                        else ("palegreen" if plug else "lightsteelblue"),
                        edgecolors="black", linewidths=0.4, zorder=3)
-            ax.annotate(q["label"], (q["worst_ratio"], q["sum_ms"]), fontsize=5.5, xytext=(3, 2),
-                        textcoords="offset points")
+            if q["front"] or q["torch"]:    # the others stay unlabelled: their names overlap (the JSON has them)
+                ax.annotate(q["label"], (q["worst_ratio"], q["sum_ms"]), fontsize=5.5, xytext=(3, 2),
+                            textcoords="offset points")
         front = sorted((q for q in p["points"] if q["front"]), key=lambda q: q["worst_ratio"])
         if front:
             ax.step([q["worst_ratio"] for q in front], [q["sum_ms"] for q in front], where="post",
@@ -153,7 +154,7 @@ def _pareto(plt, spec):
                     linestyle="--", linewidth=1, marker="D", markersize=4,
                     label=f"{f['study']}: front of {f['points_in_study']} trials")
             for q in pts:
-                ax.annotate(f"trial {q['trial']} {q['label']}", (q["worst_ratio"], q["sum_ms"]), fontsize=5.5,
+                ax.annotate(f"trial {q['trial']}", (q["worst_ratio"], q["sum_ms"]), fontsize=5.5,   # plans: README
                             xytext=(3, -7), textcoords="offset points", color="tab:purple")
         ax.scatter([], [], marker="o", color="tab:blue", edgecolors="black", linewidths=0.4, label="layouts bench")
         ax.scatter([], [], marker="s", color="tab:green", edgecolors="black", linewidths=0.4, label="plugins bench")

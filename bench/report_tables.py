@@ -24,10 +24,12 @@ CAPTIONS = {
     "build": "Build time per layout: TensorRT builder time and the wall time of the whole build process.",
     "pareto": "Latency vs worst error ratio of every configuration of the layouts and plugins benches measured "
               "on the whole grid; the solid line is the front of their TensorRT engines (none faster at equal "
-              "or smaller error), the dashed one the front of each study (`search pareto`).",
+              "or smaller error), the dashed one the front of each study (`search pareto`). Only the front points "
+              "and PyTorch are named (the others' names overlap; the figure's JSON beside it has every point), "
+              "a study's points by trial number (the precision tables name their plans).",
     "pareto-h100": "The same on the H100: every configuration of the tenth session's layouts run (both harnesses, "
-                   "torch included) and, dashed, the front of the decoder serving study with the twelfth session's "
-                   "precision plans (`search pareto`).",
+                   "torch included) and, dashed, the front of the decoder serving study with the precision "
+                   "plans of the twelfth and thirteenth sessions (`search pareto`), named as above.",
     "study": "Best feasible objective so far vs trial of the older study export (its date is in the title: "
              "16-shape grid with batch 64, seed configs only), not the decoder contest study below.",
     "plugins": "Sum over the judged grid of each plugins-bench configuration, FP32 and FP16 (norms, and the "
