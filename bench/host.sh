@@ -198,6 +198,9 @@ step() {
         --baseline bench/results/layouts-$GPU_SLUG.json --note "${RERUN_NOTE:-}" \
         --out "$RESULTS/layouts-rerun-${RERUN_TAG:-main}-$GPU_SLUG.json" ;;
     caches)  # timing caches and the study of an earlier session (carried in as .carry/) -> $WORK
+      # .carry/<card>/ holds one card's study.db, gpu.txt and trials/ (bench/carry_back.sh puts them there), so
+      # an H100 and an H200 study both wait for their card; a bare .carry/study.db is the older single-card form
+      local carry=.carry; [ -d ".carry/$GPU_SLUG" ] && carry=".carry/$GPU_SLUG"
       for f in .carry/timing-*.cache; do
         [ -f "$f" ] || continue
         m=$(basename "$f" .cache); cp -n "$f" "$WORK/$m.cache"
@@ -207,14 +210,17 @@ step() {
         for h in contest serving; do cp -n "$f" "$WORK/$m-$h.cache"; done
       done; ls -la "$WORK"/timing-*.cache 2>/dev/null
       # the trial directories of earlier sessions (result.json: per-output errors, the honoured verdict)
-      [ -d .carry/trials ] && mkdir -p "$WORK/trials" && cp -rn .carry/trials/. "$WORK/trials/"
       # a study measured on another card would mix two GPUs' latencies in one objective: collect
-      # writes the card's slug beside the database (gpu.txt), and a mismatch leaves the database behind
-      carried_gpu=$(cat .carry/gpu.txt 2>/dev/null || echo "$GPU_SLUG")
-      if [ -f .carry/study.db ] && [ "$carried_gpu" != "$GPU_SLUG" ]; then
-        echo "not resuming .carry/study.db: it was measured on $carried_gpu, this host is $GPU_SLUG"
-      elif [ -f .carry/study.db ] && [ ! -f "$WORK/study.db" ]; then
-        cp .carry/study.db "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming .carry/study.db"
+      # writes the card's slug beside the database (gpu.txt), and a mismatch leaves the database (and the
+      # trial folders, whose numbers are that study's) behind
+      local carried_gpu; carried_gpu=$(cat "$carry/gpu.txt" 2>/dev/null || echo "$GPU_SLUG")
+      if [ "$carried_gpu" != "$GPU_SLUG" ]; then
+        echo "not resuming $carry/study.db: it was measured on $carried_gpu, this host is $GPU_SLUG"
+      else
+        [ -d "$carry/trials" ] && mkdir -p "$WORK/trials" && cp -rn "$carry/trials/." "$WORK/trials/"
+        if [ -f "$carry/study.db" ] && [ ! -f "$WORK/study.db" ]; then
+          cp "$carry/study.db" "$WORK/study.db" && chmod u+w "$WORK/study.db" && echo "resuming $carry/study.db"
+        fi
       fi
       # a new machine here loses the ignored .carry/ (or it lacks this study): the committed export stands in
       resume_study || echo "(the steps that tune import it again once the plugins step built our library)" ;;
