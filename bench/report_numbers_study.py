@@ -39,10 +39,10 @@ def _sdc_best(s) -> dict:
     return best_feasible(_sdc_trials(s))
 
 
-def _sdc_within(s, frac: float) -> str:
+def first_within(ts: list[dict], frac: float) -> str:
     """The first trial whose feasible value is within frac of the study's final best."""
-    best = _sdc_best(s)["value"]
-    return f"trial {min(t['trial'] for t in _sdc_trials(s) if t['feasible'] and t['value'] <= best * (1 + frac))}"
+    best = best_feasible(ts)["value"]
+    return f"trial {min(t['trial'] for t in ts if t['feasible'] and t['value'] <= best * (1 + frac))}"
 
 
 def study_counts(prefix: str, key: str, what: str, ts: Callable[[Sources], list[dict]]) -> None:
@@ -58,7 +58,7 @@ def study_counts(prefix: str, key: str, what: str, ts: Callable[[Sources], list[
 study_counts("dstudy", SDC, "decoder contest study", _sdc_trials)
 number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
        lambda s: times(_baseline(s, "tpe") / _sdc_best(s)["value"]))
-number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: _sdc_within(s, 0.05))
+number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: first_within(_sdc_trials(s), 0.05))
 
 
 def _sdc_within_own(s, frac: float) -> str:
@@ -127,6 +127,8 @@ def _contest_ms(s) -> float:
 
 
 study_counts("sstudy", SSD, "decoder serving study", _ssd_trials)
+number("sstudy.within5", SSD, "the first trial within 5% of the serving study's best",
+       lambda s: first_within(_ssd_trials(s), 0.05))
 number("sstudy.baseline-ms", SSD, "the serving study's baseline seed's objective",
        lambda s: ms(_ssd_seed(s, "baseline"), 2))
 number("sstudy.best-vs-baseline", SSD, "the best feasible objective / the baseline seed's",
