@@ -61,19 +61,41 @@ def test_carry_back_refuses_a_folder_that_is_not_a_collect(tmp_path):
     assert not (tmp_path / "elsewhere").exists()
 
 
+def _caches(root: Path, gpu: str) -> tuple[str, Path]:
+    """host.sh's caches step on a host with this card, run in `root` (where .carry/ is): its stdout, its WORK."""
+    host = root / f"host-{gpu}"
+    env = {**os.environ, "WORK": str(host), "OUT": str(root / "out"), "TRT_PYTHON": sys.executable,
+           "PYTHONPATH": str(REPO), "MODELS": "decoder", "HARNESS": "serving", "GPU_SLUG": gpu,
+           "IMPORT_JSON": str(root / "none.json")}
+    done = subprocess.run(["bash", str(REPO / "bench" / "host.sh"), "caches"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, host
+
+
 def test_caches_step_resumes_the_study_of_this_hosts_card(tmp_path):
     carry = tmp_path / ".carry"
     for gpu in ("h100", "h200"):
         assert _carry_back(_collected(tmp_path, gpu), carry).returncode == 0
     for gpu in ("h200", "h100"):
-        host = tmp_path / f"host-{gpu}"
-        env = {**os.environ, "WORK": str(host), "OUT": str(tmp_path / "out"), "TRT_PYTHON": sys.executable,
-               "PYTHONPATH": str(REPO), "MODELS": "decoder", "HARNESS": "serving", "GPU_SLUG": gpu,
-               "IMPORT_JSON": str(tmp_path / "none.json")}
-        done = subprocess.run(["bash", str(REPO / "bench" / "host.sh"), "caches"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        assert f"resuming .carry/{gpu}/study.db" in done.stdout
+        out, host = _caches(tmp_path, gpu)
+        assert f"resuming .carry/{gpu}/study.db" in out
         assert (host / "study.db").read_bytes() == f"{gpu} study".encode()
         assert (host / "trials/wenet-decoder-serving/00001/result.json").read_text() == f'"{gpu}"'
         assert (host / f"timing-decoder-serving-trt8.6.0-{gpu}-fp16.cache").is_file()
+
+
+def test_caches_step_leaves_a_bare_carried_database_of_another_card_behind(tmp_path):
+    """The older form, .carry/study.db beside gpu.txt: an H100 study is not resumed on an H200 (one objective,
+    one card's latencies), nor are its trial folders copied; on the card it names, both are."""
+    carry = tmp_path / ".carry"
+    (carry / "trials" / "wenet-decoder-serving" / "00001").mkdir(parents=True)
+    (carry / "trials" / "wenet-decoder-serving" / "00001" / "result.json").write_text("{}")
+    (carry / "study.db").write_bytes(b"h100 study")
+    (carry / "gpu.txt").write_text("h100\n")
+    out, host = _caches(tmp_path, "h200")
+    assert "not resuming .carry/study.db: it was measured on h100, this host is h200" in out
+    assert not (host / "study.db").exists() and not (host / "trials").exists()
+    out, host = _caches(tmp_path, "h100")
+    assert "resuming .carry/study.db" in out and (host / "study.db").read_bytes() == b"h100 study"
+    assert (host / "trials" / "wenet-decoder-serving" / "00001" / "result.json").is_file()

@@ -196,37 +196,6 @@ def test_host_caches_step_resumes_the_committed_export(exported, work, tmp_path)
     assert len(_study(host).get_trials()) == len(trials)
 
 
-def test_host_caches_step_leaves_a_database_of_another_card_behind(work, tmp_path):
-    """.carry/study.db measured on an H100 is not resumed on an H200 (one objective, one card's latencies);
-    on the card it names, it is."""
-    import os
-    import shutil
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]
-    assert _tune(work, "2") == 0
-    carry = tmp_path / ".carry"
-    carry.mkdir()
-    shutil.copy(work / "study.db", carry / "study.db")
-    (carry / "gpu.txt").write_text("h100\n")
-
-    def caches(gpu: str) -> tuple[str, Path]:
-        host = tmp_path / f"host-{gpu}"
-        env = {**os.environ, "WORK": str(host), "OUT": str(tmp_path / "out"), "TRT_PYTHON": sys.executable,
-               "PYTHONPATH": str(repo), "MODELS": "encoder", "HARNESS": "contest", "GPU_SLUG": gpu,
-               "IMPORT_JSON": str(tmp_path / "none.json")}
-        done = subprocess.run(["bash", str(repo / "bench" / "host.sh"), "caches"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return done.stdout, host
-
-    out, host = caches("h200")
-    assert "not resuming .carry/study.db: it was measured on h100, this host is h200" in out
-    assert not (host / "study.db").exists()
-    out, host = caches("h100")
-    assert "resuming .carry/study.db" in out and (host / "study.db").is_file()
-
-
 def test_import_if_missing_keeps_a_study_the_storage_has(exported, work, capsys):
     path, _ = exported
     before = len(_study(work).get_trials())
