@@ -139,8 +139,11 @@ step() {
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
         --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       I=(${ALLOW_INT8:+--allow-int8})
+      # the plans get our plugin library too: without it their trials lacked its plugin parameters (tune now
+      # pins those off; before, the sampler chose them, 2026-12-07)
+      P=(); [ -f "$PLUGIN_LIB" ] && P=(--plugin-lib "$PLUGIN_LIB")
       for p in ${PRECISION_PLANS:-rules}; do
-        [ "$p" = none ] || trt -m search plan "${S[@]}" "${I[@]}" --plan "$p" --base "${BASE:-passes_fp32}"
+        [ "$p" = none ] || trt -m search plan "${S[@]}" "${I[@]}" "${P[@]}" --plan "$p" --base "${BASE:-passes_fp32}"
       done
       # ALLOW_INT8=1: the waiting trials (the plans' INT8 variants) run with int8 allowed; TPE keeps its space
       [ -n "${ALLOW_INT8:-}" ] && trt -m search tune "${S[@]}" "${L[@]}" "${I[@]}" --trials "${INT8_TRIALS:-3}" \

@@ -335,6 +335,25 @@ class SearchSpace:
         names = {d.name for d in self.dims}
         return sorted(k for k, v in fixed.items() if k not in names and v not in (False, None, AUTO))
 
+    def unpinned(self, fixed: Mapping[str, Any]) -> dict[str, Any]:
+        """The dimensions a whole config enqueued in a smaller space lacks, each at BuildConfig's default.
+
+        A plan queued without --plugin-lib (or --allow-int8) has no parameter for those plugins (INT8);
+        Optuna would let the sampler choose them, and the trial would run a config its plan never named
+        under the plan's label. The config it named had them at their defaults, which these parameters pin.
+        """
+        default = BuildConfig.from_dict(self._defaults())
+        params, added = dict(fixed), {}
+        for dim in self.dims:
+            if dim.name in params or not dim.when(params):
+                continue
+            value = dim.read(default)
+            if not dim.allows(value):
+                raise SpaceError(f"{dim.name}: the default {value!r} is outside this space, so an enqueued trial "
+                                 "without it cannot be pinned")
+            params[dim.name] = added[dim.name] = value
+        return added
+
     def to_params(self, config: BuildConfig) -> dict[str, Any]:
         """The parameters that make `sample` return `config` (for study.enqueue_trial).
 

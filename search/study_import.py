@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import FixedTrial, TrialState, create_trial
 
-from search.errors import SearchError
+from search.errors import SearchError, SpaceError
 from search.space import SearchSpace
 
 IMPORTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -50,18 +50,23 @@ def distributions_for(record: Mapping[str, Any], space: SearchSpace,
     """The trial's distributions: stored in the record, or replayed through the space.
 
     strict=False for a planned (WAITING) trial: Optuna ignores enqueued params the space never
-    suggests (plans pin int8 off even in a space without INT8), so only missing ones are errors."""
+    suggests (plans pin int8 off even in a space without INT8), and a dimension the plan was queued
+    without takes its default (what `tune` pins it to), so only a value outside the space is an error."""
     stored = record.get("distributions")
     if stored:
         return {name: json_to_distribution(text) for name, text in stored.items()}
     params = record.get("params") or {}
-    fixed = FixedTrial(dict(params))
+    try:
+        pinned = {} if strict else space.unpinned(params)
+    except SpaceError as exc:
+        raise SearchError(f"trial {record.get('number')}: {exc}") from None
+    fixed = FixedTrial({**params, **pinned})
     try:
         space.sample(fixed)
     except (ValueError, KeyError) as exc:
         raise SearchError(f"trial {record.get('number')}: its params do not fit this search space ({exc}); "
                           "pass the space flags the study was tuned with") from None
-    dists = fixed.distributions
+    dists = {name: d for name, d in fixed.distributions.items() if name not in pinned}
     extra = sorted(set(params) - set(dists))
     if extra and strict:
         raise SearchError(f"trial {record.get('number')}: params {', '.join(extra)} are not in this search space")

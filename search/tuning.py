@@ -150,6 +150,23 @@ def check_waiting_trials(study: optuna.Study, space: SearchSpace) -> None:
                               + (f" (tune with {' and '.join(flags)})" if flags else " (tune with the space it was made in)"))
 
 
+def pin_waiting_trials(study: optuna.Study, space: SearchSpace) -> None:
+    """A waiting seed or plan names a whole config: a dimension this space has and it lacks (it was queued in a
+    smaller space: no --plugin-lib, no --allow-int8) is pinned to its default, not left to the sampler.
+
+    2026-12-07: plans queued without our plugin library ran with the sampler's plugin choices, so the
+    sensitivity trials differed in more than their pinned group."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        label, fixed = t.user_attrs.get("plan") or t.user_attrs.get("seed"), t.system_attrs.get("fixed_params")
+        if not label or not fixed:
+            continue                        # a partial enqueue of the user's own: the sampler fills it, as Optuna does
+        added = space.unpinned(fixed)
+        if added:
+            study._storage.set_trial_system_attr(t._trial_id, "fixed_params", {**fixed, **added})
+            print(f"note: waiting trial {t.number} ({label}) was queued without {', '.join(sorted(added))}: "
+                  "pinned to their defaults", file=sys.stderr)
+
+
 def trial_context(opts: TuneOptions, model: str, gpu: str) -> TrialContext:
     work = Path(opts.study.work_dir)
     return TrialContext(onnx=opts.onnx_path(model), data=opts.data_path(model), work_dir=work,
@@ -286,6 +303,7 @@ def tune_model(opts: TuneOptions, model: str, budget_s: float | None) -> dict[st
                   f"--seeds applies to a new study", file=sys.stderr)
         requeue_interrupted(study)
         check_waiting_trials(study, space)
+        pin_waiting_trials(study, space)
     run_id = new_run_id()
     if budget_s is not None and budget_s <= 0:
         print(f"warning: the time budget was spent before the first {model} trial could start "

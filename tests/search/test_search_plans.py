@@ -186,3 +186,30 @@ def test_a_waiting_int8_plan_is_refused_by_a_tune_without_allow_int8(tmp_path, c
     assert not study.get_trials(states=(TrialState.COMPLETE,))      # nothing ran, nothing was consumed
     assert main([*tune, "--allow-int8"]) == 0
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1
+
+
+def test_a_plan_queued_in_a_smaller_space_runs_as_planned_in_a_larger_one(tmp_path, capsys):
+    """Plans queued without --allow-int8 (or --plugin-lib) lack those parameters; a tune whose space has them pins
+    them to their defaults instead of letting the sampler choose, so the plan's trial is its own config."""
+    small, large = SearchSpace("decoder"), SearchSpace("decoder", options=SpaceOptions(allow_int8=True))
+    cfg = BuildConfig("decoder", fp16=True, layer_precision={"norm": "fp32"})
+    params = small.to_params(cfg)
+    added = large.unpinned(params)
+    assert added == {"int8": False}            # the calibrator and INT8 group choices exist only with int8 on
+    assert large.sample(optuna.trial.FixedTrial({**params, **added})) == small.sample(optuna.trial.FixedTrial(params))
+    assert large.unpinned({**params, **added}) == {}
+
+    work = tmp_path / "work"
+    write_stand_ins(work, ("decoder",))
+    common = ["--work-dir", str(work), "--model", "decoder"]
+    assert main(["plan", *common, "--plan", "rules"]) == 0           # no --allow-int8: no int8 parameter
+    worker = shlex.join([sys.executable, str(FAKE_WORKER)])
+    assert main(["tune", *common, "--trials", "1", "--grid", "1x16", "--no-progress", "--worker-command", worker,
+                 "--allow-int8"]) == 0
+    err = capsys.readouterr().err
+    assert "was queued without int8" in err and "pinned to their defaults" in err
+    study = open_study(f"sqlite:///{work / 'study.db'}", "decoder", create=False)
+    ran = study.get_trials(states=(TrialState.COMPLETE,))[0]
+    assert ran.params["int8"] is False and ran.system_attrs["fixed_params"]["int8"] is False
+    waiting = [t for t in study.get_trials(states=(TrialState.WAITING,)) if t.user_attrs.get("plan")]
+    assert waiting and all(t.system_attrs["fixed_params"].get("int8") is False for t in waiting)
