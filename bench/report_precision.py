@@ -39,6 +39,12 @@ def worst_by_batch(r: dict) -> dict[int, float]:
     return out
 
 
+def plugins_on(r: dict) -> str:
+    """The plugin rewrites a trial ran with ("-": none; WAITING: what it was enqueued with so far)."""
+    on = sorted(k.removeprefix("plugin.") for k, v in (r.get("params") or {}).items() if k.startswith("plugin.") and v)
+    return ", ".join(on) or "-"
+
+
 def _sum_ms(r: dict) -> float | None:
     lat = (r.get("user_attrs") or {}).get("latency_ms")
     return sum(lat.values()) if isinstance(lat, dict) and lat else None
@@ -55,7 +61,7 @@ def plans_block(src: Sources, key: str = SSD) -> str:
         ua = r.get("user_attrs") or {}
         worst, cases = worst_by_batch(r), ua.get("cases") or []
         total = _sum_ms(r)
-        rows.append([r["number"], f"`{ua.get('plan') or ua.get('seed')}`", r["state"],
+        rows.append([r["number"], f"`{ua.get('plan') or ua.get('seed')}`", r["state"], plugins_on(r),
                      "-" if total is None else f"{total:.2f}",
                      *("-" if b not in worst else f"{worst[b]:.3g}" for b in batches),
                      f"{sum(1 for c in cases if c.get('good'))}/{len(cases)}" if cases else "-",
@@ -65,11 +71,13 @@ def plans_block(src: Sources, key: str = SSD) -> str:
     date, _ = src.meta(key)
     return (f"`{src.name(key)}` (`python3 -m search export`, {date}): the `{PLAN_BASE}`-based plan trials of "
             "the decoder serving study and the seeds they are compared with:\n\n"
-            + table(["trial", "seed / plan", "state", "sum ms", *(f"worst ratio, batch {b}" for b in batches),
+            + table(["trial", "seed / plan", "state", "plugins", "sum ms", *(f"worst ratio, batch {b}" for b in batches),
                      "Good cases", "build s", "workers", "fail reason (shortened)"], rows)
             + "\n\n`sum ms`: the serving harness's latencies summed over the 12 shapes (a Bad engine's objective "
               "adds a penalty, not shown here). A worst ratio above 1 is Bad. Batch 1 runs in the profile of "
-              "bucket 2 where the layout's buckets are [2,4,16].")
+              "bucket 2 where the layout's buckets are [2,4,16]. `plugins`: the plugin rewrites the trial ran with. "
+              "The plans were queued without our plugin library, so their `wenet_*` plugins were the sampler's "
+              "choice, not the plan's (`tune` now pins a dimension a plan lacks to its default).")
 
 
 def _record(plan: str) -> Callable[[Sources], dict]:
@@ -120,3 +128,41 @@ number("psv.int8.worst", PSV, "precision-h100: the best INT8-mixed engine's wors
        lambda s: f"{_summary('int8')(s)['worst_ratio']:.3g}")
 number("psv.int8.trial", PSV, "precision-h100: the best INT8-mixed engine's trial",
        lambda s: str(_summary("int8")(s)["trial"]))
+
+
+def _no_output_pin(s: Sources) -> list[dict]:
+    """The COMPLETE plan trials that leave the output group in FP16 (the error's source when it is)."""
+    return [r for r in plan_records(s.data[SSD]) if r["state"] == "COMPLETE" and (r.get("user_attrs") or {}).get("plan")
+            and "output" not in r["user_attrs"]["plan"]]
+
+
+def _range_b4_16(lsm_on: bool) -> Callable[[Sources], str]:
+    """The range of their worst ratios at batches 4 and 16, with the log-softmax plugin on or off."""
+    def value(s: Sources) -> str:
+        ws = [max(v for b, v in worst_by_batch(r).items() if b in (4, 16)) for r in _no_output_pin(s)
+              if bool((r.get("params") or {}).get("plugin.wenet_log_softmax_plugin")) == lsm_on]
+        return f"{min(ws):.3g}-{max(ws):.3g} ({len(ws)} trial{'' if len(ws) == 1 else 's'})"
+    return value
+
+
+number("psv.lsm-on.b4-16", SSD, "plan trials without an output pin, log-softmax plugin on: worst ratio range at "
+       "batches 4 and 16", _range_b4_16(True))
+number("psv.lsm-off.b4-16", SSD, "the same with the log-softmax plugin off", _range_b4_16(False))
+
+
+def _ln_or_norm32(r: dict) -> bool:
+    """Our LayerNorm plugin on, or the norms pinned FP32 by the plan."""
+    return bool((r.get("params") or {}).get("plugin.wenet_layernorm_plugin")) or "norm" in r["user_attrs"]["plan"]
+
+
+def _b1(with_either: bool) -> Callable[[Sources], str]:
+    """Batch 1's worst ratios of the no-output-pin plan trials with (the highest) or without (each) either."""
+    def value(s: Sources) -> str:
+        ws = [worst_by_batch(r)[1] for r in _no_output_pin(s) if _ln_or_norm32(r) == with_either]
+        return f"{max(ws):.3g}" if with_either else ", ".join(f"{w:.3g}" for w in sorted(ws))
+    return value
+
+
+number("psv.ln-or-norm.b1", SSD, "no-output-pin plan trials with our LayerNorm plugin or FP32 norms: the highest "
+       "worst ratio at batch 1", _b1(True))
+number("psv.neither.b1", SSD, "those with neither: each one's worst ratio at batch 1", _b1(False))

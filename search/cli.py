@@ -206,6 +206,10 @@ def cmd_sensitivity(args) -> int:
         for r in rows:
             print(f"  {r['group']:<22}{r['worst_ratio']:>12.3f}{r['gain']:>9.3f}{r['latency_ms']:>10.1f}"
                   f"{r['cost_ms']:>9.1f}" + "".join(f"{r['by_batch'].get(b, float('nan')):>11.3f}" for b in batches))
+        for e in effects:
+            if e.differs:
+                print(f"  warning: {e.group}'s trial differs from the all-FP16 one in {', '.join(e.differs)}, not "
+                      "only its pin: left out of the prediction and the groups below")
         cfg, predicted, chosen = predict_mixed(space, base, effects, args.margin, plan_base)
         print(f"  predicted: FP32 for {', '.join(chosen) or 'no group'} -> worst ratio {predicted:.3f}")
         worth = groups_worth_a_dimension(base, effects)

@@ -185,6 +185,15 @@ class GroupEffect:
     # batch -> worst ratio over that batch's cases: in a per_batch layout each batch bucket is its own profile
     # with its own tactics, and one group's effect can differ in sign between them (measured on the H100)
     by_batch: dict[int, float] = field(default_factory=dict)
+    # parameters other than the precision pins in which its trial differs from the all-FP16 one: then the
+    # gain is not the group's alone (2026-12-07: plans queued without --plugin-lib ran sampled plugins)
+    differs: tuple[str, ...] = ()
+
+
+def differing_params(a: FrozenTrial, b: FrozenTrial) -> tuple[str, ...]:
+    """The non-precision parameters two trials do not share (a plan's pin moves only `prec.*`)."""
+    names = set(a.params) | set(b.params)
+    return tuple(sorted(k for k in names if not k.startswith("prec.") and a.params.get(k) != b.params.get(k)))
 
 
 def _worst(t: FrozenTrial) -> float:
@@ -218,7 +227,7 @@ def sensitivity(study: optuna.Study, base_name: str = "") -> tuple[FrozenTrial, 
         if label.startswith("sensitivity/fp32:"):
             worst = _worst(t)
             effects.append(GroupEffect(label.split(":", 1)[1], worst, _worst(base) - worst, _latency(t),
-                                       _latency(t) - _latency(base), worst_by_batch(t)))
+                                       _latency(t) - _latency(base), worst_by_batch(t), differing_params(base, t)))
     effects.sort(key=lambda e: (-e.gain, e.cost_ms))
     return base, effects
 
@@ -231,7 +240,9 @@ def predict_mixed(space: SearchSpace, base: FrozenTrial, effects: list[GroupEffe
     minus its own there, and can be negative. Groups are taken greedily by how much they cut the predicted
     excess over `margin` (summed over the batches) per millisecond of cost, until no batch is predicted
     above `margin` (a safety factor: the additive model is optimistic when errors compound) or no group
-    cuts it. Returns (config, predicted worst ratio over the batches, FP32 groups).
+    cuts it. A group whose trial differs from the all-FP16 one in more than its pin is not taken (its
+    measured gain may belong to the other difference). Returns (config, predicted worst ratio over the
+    batches, FP32 groups).
     """
     fp16 = worst_by_batch(base)
     gains = {e.group: {b: fp16[b] - e.by_batch[b] for b in fp16 if b in e.by_batch} for e in effects}
@@ -242,7 +253,7 @@ def predict_mixed(space: SearchSpace, base: FrozenTrial, effects: list[GroupEffe
     def pinned(pred: dict[int, float], e: GroupEffect) -> dict[int, float]:
         return {b: v - gains[e.group].get(b, 0.0) for b, v in pred.items()}
 
-    predicted, chosen, left = dict(fp16), [], list(effects)
+    predicted, chosen, left = dict(fp16), [], [e for e in effects if not e.differs]
     while excess(predicted) > 0 and left:
         cut = {e.group: excess(predicted) - excess(pinned(predicted, e)) for e in left}
         best = max(left, key=lambda e: (cut[e.group] / max(e.cost_ms, 1e-3), -e.cost_ms))
@@ -257,9 +268,11 @@ def predict_mixed(space: SearchSpace, base: FrozenTrial, effects: list[GroupEffe
 def groups_worth_a_dimension(base: FrozenTrial, effects: list[GroupEffect], min_gain: float = 0.01) -> list[str]:
     """The groups whose FP32 pin removed at least `min_gain` of the worst ratio at some batch size, in the
     sweep's order: the `--precision-groups` that keep TPE off the pins that only cost time. A group whose
-    sweep trial did not finish (its pin failed to build) has no effect and is left out."""
+    sweep trial did not finish (its pin failed to build) has no effect and is left out, and so is one whose
+    trial differs from the all-FP16 one in more than its pin (its gain may be the other difference's)."""
     fp16 = worst_by_batch(base)
-    return [e.group for e in effects if any(fp16.get(b, v) - v >= min_gain for b, v in e.by_batch.items())]
+    return [e.group for e in effects if not e.differs
+            and any(fp16.get(b, v) - v >= min_gain for b, v in e.by_batch.items())]
 
 
 def sensitivity_rows(base: FrozenTrial, effects: list[GroupEffect]) -> list[dict[str, Any]]:

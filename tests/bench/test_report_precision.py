@@ -71,10 +71,14 @@ def serving_export() -> dict:
 
 def test_the_plans_block_lists_the_base_plans_and_reference_seeds_per_batch():
     from bench.report_precision import plans_block, worst_by_batch
-    text = plans_block(sources(**{"study-decoder-serving": serving_export()}))
-    assert "| worst ratio, batch 1 | worst ratio, batch 4 | worst ratio, batch 16 |" in text
-    assert "| 5 | `sensitivity/fp32:output@per_batch_tf32` | COMPLETE | 4.50 | 5 | 0.26 | 0.25 | 2/3 | 85 |" in text
-    assert "| 7 | `sensitivity/fp32:self_attention@per_batch_tf32` | FAIL | - | - | - | - | - | 16 |" in text
+    st = serving_export()
+    st["studies"][0]["trials"][5]["params"] = {"plugin.wenet_log_softmax_plugin": True,
+                                               "plugin.wenet_layernorm_plugin": False}
+    text = plans_block(sources(**{"study-decoder-serving": st}))
+    assert "| plugins | sum ms | worst ratio, batch 1 | worst ratio, batch 4 | worst ratio, batch 16 |" in text
+    assert ("| 5 | `sensitivity/fp32:output@per_batch_tf32` | COMPLETE | wenet_log_softmax_plugin | 4.50 | 5 | 0.26 | "
+            "0.25 | 2/3 | 85 |") in text                         # the plugins it ran with (sampled, in the H100 sweep)
+    assert "| 7 | `sensitivity/fp32:self_attention@per_batch_tf32` | FAIL | - | - | - | - | - | - | 16 |" in text
     assert "`baseline`" not in text and "trial:13" not in text
     assert worst_by_batch(serving_export()["studies"][0]["trials"][3]) == {1: 173.0, 4: 1.12, 16: 1.11}
     assert plans_block(sources()).startswith("_Not made:")
@@ -87,6 +91,10 @@ def test_the_precision_numbers_read_the_batches_they_name():
     trials.append(record(8, [1.0, 1.01, 1.01], plan=f"sensitivity/fp32:feed_forward@{BASE}"))
     src = sources(**{"study-decoder-serving": st, "precision@h100": precision_file(True)})
     assert NUMBERS["psv.out32.b1"].fn(src) == "5" and NUMBERS["psv.out32.b4-16"].fn(src) == "0.26"
+    trials[4]["params"], trials[-1]["params"] = {}, {"plugin.wenet_log_softmax_plugin": True}   # all-FP16, FF pin
+    assert NUMBERS["psv.lsm-on.b4-16"].fn(src) == "1.01-1.01 (1 trial)"     # the output pin (trial 5) is left out
+    assert NUMBERS["psv.lsm-off.b4-16"].fn(src) == "1.11-1.11 (1 trial)"
+    assert NUMBERS["psv.neither.b1"].fn(src) == "1, 1.11"                   # no LayerNorm plugin, no norms pin
     assert NUMBERS["psv.ff32.b4-16"].fn(src) == "1.01" and NUMBERS["psv.fp16-seed.b1"].fn(src) == "173"
     assert NUMBERS["psv.tf32.sum"].fn(src) == "3.60 ms"               # 3 shapes x (1.0 + 2/10)
     assert NUMBERS["psv.mixed-vs-fp32"].fn(src) == "3.12x" and NUMBERS["psv.mixed-vs-tf32"].fn(src) == "1.25x"

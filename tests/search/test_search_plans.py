@@ -92,12 +92,32 @@ def test_sensitivity_orders_groups_and_predicts_the_cheapest_good_mix():
     assert chosen == ["norm", "softmax"] and predicted == pytest.approx(0.7)
 
 
-def _trial_by_batch(study, label, worst_by_batch, latency):
+def _trial_by_batch(study, label, worst_by_batch, latency, plugin=False):
     cases = [{"batch": b, "length": 16, "latency_ms": latency, "good": r < 1, "worst_ratio": r}
              for b, r in worst_by_batch.items()]
+    bools = CategoricalDistribution((False, True))
     study.add_trial(optuna.trial.create_trial(
-        params={"fp16": True}, distributions={"fp16": CategoricalDistribution((False, True))},
+        params={"fp16": True, "plugin.wenet_log_softmax_plugin": plugin, "prec.fp16.norm": "fp32" if "norm" in label
+                else "fp16"},
+        distributions={"fp16": bools, "plugin.wenet_log_softmax_plugin": bools,
+                       "prec.fp16.norm": CategoricalDistribution(("fp16", "fp32"))},
         value=latency * len(cases), user_attrs={"plan": label, "cases": cases}))
+
+
+def test_a_sweep_trial_that_differs_in_more_than_its_pin_is_not_credited_to_its_group():
+    """The H100 sweep's plans ran with sampled plugins: a pin whose trial also had the log-softmax plugin on
+    showed the plugin's gain as the group's. Such a group is flagged and kept out of the prediction."""
+    space = SearchSpace("encoder")
+    study = optuna.create_study()
+    _trial_by_batch(study, "sensitivity/fp16/all", {1: 1.1, 4: 1.1}, 10)
+    _trial_by_batch(study, "sensitivity/fp32:norm", {1: 0.5, 4: 0.6}, 11)                      # the pin alone
+    _trial_by_batch(study, "sensitivity/fp32:softmax", {1: 0.2, 4: 0.2}, 10, plugin=True)     # pin + plugin
+    base, effects = sensitivity(study)
+    by_group = {e.group: e for e in effects}
+    assert by_group["softmax"].differs == ("plugin.wenet_log_softmax_plugin",) and by_group["norm"].differs == ()
+    assert groups_worth_a_dimension(base, effects) == ["norm"]
+    _, _, chosen = predict_mixed(space, base, effects, margin=0.9)
+    assert chosen == ["norm"]                       # not the cheaper, larger-looking softmax gain
 
 
 def test_sensitivity_predicts_per_batch_where_each_group_fixes_one_profile():
