@@ -162,10 +162,33 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
     })
 
 
+def share_distributions(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Move each parameter's most common distribution out of the trial records into one study table.
+
+    Every trial of a study repeats the same distributions (a third of an export's size); a record keeps
+    only the ones that differ, with `distributions_shared` set where the table supplies the rest
+    (`search import` puts them back, study_import.full_distributions)."""
+    from collections import Counter
+
+    counts: dict[str, Counter] = {}
+    for r in records:
+        for name, text in r["distributions"].items():
+            counts.setdefault(name, Counter())[text] += 1
+    table = {name: c.most_common(1)[0][0] for name, c in sorted(counts.items())}
+    for r in records:
+        own = r.pop("distributions")
+        if own:
+            r["distributions_shared"] = True
+            r["distributions"] = {name: text for name, text in own.items() if table[name] != text}
+    return table
+
+
 def export_study(study: optuna.Study) -> dict[str, Any]:
+    records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+    table = share_distributions(records)
     return {"study": study.study_name, "model": study.user_attrs.get("model"), "harness": _harness(study),
             "summary": _plain(summary(study)), "user_attrs": _plain(study.user_attrs),
-            "trials": [trial_record(t) for t in study.get_trials(deepcopy=False)]}
+            "distributions": table, "trials": records}
 
 
 # --- plot -----------------------------------------------------------------------------------

@@ -118,12 +118,25 @@ class PreparedImport:
     skipped: int
 
 
+def full_distributions(rec: Mapping[str, Any], table: Mapping[str, str]) -> Mapping[str, Any]:
+    """The record with every distribution of its params: newer exports keep the shared ones in one study
+    table (results.share_distributions) and only a trial's own in the record."""
+    if not rec.get("distributions_shared"):
+        return rec
+    missing = sorted(set(rec.get("params") or {}) - set(table) - set(rec.get("distributions") or {}))
+    if missing:
+        raise SearchError(f"trial {rec.get('number')}: the export's distribution table lacks {', '.join(missing)}")
+    own = rec.get("distributions") or {}
+    return {**rec, "distributions": {name: own.get(name, table.get(name)) for name in rec.get("params") or {}}}
+
+
 def prepare_import(exported: Mapping[str, Any], space: SearchSpace) -> PreparedImport:
     records = exported.get("trials")
     if not isinstance(records, list):
         raise SearchError(f"export of {exported.get('study')!r} has no trial list")
+    table = exported.get("distributions") or {}
     trials, waiting, skipped = [], [], 0
-    for rec in sorted(records, key=lambda r: r.get("number", 0)):
+    for rec in sorted((full_distributions(r, table) for r in records), key=lambda r: r.get("number", 0)):
         state = rec.get("state")
         if state in (s.name for s in IMPORTED):
             trials.append(frozen_trial(rec, space))

@@ -71,10 +71,11 @@ def test_a_pruned_trial_keeps_its_value_and_timestamps(exported):
     """Optuna stores a pruned trial's last intermediate value; the import must not drop it, nor
     restamp a trial with the time of the import."""
     from search.space import SearchSpace
-    from search.study_import import frozen_trial
+    from search.study_import import frozen_trial, full_distributions
 
     _, data = exported
-    rec = dict(next(r for r in data["studies"][0]["trials"] if r["state"] == "COMPLETE"))
+    rec = dict(full_distributions(next(r for r in data["studies"][0]["trials"] if r["state"] == "COMPLETE"),
+                                  data["studies"][0]["distributions"]))
     rec.update(state="PRUNED", value=3.5, intermediate_values={"0": 3.5})
     study = optuna.create_study()
     study.add_trial(frozen_trial(rec, SearchSpace("encoder")))
@@ -99,11 +100,30 @@ def test_resumed_study_does_not_rerun_its_seeds(exported, work, tmp_path):
     assert not (set(new_seeds) & ran_before - {None})
 
 
+def _as_old_export(data: dict) -> dict:
+    """The export as written before it carried distributions (neither the study table nor per trial)."""
+    for st in data["studies"]:
+        st.pop("distributions", None)
+        for t in st["trials"]:
+            t.pop("distributions", None)
+            t.pop("distributions_shared", None)
+    return data
+
+
+def test_an_export_lists_each_distribution_once(exported, work, tmp_path):
+    """The study table holds the distributions every trial shares; a record keeps only its own, and the
+    import puts them together again (test_import_restores_every_finished_trial compares them)."""
+    _, data = exported
+    st = data["studies"][0]
+    finished = [t for t in st["trials"] if t["state"] != "WAITING"]
+    assert st["distributions"] and finished and all(t["distributions_shared"] for t in finished)
+    assert all(t["distributions"] == {} for t in finished)            # one space: nothing of their own
+    assert all("distributions_shared" not in t for t in st["trials"] if t["state"] == "WAITING")
+
+
 def test_old_export_without_distributions_is_replayed_through_the_space(exported, work, tmp_path, capsys):
     path, data = exported
-    for t in data["studies"][0]["trials"]:
-        del t["distributions"]
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(_as_old_export(data)))
     other = _copy_inputs(work, tmp_path / "other")
     assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 0
     for a, b in zip(_study(work).get_trials(), _study(other).get_trials()):
@@ -137,8 +157,7 @@ def test_import_into_a_study_with_trials_is_refused(exported, work, capsys):
 
 def test_params_outside_the_space_write_nothing(exported, work, tmp_path, capsys):
     path, data = exported
-    for t in data["studies"][0]["trials"]:
-        del t["distributions"]
+    for t in _as_old_export(data)["studies"][0]["trials"]:
         t["params"]["pass.no_such_pass"] = True
     path.write_text(json.dumps(data))
     other = _copy_inputs(work, tmp_path / "other")
@@ -210,7 +229,8 @@ def test_import_if_missing_does_not_check_a_kept_study_against_the_space(exporte
     export into an empty storage is still checked, and a trial that does not fit stops it, one line."""
     path, data = exported
     done = next(r for r in data["studies"][0]["trials"] if r["state"] == "COMPLETE")
-    done.pop("distributions", None)                             # an older export: replayed through the space
+    done.pop("distributions", None)                             # as an older export: replayed through the space
+    done.pop("distributions_shared", None)
     done["params"].pop(sorted(done["params"])[0])               # ... which asks for a parameter it lacks
     path.write_text(json.dumps(data))
     before = len(_study(work).get_trials())
@@ -236,3 +256,12 @@ def test_a_waiting_plan_queued_in_a_smaller_space_is_imported(exported, work, tm
     assert main(["import", str(path), "--work-dir", str(other), "--model", "encoder"]) == 0
     again = [t for t in _study(other).get_trials() if t.state.name == "WAITING"]
     assert any("fp16" not in t.system_attrs["fixed_params"] for t in again)
+
+
+def test_an_export_whose_table_lacks_a_distribution_is_refused():
+    from search.errors import SearchError
+    from search.study_import import full_distributions
+
+    rec = {"number": 3, "params": {"fp16": True, "int8": False}, "distributions": {}, "distributions_shared": True}
+    with pytest.raises(SearchError, match="trial 3: the export's distribution table lacks int8"):
+        full_distributions(rec, {"fp16": "{}"})
