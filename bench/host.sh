@@ -129,7 +129,10 @@ step() {
       resume_study || return 1
       S=(--work-dir "$WORK" --model "${MODELS:-decoder}" --harness "${HARNESS:-contest}")
       # a study the carried database lacks comes from its export (resume_study above, now with our plugin library)
-      L=(); [ -f "$PLUGIN_LIB" ] && L=(--plugin-lib "$PLUGIN_LIB")
+      # P: our plugin library, for the plans and for tune (without it plans lacked its plugin parameters, which
+      # the sampler then chose until tune pinned them, 2026-12-07)
+      P=(); [ -f "$PLUGIN_LIB" ] && P=(--plugin-lib "$PLUGIN_LIB")
+      L=("${P[@]}")
       # SEEDS: the seeds a new study enqueues (tune --seeds: all, none or labels; the encoder's FP16 ones cost minutes)
       [ -n "${SEEDS:-}" ] && L+=(--seeds "$SEEDS")
       # WORKERS: tuning processes on the GPU (tune --workers-per-gpu): builds overlap, measurements take turns;
@@ -139,9 +142,6 @@ step() {
       [ "${SEED_TRIALS:-6}" -gt 0 ] && trt -m search tune "${S[@]}" "${L[@]}" --trials "${SEED_TRIALS:-6}" \
         --trial-timeout "${TRIAL_TIMEOUT_S:-400}" --no-progress 2>&1 | tee -a "$RESULTS/tune.log" | grep -v '^\['
       I=(${ALLOW_INT8:+--allow-int8})
-      # the plans get our plugin library too: without it their trials lacked its plugin parameters (tune now
-      # pins those off; before, the sampler chose them, 2026-12-07)
-      P=(); [ -f "$PLUGIN_LIB" ] && P=(--plugin-lib "$PLUGIN_LIB")
       for p in ${PRECISION_PLANS:-rules}; do
         [ "$p" = none ] || trt -m search plan "${S[@]}" "${I[@]}" "${P[@]}" --plan "$p" --base "${BASE:-passes_fp32}"
       done

@@ -58,7 +58,8 @@ def study_counts(prefix: str, key: str, what: str, ts: Callable[[Sources], list[
 study_counts("dstudy", SDC, "decoder contest study", _sdc_trials)
 number("dstudy.best-speedup", SDC, "baseline trial 0's objective / the best feasible objective",
        lambda s: times(_baseline(s, "tpe") / _sdc_best(s)["value"]))
-number("dstudy.within5", SDC, "the first trial within 5% of the study's best", lambda s: first_within(_sdc_trials(s), 0.05))
+number("dstudy.within5", SDC, "the first trial within 5% of the study's best",
+       lambda s: first_within(_sdc_trials(s), 0.05))
 
 
 def _sdc_within_own(s, frac: float) -> str:

@@ -14,6 +14,7 @@ from bench.report_data import Sources, main_study
 from bench.report_registry import number, times
 from bench.report_study_blocks import SSD
 from bench.report_tables import table
+from search.plans import batch_worst
 
 PSV = "precision@h100"
 PLAN_BASE = "per_batch_tf32"        # the seed the plans started from (host.sh precision-plans BASE)
@@ -31,12 +32,13 @@ def plan_records(rec: dict, base: str = PLAN_BASE) -> list[dict]:
 
 
 def worst_by_batch(r: dict) -> dict[int, float]:
-    """batch -> the worst metric/threshold ratio over that batch's measured cases."""
-    out: dict[int, float] = {}
-    for c in (r.get("user_attrs") or {}).get("cases") or []:
-        if c.get("worst_ratio") is not None:
-            out[int(c["batch"])] = max(out.get(int(c["batch"]), 0.0), float(c["worst_ratio"]))
-    return out
+    """batch -> the worst metric/threshold ratio over that batch's measured cases, of an exported trial."""
+    return batch_worst((r.get("user_attrs") or {}).get("cases") or [])
+
+
+def _worst_over(r: dict, batches: tuple[int, ...]) -> float:
+    """The worst ratio of an exported trial over those batches."""
+    return max(v for b, v in worst_by_batch(r).items() if b in batches)
 
 
 def plugins_on(r: dict) -> str:
@@ -93,7 +95,7 @@ def _summary(precision: str) -> Callable[[Sources], dict]:
 
 
 def _batch_worst(get: Callable[[Sources], dict], batches: tuple[int, ...]) -> Callable[[Sources], str]:
-    return lambda s: f"{max(v for b, v in worst_by_batch(get(s)).items() if b in batches):.3g}"
+    return lambda s: f"{_worst_over(get(s), batches):.3g}"
 
 
 _ALL16, _FF32, _OUT32 = ("sensitivity/fp16/all@per_batch_tf32", "sensitivity/fp32:feed_forward@per_batch_tf32",
@@ -139,7 +141,7 @@ def _no_output_pin(s: Sources) -> list[dict]:
 def _range_b4_16(lsm_on: bool) -> Callable[[Sources], str]:
     """The range of their worst ratios at batches 4 and 16, with the log-softmax plugin on or off."""
     def value(s: Sources) -> str:
-        ws = [max(v for b, v in worst_by_batch(r).items() if b in (4, 16)) for r in _no_output_pin(s)
+        ws = [_worst_over(r, (4, 16)) for r in _no_output_pin(s)
               if bool((r.get("params") or {}).get("plugin.wenet_log_softmax_plugin")) == lsm_on]
         return f"{min(ws):.3g}-{max(ws):.3g} ({len(ws)} trial{'' if len(ws) == 1 else 's'})"
     return value

@@ -12,8 +12,8 @@ from bench.report_data import (BENCH, H100, MODELS, NAIVE, Config, Sources, buil
                                plugin_free, plugin_set, plugin_sites, rnd, sampler_curves, shape_key, study_series,
                                time_ratio, trials)
 
-FIGURES = ("latency", "latency-all", "latency-all-h100", "speedup", "layers", "build", "pareto", "pareto-h100", "study", "plugins",
-           "plugin-layers", "decoder-study", "decoder-serving-study")
+FIGURES = ("latency", "latency-all", "latency-all-h100", "speedup", "layers", "build", "pareto", "pareto-h100",
+           "study", "plugins", "plugin-layers", "decoder-study", "decoder-serving-study")
 
 
 def _layouts_configs(src: Sources, keys: tuple[str, ...] = BENCH):

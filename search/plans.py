@@ -200,11 +200,17 @@ def _worst(t: FrozenTrial) -> float:
     return max(c["worst_ratio"] for c in t.user_attrs["cases"])
 
 
-def worst_by_batch(t: FrozenTrial) -> dict[int, float]:
+def batch_worst(cases: list[dict[str, Any]]) -> dict[int, float]:
+    """batch -> the worst metric/threshold ratio over that batch's measured cases (a trial's `cases` attr)."""
     out: dict[int, float] = {}
-    for c in t.user_attrs["cases"]:
-        out[int(c["batch"])] = max(out.get(int(c["batch"]), 0.0), c["worst_ratio"])
+    for c in cases:
+        if c.get("worst_ratio") is not None:
+            out[int(c["batch"])] = max(out.get(int(c["batch"]), 0.0), float(c["worst_ratio"]))
     return out
+
+
+def worst_by_batch(t: FrozenTrial) -> dict[int, float]:
+    return batch_worst(t.user_attrs["cases"])
 
 
 def _latency(t: FrozenTrial) -> float:
