@@ -9,6 +9,8 @@
 # A whole session, with the host kept busy between calls (bench/session.md has the plan):
 #   bash bench/host.sh start-bg nvsmi data torch   # first call: torch needs no TensorRT, so it compiles while the parts are sent
 #   bash bench/host.sh install && bash bench/host.sh start-bg plugins layouts
+#   (or, the same text every session: bash bench/host.sh install && bash bench/host.sh planned, which runs
+#    bench/plans/<card>.sh, the pipeline written for that card before the session)
 #   bash bench/host.sh wait 540                 # repeat: waits, prints progress, collects
 #
 # Settings (environment): WORK (/root/work), RESULTS ($WORK/results), TUNE_S (tuning
@@ -114,8 +116,10 @@ step() {
         bash plugins/build_plugins.sh 2>&1 | tail -3
       [ -f "$PLUGIN_LIB" ] || { echo "error: no $PLUGIN_LIB"; return 1; }
       [ "${PLUGIN_TESTS:-1}" = 1 ] || return 0       # PLUGIN_TESTS=0: the library only (tests ran before)
-      (. /root/rig/env.sh && WENET_TRT_PLUGIN_LIB="$PLUGIN_LIB" timeout 420 python3.10 -m pytest -q -m gpu \
-         tests/plugins -p no:cacheprovider > "$RESULTS/plugins-gputests.log" 2>&1) &
+      # the tests hold the GPU lock as a build does, so no trial of a study started beside them measures meanwhile
+      (. /root/rig/env.sh && WENET_TRT_PLUGIN_LIB="$PLUGIN_LIB" python3.10 -m search.gpu_share --work-dir "$WORK" -- \
+         timeout 420 python3.10 -m pytest -q -m gpu tests/plugins -p no:cacheprovider \
+         > "$RESULTS/plugins-gputests.log" 2>&1) &
       echo "plugin GPU tests started (results/plugins-gputests.log)" ;;
     plugin-bench)  # issue 12's table: the best contest configs with and without our plugins
       wait_for "$WORK/onnx/.complete" 900 || return 1
@@ -360,6 +364,13 @@ step() {
       EVAL_JSON=$(tagged reproduce-eval) step build-eval
       python3 bench/reproduce.py --study-json "$(tagged study)" --configs "$WORK/configs" \
         --evaluate-json "$(tagged reproduce-eval)" --out "$(tagged reproduce)" ;;
+    planned)  # the session's pipeline for this host's card, written before the session: bench/plans/<card>.sh
+      # (PLAN_DIR to look elsewhere). The install call is then the same text every session (`bash bench/host.sh
+      # install && bash bench/host.sh planned; sleep 5; bash bench/host.sh wait 540`), and no choice waits for the
+      # card's name with the host idle: the fourteenth session lost a staged host to such a wait (2026-12-07)
+      local plan="${PLAN_DIR:-$REPO/bench/plans}/$GPU_SLUG.sh"
+      [ -f "$plan" ] || { echo "error: no session plan for this card ($plan)" >&2; return 1; }
+      echo "plan: $plan"; bash "$plan" ;;
     await)  # let the pipelines started before this one finish (clean timings)
       while [ -n "$(bg_alive $$)" ]; do sleep 5; done ;;
     *) echo "unknown step $s" >&2; return 2 ;;

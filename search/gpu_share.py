@@ -10,12 +10,20 @@ holds it shared, a measurement exclusive. Every taker passes a gate file first a
 while it waits for the lock itself, so a measurement that waits keeps new builds from starting
 ahead of it (writer preference: a stream of builds cannot starve it). flock locks belong to the
 open file, so a worker that dies, even by SIGKILL, frees what it held.
+
+Other GPU work on the host takes the same lock from the shell, as a build does, so no trial measures
+beside it (host.sh's background plugin GPU tests did not, until 2026-12-07):
+
+    python -m search.gpu_share --work-dir /root/work [--gpu 0] -- python -m pytest -m gpu tests/plugins
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -63,3 +71,26 @@ def gpu_turn(lock: Path | None, exclusive: bool, waiting: Callable[[], None] = l
         yield time.monotonic() - start
     finally:
         os.close(held)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command holding the GPU's lock as a build does (shared): trials' measurements wait for it."""
+    p = argparse.ArgumentParser(prog="python -m search.gpu_share", description=main.__doc__)
+    p.add_argument("--work-dir", required=True, type=Path, help="the tuning work dir (its locks/ folder)")
+    p.add_argument("--gpu", default="0", help="the GPU id the trials use (tune --gpus; default: 0)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("error: no command to run (give it after --)", file=sys.stderr)
+        return 2
+    with gpu_turn(gpu_lock_path(args.work_dir, args.gpu), exclusive=False):
+        try:
+            return subprocess.call(command)
+        except OSError as exc:          # not found, not executable
+            print(f"error: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

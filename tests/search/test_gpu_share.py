@@ -3,7 +3,10 @@ before builds that ask after it. Threads stand in for worker processes (flock lo
 file, so two opens in one process exclude each other as two processes do)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from search.gpu_share import WAIT_STAGE, gpu_lock_path, gpu_turn
 
 fcntl = pytest.importorskip("fcntl")
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Taker(threading.Thread):
@@ -83,3 +87,43 @@ def test_a_failing_block_frees_the_lock(tmp_path):
     assert t.got.wait(10)
     t.release.set()
     t.join(10)
+
+
+def _run_holder(tmp_path, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.gpu_share", "--work-dir", str(tmp_path), "--", *command],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+def test_the_command_line_holder_runs_its_command_as_a_build(tmp_path):
+    """host.sh's background plugin GPU tests run under it: a trial's measurement must not start meanwhile."""
+    marker, started, go = tmp_path / "ran", tmp_path / "started", tmp_path / "go"
+    results: list[subprocess.CompletedProcess] = []
+    lock = gpu_lock_path(tmp_path, "0")
+    # the command says it started (the holder took the lock before it ran it), then waits for the test's go
+    script = (f"import pathlib, time\npathlib.Path({str(started)!r}).write_text('')\n"
+              f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
+              f"pathlib.Path({str(marker)!r}).write_text('x')")
+    holder = threading.Thread(target=lambda: results.append(_run_holder(tmp_path, sys.executable, "-c", script)),
+                              daemon=True)
+    holder.start()
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    measure = start(Taker(lock, "measure", True, []))
+    assert not measure.got.wait(0.5)                     # blocked while the command runs
+    go.write_text("")
+    assert measure.got.wait(20) and marker.exists()      # the command finished first
+    measure.release.set()
+    measure.join(10), holder.join(20)
+    assert results[0].returncode == 0
+
+
+def test_the_command_line_holder_passes_the_exit_status_and_rejects_bad_input(tmp_path):
+    assert _run_holder(tmp_path, sys.executable, "-c", "raise SystemExit(3)").returncode == 3
+    none = subprocess.run([sys.executable, "-m", "search.gpu_share", "--work-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert none.returncode == 2 and none.stderr.strip() == "error: no command to run (give it after --)"
+    missing = _run_holder(tmp_path, str(tmp_path / "no-such-program"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: cannot run ")
+    assert len(missing.stderr.strip().splitlines()) == 1
