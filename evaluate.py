@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from scoring.objective import objective
 from workload import registry
-from workload.errors import OneLineError, WorkloadError, report
+from workload.errors import OneLineError, OneLineParser, WorkloadError, report
 from engine.evaluation import (EvaluateError, check_cases, convention_rows, evaluate_plan, format_table,
                                model_summary, plan_build_facts, rows_json, select_cases)
 
@@ -80,14 +80,8 @@ def plugin_libraries(args_plugins: Sequence[str], cwd: Path | None) -> list[Path
 
 
 # --- CLI --------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python evaluate.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python evaluate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="encoder,decoder", help="comma list (default encoder,decoder)")
     p.add_argument("--encoder", default="encoder.plan", help="encoder engine (default encoder.plan)")
     p.add_argument("--decoder", default="decoder.plan", help="decoder engine (default decoder.plan)")

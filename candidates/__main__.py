@@ -11,21 +11,13 @@ import logging
 import sys
 from pathlib import Path
 
-from workload.errors import OneLineError, report
+from workload.errors import OneLineError, OneLineParser, report
 from workload.shapes import MODELS
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit 2, like every other bad input."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="ONNX graph passes for the WeNet models")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = OneLineParser(prog=prog, description="ONNX graph passes for the WeNet models")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
     ls = sub.add_parser("list", help="list the registered passes (python -m plugins: and plugin rewrites)")
     ls.add_argument("--model", choices=MODELS)
     ap = sub.add_parser("apply", help="apply passes to an ONNX file")

@@ -18,15 +18,7 @@ import time
 from pathlib import Path
 
 from engine.errors import EngineError
-from workload.errors import OneLineError, report
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit 2, like every other bad input."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+from workload.errors import OneLineError, OneLineParser, report
 
 
 def _build_options(b: argparse.ArgumentParser, onnx_required: bool = True) -> None:
@@ -51,8 +43,8 @@ def _build_options(b: argparse.ArgumentParser, onnx_required: bool = True) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m engine", description="TensorRT engines: build, inspect, probe.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m engine", description="TensorRT engines: build, inspect, probe.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     b = sub.add_parser("build", help="prepare the ONNX (passes, plugins) and build an engine",
                        description="Apply the config's passes and plugin rewrites (cached in WORK/prepared), "

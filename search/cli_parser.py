@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from engine.config import LAYOUTS
 from search.plans import PLANS
 from search.options import HARNESS_NAMES, SpaceOptions, StudyOptions, TuneOptions, add_arguments
+from workload.errors import OneLineParser
 
 USAGE = """A session (GPU host; everything but `tune` also works on a CPU machine):
     python -m search tune --model both --harness serving --trials 100 --gpus 0,1 --max-opt-level 4
@@ -15,14 +15,6 @@ USAGE = """A session (GPU host; everything but `tune` also works on a CPU machin
     python -m search freeze --harness serving      # configs/<model>.yaml + .timing.cache for build.sh
     python -m search export --out bench/results/study-h100.json
     python -m search dashboard                     # http://127.0.0.1:8080, with trial artifacts"""
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (the usage text is one --help away)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
 
 def _layout_text(text: str) -> str:
     """--layout: a layout name, or a layout as BuildConfig.describe_layout writes it (name[buckets]...)."""
@@ -53,7 +45,7 @@ def _base_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m search", description="Optuna autotuner for TensorRT engines (--workload: any ONNX).",
+    p = OneLineParser(prog="python -m search", description="Optuna autotuner for TensorRT engines (--workload: any ONNX).",
                 epilog=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 

@@ -21,12 +21,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
+
+from workload.errors import OneLineParser
 
 LOCK_DIR = "locks"
 # the worker's stage while it waits for its turn (search/request.py's stage file): the runner does not
@@ -75,7 +78,7 @@ def gpu_turn(lock: Path | None, exclusive: bool, waiting: Callable[[], None] = l
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command holding the GPU's lock as a build does (shared): trials' measurements wait for it."""
-    p = argparse.ArgumentParser(prog="python -m search.gpu_share", description=main.__doc__)
+    p = OneLineParser(prog="python -m search.gpu_share", description=main.__doc__)
     p.add_argument("--work-dir", required=True, type=Path, help="the tuning work dir (its locks/ folder)")
     p.add_argument("--gpu", default="0", help="the GPU id the trials use (tune --gpus; default: 0)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
@@ -83,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("error: no command to run (give it after --)", file=sys.stderr)
+        return 2
+    if shutil.which(command[0]) is None:        # refused before the lock file is made: bad input writes nothing
+        print(f"error: cannot run {command[0]!r}: no such program", file=sys.stderr)
         return 2
     with gpu_turn(gpu_lock_path(args.work_dir, args.gpu), exclusive=False):
         try:

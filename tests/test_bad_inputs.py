@@ -99,6 +99,10 @@ CASES = [
     tune("tune-num-blocks-beyond-onnx", "--group-granularity block --num-blocks 9", "block"),
     tune("tune-precision-groups-unknown", "--precision-groups softmax,bogus", "bogus not a layer group of encoder"),
     tune("tune-precision-groups-repeated", "--precision-groups norm,norm", "distinct comma-separated names"),
+    # --- search.gpu_share (host.sh runs GPU work beside a study under it) ----------------------------
+    bad("gpu-share-no-work-dir", "search.gpu_share -- true", "--work-dir"),
+    bad("gpu-share-no-command", "search.gpu_share --work-dir work --", "no command to run"),
+    bad("gpu-share-missing-program", "search.gpu_share --work-dir work -- no-such-program-here", "no such program"),
     # --- search tune: names that match nothing -------------------------------------------------
     tune("tune-grid-not-a-shape", "--grid 3x3", "not a test shape"),
     tune("tune-grid-repeats", "--grid 1x16,1x16", "repeats a shape"),
@@ -445,8 +449,8 @@ def busy_port():
 def test_table_is_large_and_unique():
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 80
-    assert {c.argv[0] for c in CASES} == {"search", "engine", "candidates", "plugins", "workload", "evaluate.py",
-                                            "build.sh"}
+    assert {c.argv[0] for c in CASES} == {"search", "search.gpu_share", "engine", "candidates", "plugins", "workload",
+                                            "evaluate.py", "build.sh"}
 
 
 def run_case(case: Bad, assets: Path, tmp_path: Path, port: int, timeout: float = TIMEOUT_S):

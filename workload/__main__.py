@@ -13,15 +13,7 @@ import time
 from pathlib import Path
 
 from workload import shapes
-from workload.errors import OneLineError, WorkloadError, report
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit 2, like every other bad input."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+from workload.errors import OneLineError, OneLineParser, WorkloadError, report
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -53,8 +45,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m workload", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m workload", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("export", help="export encoder.onnx / decoder.onnx",
                        description="Export the models to OUT/{encoder,decoder}.onnx (onnx.checker-verified).")

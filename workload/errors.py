@@ -8,6 +8,7 @@ at the bottom of the import graph, so every package can.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -21,6 +22,14 @@ class WorkloadError(OneLineError):
 
 class CheckpointError(WorkloadError):
     """A checkpoint that does not fit the model: missing, unreadable, wrong keys or shapes."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other bad input (--help has the usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def first_line(exc: BaseException) -> str:
