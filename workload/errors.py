@@ -4,7 +4,8 @@
 (`python -m search|engine|candidates|plugins|workload`, evaluate.py) catch it, print
 `error: <first line>` on stderr and exit with status 2. Each package derives its own
 errors from it (EngineError, PassError, SearchError, EvaluateError, ...); it lives here,
-at the bottom of the import graph, so every package can.
+at the bottom of the import graph, so every package can. `OneLineParser` is the argparse of
+those CLIs: a usage error is the same one line and exit status.
 """
 from __future__ import annotations
 
