@@ -45,8 +45,9 @@ def _base_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m search", description="Optuna autotuner for TensorRT engines (--workload: any ONNX).",
-                epilog=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m search",
+                      description="Optuna autotuner for TensorRT engines (--workload: any ONNX).",
+                      epilog=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     t = sub.add_parser("tune", help="run trials (build + evaluate engines) and store them in the study",

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     with gpu_turn(gpu_lock_path(args.work_dir, args.gpu), exclusive=False):
         try:
             return subprocess.call(command)
-        except OSError as exc:          # not found, not executable
+        except OSError as exc:          # found but not runnable (permissions, a bad interpreter line)
             print(f"error: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
             return 2
 
